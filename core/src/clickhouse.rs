@@ -1,0 +1,48 @@
+//! How K-ERP services connect to ClickHouse. Shared so that the writer (stream-workers) and the reader (query-api)
+//! use the same settings, including the two that ClickHouse 18.16 needs.
+
+use clickhouse::{Client, Compression};
+
+/// ClickHouse connection settings, as flags or environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP endpoint.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    /// Database holding the K-ERP aggregates.
+    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = "kerp")]
+    pub clickhouse_database: String,
+    /// ClickHouse user.
+    #[arg(long, env = "CLICKHOUSE_USER", default_value = "default")]
+    pub clickhouse_user: String,
+    /// ClickHouse password.
+    #[arg(long, env = "CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    pub clickhouse_password: String,
+}
+
+impl ClickHouseConfig {
+    /// A client for the configured database.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.server_client().with_database(&self.clickhouse_database)
+    }
+
+    /// A client with no default database, for creating it.
+    #[must_use]
+    pub fn server_client(&self) -> Client {
+        Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_user(&self.clickhouse_user)
+            .with_password(&self.clickhouse_password)
+            // 18.16 rejects the RowBinaryWithNamesAndTypes format that validation asks for.
+            .with_validation(false)
+            // With LZ4 on, 18.16 answers SELECTs with no rows and no error.
+            .with_compression(Compression::None)
+    }
+}
+
+/// Formats a UUID as a ClickHouse literal. UUIDs print as hex and dashes only, so this cannot inject SQL.
+#[must_use]
+pub fn uuid_literal(id: &uuid::Uuid) -> String {
+    format!("toUUID('{id}')")
+}

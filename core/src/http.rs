@@ -1,0 +1,221 @@
+//! HTTP helpers shared by ingest-api and query-api: problem+json errors (RFC 9457), the bearer-token extractor, a JSON
+//! body extractor with a size limit, the `{"data": …}` envelope and the request metrics middleware.
+//!
+//! Requests pass through [`track_metrics`] and the extractors; errors leave as [`Problem`] responses.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth::{self, Claims};
+use crate::voucher::FieldError;
+
+/// Largest request body any endpoint reads, in bytes. A voucher at `LINES_MAX` lines with long descriptions stays
+/// under it; anything bigger is refused with 413 before it is parsed.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest page a list endpoint returns; a bigger `page_size` is clamped to it.
+pub const PAGE_SIZE_MAX: u32 = 500;
+/// Page size when the client does not ask for one.
+pub const PAGE_SIZE_DEFAULT: u32 = 50;
+
+/// An RFC 9457 problem document, served as `application/problem+json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem with the standard reason phrase as its title.
+    #[must_use]
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self { kind: "about:blank", title: status.canonical_reason().unwrap_or("Error"), status: status.as_u16(), detail: detail.into(), errors: Vec::new() }
+    }
+
+    /// A 422 that names each offending field.
+    #[must_use]
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail) }
+    }
+
+    #[must_use]
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+    }
+
+    /// The 500 that clients see: the cause is logged by the caller, never sent.
+    #[must_use]
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+/// The success envelope of the contract: `{"data": …}`.
+#[derive(Debug, Serialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// The list envelope of the contract: `{"data": [...], "pagination": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+/// `page` starts at 1.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Pagination {
+    pub page: u32,
+    pub page_size: u32,
+    pub total: u64,
+}
+
+impl Pagination {
+    /// Clamps client values: page at least 1, page size between 1 and [`PAGE_SIZE_MAX`].
+    #[must_use]
+    pub fn clamp(page: Option<u32>, page_size: Option<u32>) -> Self {
+        Self { page: page.unwrap_or(1).max(1), page_size: page_size.unwrap_or(PAGE_SIZE_DEFAULT).clamp(1, PAGE_SIZE_MAX), total: 0 }
+    }
+
+    /// Rows to skip for this page.
+    #[must_use]
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page - 1) * u64::from(self.page_size)
+    }
+}
+
+/// Services that verify bearer tokens expose their HS256 secret through this.
+pub trait JwtSecret {
+    fn jwt_secret(&self) -> &[u8];
+}
+
+/// The verified caller. Extracting it refuses the request with 401 unless a valid bearer token is present.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Claims);
+
+impl<S: JwtSecret + Send + Sync> FromRequestParts<S> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(Problem::unauthorized)?;
+        auth::verify(state.jwt_secret(), token.trim()).map(Auth).map_err(|_| Problem::unauthorized())
+    }
+}
+
+/// A JSON body, read up to [`BODY_BYTES_MAX`] and parsed with field paths in the errors.
+///
+/// Oversized bodies get 413, bodies that are not JSON get 400, and JSON of the wrong shape gets 422 naming the field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        if !is_json {
+            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"));
+        }
+        let too_large = || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {BODY_BYTES_MAX} bytes"));
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX).await.map_err(|_| too_large())?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON and words the error the way a client can act on.
+///
+/// # Errors
+/// 400 for bytes that are not JSON, 422 naming the field for JSON of the wrong shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let field = if field == "." { "body".to_owned() } else { field };
+            Problem::invalid(vec![FieldError::new(field, inner.to_string())])
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
+        }
+    })
+}
+
+/// Records `http_requests_total` and `http_request_duration_seconds` with the route template as the `handler` label,
+/// so ids in paths do not explode the label set.
+pub async fn track_metrics(req: Request<Body>, next: Next) -> Response {
+    let start = Instant::now();
+    let handler = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [("handler", handler), ("method", method), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        #[allow(dead_code)]
+        n: i64,
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_wrong_shape_is_422_with_the_field() {
+        assert_eq!(parse_json::<Body>(b"{\"n\": ").unwrap_err().status, 400);
+        let p = parse_json::<Body>(b"{\"n\": \"x\"}").unwrap_err();
+        assert_eq!(p.status, 422);
+        assert_eq!(p.errors[0].field, "n");
+    }
+
+    #[test]
+    fn pagination_is_clamped() {
+        assert_eq!(Pagination::clamp(Some(0), Some(100_000)), Pagination { page: 1, page_size: PAGE_SIZE_MAX, total: 0 });
+        assert_eq!(Pagination::clamp(Some(3), Some(10)).offset(), 20);
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared K-ERP code: the domain rules that have no IO (voucher validation, the default chart of accounts,
+//! token claims) and the small HTTP and telemetry helpers that both HTTP services use, so the binaries stay thin.
+
+pub mod auth;
+pub mod chart;
+pub mod clickhouse;
+pub mod http;
+pub mod telemetry;
+pub mod voucher;
+
+/// A future that completes when the process is asked to stop (Ctrl-C or SIGTERM).
+///
+/// Services take their shutdown signal as a parameter so tests can stop them without signals; binaries pass this one.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed we still want SIGTERM to work, so an error here just never resolves.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

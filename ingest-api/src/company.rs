@@ -1,0 +1,112 @@
+//! Companies and users: creating a company seeds the default Korean chart of accounts and its first admin user. Used by
+//! the `create-company` CLI subcommand, the dev stack's demo data and the tests.
+
+use kerp_core::auth::{self, Claims, Role};
+use kerp_core::chart::DEFAULT_CHART;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// What [`create_company`] made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewCompany {
+    pub company_id: Uuid,
+    pub admin_user_id: Uuid,
+}
+
+/// Creates a company with the default chart of accounts and an admin user, in one transaction.
+///
+/// # Errors
+/// Database errors, including a duplicate admin email (409 through the constraint mapping).
+pub async fn create_company(pool: &PgPool, name: &str, business_number: Option<&str>, admin_email: &str) -> Result<NewCompany> {
+    let company_id = Uuid::new_v4();
+    let admin_user_id = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO companies (id, name, business_number) VALUES ($1, $2, $3)")
+        .bind(company_id)
+        .bind(name)
+        .bind(business_number)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO users (id, company_id, email, name, role) VALUES ($1, $2, $3, $4, 'admin')")
+        .bind(admin_user_id)
+        .bind(company_id)
+        .bind(admin_email)
+        .bind("Administrator")
+        .execute(&mut *tx)
+        .await?;
+    let ids: Vec<Uuid> = DEFAULT_CHART.iter().map(|_| Uuid::new_v4()).collect();
+    let codes: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.code).collect();
+    let names: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.name_ko).collect();
+    let names_en: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.name_en).collect();
+    let types: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.account_type().as_str()).collect();
+    sqlx::query(
+        "INSERT INTO accounts (id, company_id, code, name, name_en, account_type)
+         SELECT id, $2, code, name, name_en, account_type
+         FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[]) AS t(id, code, name, name_en, account_type)",
+    )
+    .bind(&ids)
+    .bind(company_id)
+    .bind(&codes)
+    .bind(&names)
+    .bind(&names_en)
+    .bind(&types)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(NewCompany { company_id, admin_user_id })
+}
+
+/// Adds a user to a company.
+///
+/// # Errors
+/// Database errors.
+pub async fn create_user(pool: &PgPool, company_id: Uuid, email: &str, role: Role) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    let role = serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    sqlx::query("INSERT INTO users (id, company_id, email, name, role) VALUES ($1, $2, $3, $3, $4)")
+        .bind(id)
+        .bind(company_id)
+        .bind(email)
+        .bind(role)
+        .execute(pool)
+        .await?;
+    Ok(id)
+}
+
+/// Adds a partner (거래처) to a company and returns its id.
+///
+/// # Errors
+/// Database errors, including a duplicate code.
+pub async fn create_partner(pool: &PgPool, company_id: Uuid, code: &str, name: &str) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO partners (id, company_id, code, name, partner_type) VALUES ($1, $2, $3, $4, 'both')")
+        .bind(id)
+        .bind(company_id)
+        .bind(code)
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(id)
+}
+
+/// Mints a token for a user of a company, valid for `ttl_seconds`.
+///
+/// # Errors
+/// Only if signing fails, which would be a bug.
+pub fn token(secret: &str, user_id: Uuid, company_id: Uuid, role: Role, ttl_seconds: i64) -> Result<String> {
+    let claims = Claims { sub: user_id, company_id, role, exp: chrono::Utc::now().timestamp() + ttl_seconds };
+    auth::issue(secret.as_bytes(), &claims).map_err(|e| crate::Error::Other(e.to_string()))
+}
+
+/// Finds a company's admin user, for minting a dev token for an existing company.
+///
+/// # Errors
+/// Database errors; `Ok(None)` when the company has no admin.
+pub async fn admin_of(pool: &PgPool, company_id: Uuid) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE company_id = $1 AND role = 'admin' ORDER BY created_at LIMIT 1")
+        .bind(company_id)
+        .fetch_optional(pool)
+        .await?)
+}

@@ -1,0 +1,134 @@
+//! ingest-api: the write side of K-ERP.
+//!
+//! HTTP requests come in, are authenticated and validated, and are written to Postgres in one transaction together
+//! with an outbox row; the [`relay`] task then publishes outbox rows to Kafka. It also serves the transactional reads
+//! (vouchers, accounts) straight from Postgres.
+
+pub mod company;
+mod error;
+pub mod relay;
+mod routes;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+/// The Postgres migrations, embedded so that the binary can migrate a fresh database by itself.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Settings of ingest-api. Every field can come from a flag or from the environment variable named beside it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://kerp:kerp@127.0.0.1:5432/kerp")]
+    pub database_url: String,
+    /// Most Postgres connections the pool opens.
+    #[arg(long, env = "DB_POOL_MAX", default_value_t = 20)]
+    pub db_pool_max: u32,
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// HS256 secret that signs and verifies bearer tokens. Keep it the same for every service.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Topic that voucher events are published to.
+    #[arg(long, env = "VOUCHER_TOPIC", default_value = "kerp.vouchers.v1")]
+    pub voucher_topic: String,
+    /// Partitions to create the voucher topic with, when it does not exist yet. Events are keyed by company, so this
+    /// bounds how many workers can fold in parallel.
+    #[arg(long, env = "VOUCHER_TOPIC_PARTITIONS", default_value_t = 6)]
+    pub voucher_topic_partitions: i32,
+    /// Whether this process runs the outbox relay. Only one relay publishes at a time (a Postgres advisory lock picks
+    /// it), so running it in every instance is safe.
+    #[arg(long, env = "RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub relay_enabled: bool,
+    /// Most outbox rows the relay publishes per round.
+    #[arg(long, env = "RELAY_BATCH_ROWS", default_value_t = relay::RELAY_BATCH_ROWS_MAX)]
+    pub relay_batch_rows: i64,
+    /// How long the relay sleeps when the outbox is empty, in milliseconds.
+    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 50)]
+    pub relay_poll_interval_ms: u64,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+}
+
+impl kerp_core::http::JwtSecret for AppState {
+    fn jwt_secret(&self) -> &[u8] {
+        self.config.jwt_secret.as_bytes()
+    }
+}
+
+/// Opens the pool and brings the schema up to date.
+///
+/// # Errors
+/// When Postgres is unreachable or a migration fails.
+pub async fn connect(config: &Config) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.db_pool_max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database_url)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// The HTTP routes, with metrics and the body limit applied.
+pub fn router(state: AppState) -> Router {
+    let metrics = kerp_core::telemetry::metrics_handle();
+    Router::new()
+        .merge(routes::routes())
+        .route("/health", get(routes::health))
+        .with_state(state)
+        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .layer(axum::middleware::from_fn(kerp_core::http::track_metrics))
+}
+
+/// Binds the configured address and serves until `shutdown` is cancelled.
+///
+/// # Errors
+/// When the address cannot be bound or the database cannot be reached.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let listener = TcpListener::bind(config.listen).await?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0 and read the address first).
+///
+/// In-flight requests finish before this returns; the relay finishes its current round.
+///
+/// # Errors
+/// When the database cannot be reached or migrated.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let pool = connect(&config).await?;
+    let config = Arc::new(config);
+    let relay = config.relay_enabled.then(|| tokio::spawn(relay::run(pool.clone(), config.clone(), shutdown.clone())));
+    tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
+    let app = router(AppState { pool, config });
+    let stop = shutdown.clone();
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    if let Some(relay) = relay {
+        // A panicked relay has already logged; the server itself stopped cleanly.
+        if let Ok(Err(e)) = relay.await {
+            tracing::error!(error = %e, "outbox relay stopped with an error");
+        }
+    }
+    Ok(())
+}

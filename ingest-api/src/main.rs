@@ -1,0 +1,74 @@
+//! The ingest-api binary: serves the write API by default, and has subcommands for migrations, companies and tokens.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kerp_core::auth::Role;
+use kerp_ingest::{company, Config};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "ingest-api", about = "K-ERP ingest-api: vouchers into Postgres and, through the outbox, into Kafka")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the outbox relay (the default).
+    Serve,
+    /// Apply the Postgres migrations and exit.
+    Migrate,
+    /// Create a company with the default chart of accounts and an admin user; prints JSON with their ids and a token.
+    CreateCompany {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        business_number: Option<String>,
+        #[arg(long)]
+        admin_email: String,
+    },
+    /// Print a bearer token for a company's admin user.
+    Token {
+        #[arg(long)]
+        company: Uuid,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT)]
+        ttl_seconds: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kerp_core::telemetry::init_logging();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                kerp_core::shutdown_signal().await;
+                trigger.cancel();
+            });
+            kerp_ingest::run(cli.config, shutdown).await.context("ingest-api failed")?;
+        }
+        Command::Migrate => {
+            kerp_ingest::connect(&cli.config).await.context("migrating")?;
+        }
+        Command::CreateCompany { name, business_number, admin_email } => {
+            let pool = kerp_ingest::connect(&cli.config).await?;
+            let c = company::create_company(&pool, &name, business_number.as_deref(), &admin_email).await?;
+            let token = company::token(&cli.config.jwt_secret, c.admin_user_id, c.company_id, Role::Admin, kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT)?;
+            println!("{}", serde_json::json!({"company_id": c.company_id, "admin_user_id": c.admin_user_id, "token": token}));
+        }
+        Command::Token { company: company_id, ttl_seconds } => {
+            let pool = kerp_ingest::connect(&cli.config).await?;
+            let user = company::admin_of(&pool, company_id).await?.context("no such company, or it has no admin user")?;
+            println!("{}", company::token(&cli.config.jwt_secret, user, company_id, Role::Admin, ttl_seconds)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! The query-api binary: serves reports from ClickHouse until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "query-api", about = "K-ERP query-api: trial balances and account ledgers from ClickHouse")]
+struct Cli {
+    #[command(flatten)]
+    config: kerp_query::Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kerp_core::telemetry::init_logging();
+    let cli = Cli::parse();
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        kerp_core::shutdown_signal().await;
+        trigger.cancel();
+    });
+    kerp_query::run(cli.config, shutdown).await.context("query-api failed")
+}

@@ -1,0 +1,371 @@
+//! HTTP handlers of query-api and the ClickHouse queries behind them. Every query is filtered by the token's company.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{Datelike, NaiveDate};
+use clickhouse::Row;
+use kerp_core::clickhouse::uuid_literal;
+use kerp_core::http::{Auth, Data, Pagination, Problem};
+use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::report::{self, AccountInfo, AccountSums, LedgerLine};
+use crate::{AppState, Result};
+
+/// Largest page of ledger entries; a bigger `page_size` is clamped to it.
+pub const LEDGER_PAGE_SIZE_MAX: u32 = 1000;
+/// Ledger page size when the client does not ask for one.
+pub const LEDGER_PAGE_SIZE_DEFAULT: u32 = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/reports/trial-balance", get(trial_balance))
+        .route("/api/v1/reports/account-ledger", get(account_ledger))
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    match state.ch.query("SELECT 1").fetch_one::<u8>().await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: ClickHouse unreachable");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "ClickHouse unreachable").into_response()
+        }
+    }
+}
+
+fn bad_query(e: &QueryRejection) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+fn first_of_month(year: i32, month: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, month, 1).filter(|d| *d >= VOUCHER_DATE_MIN && *d <= VOUCHER_DATE_MAX)
+}
+
+async fn timed<T>(query: &'static str, f: impl std::future::Future<Output = clickhouse::error::Result<T>>) -> clickhouse::error::Result<T> {
+    let start = std::time::Instant::now();
+    let r = f.await;
+    metrics::histogram!("db_query_duration_seconds", "query" => query).record(start.elapsed().as_secs_f64());
+    r
+}
+
+#[derive(Debug, Deserialize)]
+struct TrialBalanceQuery {
+    year: Option<i32>,
+    month: Option<u32>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct SumsRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    opening_debit: i64,
+    opening_credit: i64,
+    period_debit: i64,
+    period_credit: i64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct InfoRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    code: String,
+    name: String,
+    account_type: String,
+}
+
+async fn account_infos(state: &AppState, company: Uuid, only: Option<Uuid>, code: Option<&str>) -> Result<Vec<AccountInfo>> {
+    let mut sql = format!(
+        "SELECT account_id, argMax(code, version) AS code, argMax(name, version) AS name,
+                argMax(account_type, version) AS account_type
+         FROM accounts WHERE company_id = {}",
+        uuid_literal(&company)
+    );
+    if let Some(id) = only {
+        sql.push_str(&format!(" AND account_id = {}", uuid_literal(&id)));
+    }
+    sql.push_str(" GROUP BY account_id");
+    let mut q = state.ch.query(&format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND code = ?" } else { "" }));
+    if let Some(code) = code {
+        q = q.bind(code);
+    }
+    let rows: Vec<InfoRow> = timed("account_infos", q.fetch_all()).await?;
+    Ok(rows.into_iter().map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }).collect())
+}
+
+async fn trial_balance(State(state): State<AppState>, Auth(claims): Auth, q: Result<Query<TrialBalanceQuery>, QueryRejection>) -> Result<impl IntoResponse> {
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    let mut errors = Vec::new();
+    let year = q.year.ok_or(()).map_err(|()| errors.push(FieldError::new("year", "required"))).ok();
+    let month = q.month.ok_or(()).map_err(|()| errors.push(FieldError::new("month", "required"))).ok();
+    if let (Some(y), Some(m)) = (year, month) {
+        if !(1..=12).contains(&m) {
+            errors.push(FieldError::new("month", "must be 1 to 12"));
+        } else if first_of_month(y, m).is_none() {
+            errors.push(FieldError::new("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year())));
+        }
+    }
+    let (Some(year), Some(month), true) = (year, month, errors.is_empty()) else {
+        return Err(Problem::invalid(errors).into());
+    };
+    let start = first_of_month(year, month).unwrap_or(VOUCHER_DATE_MIN);
+    let company = claims.company_id;
+    let sql = format!(
+        "SELECT account_id,
+                sumIf(debit, period < toDate('{start}')) AS opening_debit,
+                sumIf(credit, period < toDate('{start}')) AS opening_credit,
+                sumIf(debit, period = toDate('{start}')) AS period_debit,
+                sumIf(credit, period = toDate('{start}')) AS period_credit
+         FROM period_balances
+         WHERE company_id = {} AND account_id != {} AND period <= toDate('{start}')
+         GROUP BY account_id",
+        uuid_literal(&company),
+        uuid_literal(&Uuid::nil())
+    );
+    let rows: Vec<SumsRow> = timed("trial_balance", state.ch.query(&sql).fetch_all()).await?;
+    let sums: Vec<AccountSums> = rows
+        .into_iter()
+        .map(|r| AccountSums {
+            account_id: r.account_id,
+            opening_debit: r.opening_debit,
+            opening_credit: r.opening_credit,
+            period_debit: r.period_debit,
+            period_credit: r.period_credit,
+        })
+        .collect();
+    let infos = account_infos(&state, company, None, None).await?;
+    Ok(Json(Data { data: report::trial_balance(year, month, &sums, &infos) }))
+}
+
+#[derive(Debug, Deserialize)]
+struct LedgerQuery {
+    account_id: Option<String>,
+    account_code: Option<String>,
+    year: Option<i32>,
+    from_date: Option<String>,
+    to_date: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct TwoSums {
+    debit: i64,
+    credit: i64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct RangeTotals {
+    lines: u64,
+    debit: i64,
+    credit: i64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LineRow {
+    /// Aliased apart from `voucher_date`: in ClickHouse an alias shadows the column in WHERE and ORDER BY.
+    voucher_day: String,
+    voucher_number: String,
+    line_no: u32,
+    #[serde(with = "clickhouse::serde::uuid")]
+    voucher_id: Uuid,
+    voucher_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    partner_id: Uuid,
+    description: String,
+    debit: i64,
+    credit: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct LedgerAccount {
+    account_id: Uuid,
+    account_code: String,
+    account_name: String,
+    account_type: String,
+    /// `debit` when the balance is debit minus credit (assets, expenses), `credit` otherwise.
+    normal_side: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Ledger {
+    account: LedgerAccount,
+    from_date: NaiveDate,
+    to_date: NaiveDate,
+    opening_balance: i64,
+    entries: Vec<report::LedgerEntry>,
+    period_debit: i64,
+    period_credit: i64,
+    closing_balance: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct LedgerPage {
+    data: Ledger,
+    pagination: Pagination,
+}
+
+fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveDate, NaiveDate)> {
+    let mut date = |name: &str, v: &Option<String>| v.as_deref().and_then(|s| parse_date(s).map_err(|m| errors.push(FieldError::new(name, m))).ok());
+    let from = date("from_date", &q.from_date);
+    let to = date("to_date", &q.to_date);
+    let range = match (q.year, from, to, q.from_date.is_some() || q.to_date.is_some()) {
+        (Some(y), None, None, false) => match (first_of_month(y, 1), NaiveDate::from_ymd_opt(y, 12, 31)) {
+            (Some(f), Some(t)) => Some((f, t)),
+            _ => {
+                errors.push(FieldError::new("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year())));
+                None
+            }
+        },
+        (None, Some(f), Some(t), _) => Some((f, t)),
+        (None, _, _, true) => {
+            if q.from_date.is_none() || q.to_date.is_none() {
+                errors.push(FieldError::new("from_date", "from_date and to_date go together"));
+            }
+            None
+        }
+        (Some(_), _, _, true) => {
+            errors.push(FieldError::new("year", "give either year or from_date/to_date"));
+            None
+        }
+        _ => {
+            errors.push(FieldError::new("year", "year or from_date/to_date is required"));
+            None
+        }
+    };
+    if let Some((f, t)) = range {
+        if f > t {
+            errors.push(FieldError::new("from_date", "must not be after to_date"));
+            return None;
+        }
+    }
+    range
+}
+
+async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Result<Query<LedgerQuery>, QueryRejection>) -> Result<impl IntoResponse> {
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    let mut errors = Vec::new();
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "account not found, or it has no postings yet");
+    let account_id = match q.account_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Some(Uuid::parse_str(s).map_err(|_| not_found())?),
+        None => None,
+    };
+    let account_code = q.account_code.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if account_id.is_none() && account_code.is_none() {
+        errors.push(FieldError::new("account_id", "account_id or account_code is required"));
+    }
+    let range = ledger_range(&q, &mut errors);
+    let (Some((from, to)), true) = (range, errors.is_empty()) else {
+        return Err(Problem::invalid(errors).into());
+    };
+    let company = claims.company_id;
+    let info = account_infos(&state, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
+    let debit_normal = report::debit_normal(&info.account_type);
+
+    let mut pagination = Pagination::clamp(q.page, Some(q.page_size.unwrap_or(LEDGER_PAGE_SIZE_DEFAULT).min(LEDGER_PAGE_SIZE_MAX)));
+    pagination.page_size = pagination.page_size.min(LEDGER_PAGE_SIZE_MAX);
+    let key = format!("company_id = {} AND account_id = {}", uuid_literal(&company), uuid_literal(&info.account_id));
+    let month_start = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).unwrap_or(from);
+
+    // Opening: whole months from the balances table, then the days of the first month before `from` from the lines.
+    let before_months: TwoSums = timed(
+        "ledger_opening_months",
+        state
+            .ch
+            .query(&format!("SELECT sum(debit) AS debit, sum(credit) AS credit FROM period_balances WHERE {key} AND period < toDate('{month_start}')"))
+            .fetch_one(),
+    )
+    .await?;
+    let before_days: TwoSums = timed(
+        "ledger_opening_days",
+        state
+            .ch
+            .query(&format!(
+                "SELECT sum(debit) AS debit, sum(credit) AS credit FROM ledger_lines FINAL
+                 WHERE {key} AND voucher_date >= toDate('{month_start}') AND voucher_date < toDate('{from}')"
+            ))
+            .fetch_one(),
+    )
+    .await?;
+    let opening = report::signed(debit_normal, before_months.debit + before_days.debit, before_months.credit + before_days.credit);
+
+    let range_sql = format!("{key} AND voucher_date >= toDate('{from}') AND voucher_date <= toDate('{to}')");
+    let totals: RangeTotals = timed(
+        "ledger_totals",
+        state.ch.query(&format!("SELECT count() AS lines, sum(debit) AS debit, sum(credit) AS credit FROM ledger_lines FINAL WHERE {range_sql}")).fetch_one(),
+    )
+    .await?;
+    pagination.total = totals.lines;
+    let order = "ORDER BY voucher_date, voucher_number, line_no";
+    let offset = pagination.offset();
+    let carried = if offset == 0 {
+        0
+    } else {
+        let before: TwoSums = timed(
+            "ledger_page_carry",
+            state
+                .ch
+                .query(&format!(
+                    "SELECT sum(debit) AS debit, sum(credit) AS credit FROM
+                     (SELECT debit, credit FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset})"
+                ))
+                .fetch_one(),
+        )
+        .await?;
+        report::signed(debit_normal, before.debit, before.credit)
+    };
+    let rows: Vec<LineRow> = timed(
+        "ledger_entries",
+        state
+            .ch
+            .query(&format!(
+                "SELECT toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
+                        description, debit, credit
+                 FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset}, {}",
+                pagination.page_size
+            ))
+            .fetch_all(),
+    )
+    .await?;
+    let lines = rows
+        .into_iter()
+        .map(|r| LedgerLine {
+            voucher_date: r.voucher_day,
+            voucher_number: r.voucher_number,
+            line_no: r.line_no,
+            voucher_id: r.voucher_id,
+            voucher_type: r.voucher_type,
+            partner_id: (!r.partner_id.is_nil()).then_some(r.partner_id),
+            description: r.description,
+            debit: r.debit,
+            credit: r.credit,
+        })
+        .collect();
+    let entries = report::running(debit_normal, opening + carried, lines);
+    let closing = opening + report::signed(debit_normal, totals.debit, totals.credit);
+    Ok(Json(LedgerPage {
+        data: Ledger {
+            account: LedgerAccount {
+                account_id: info.account_id,
+                account_code: info.code,
+                account_name: info.name,
+                account_type: info.account_type,
+                normal_side: if debit_normal { "debit" } else { "credit" },
+            },
+            from_date: from,
+            to_date: to,
+            opening_balance: opening,
+            entries,
+            period_debit: totals.debit,
+            period_credit: totals.credit,
+            closing_balance: closing,
+        },
+        pagination,
+    }))
+}

@@ -1,0 +1,25 @@
+//! The stream-workers binary: folds voucher events into ClickHouse until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "stream-workers", about = "K-ERP stream-workers: fold voucher events from Kafka into ClickHouse, exactly once")]
+struct Cli {
+    #[command(flatten)]
+    config: kerp_stream::Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kerp_core::telemetry::init_logging();
+    let cli = Cli::parse();
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        kerp_core::shutdown_signal().await;
+        trigger.cancel();
+    });
+    kerp_stream::run(cli.config, shutdown).await.context("stream-workers failed")
+}
