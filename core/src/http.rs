@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,6 +21,10 @@ use crate::voucher::FieldError;
 /// Largest request body any endpoint reads, in bytes. A voucher at `LINES_MAX` lines with long descriptions stays
 /// under it; anything bigger is refused with 413 before it is parsed.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Bodies over [`BODY_BYTES_MAX`] but under this are read to the end and dropped before the 413 is sent, so ordinary
+/// clients see the 413 instead of a broken pipe. Larger ones are cut off at once.
+pub const BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// Largest page a list endpoint returns; a bigger `page_size` is clamped to it.
 pub const PAGE_SIZE_MAX: u32 = 500;
@@ -155,11 +160,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         let too_large = || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {BODY_BYTES_MAX} bytes"));
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
+        if declared.is_some_and(|n| n > BODY_DRAIN_BYTES_MAX) {
+            // Too big to be worth reading: answer now; the client may see the connection close while it still sends.
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX).await.map_err(|_| too_large())?;
-        parse_json(&bytes).map(JsonBody)
+        let mut body = Vec::new();
+        let mut seen = 0usize;
+        let mut stream = req.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
+            seen += chunk.len();
+            if seen > BODY_DRAIN_BYTES_MAX {
+                return Err(too_large());
+            }
+            // Past the limit the rest is read and dropped, so that the client is not cut off mid-send and gets the 413.
+            if seen <= BODY_BYTES_MAX {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        if seen > BODY_BYTES_MAX {
+            return Err(too_large());
+        }
+        parse_json(&body).map(JsonBody)
     }
 }
 

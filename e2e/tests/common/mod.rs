@@ -1,0 +1,270 @@
+//! Shared harness of the pipeline tests: one in-process stack per test binary (ingest-api with its relay,
+//! stream-workers, query-api), on a topic and consumer group of its own, plus helpers for companies, tokens, posting,
+//! reading the topic and waiting for the aggregates.
+//!
+//! Services run on a dedicated thread with its own runtime, because each `#[tokio::test]` has a runtime that ends
+//! with the test. Every test makes its own companies, so tests can share the stack and the databases.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kerp_core::auth::Role;
+use kerp_schemas::VoucherPosted;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SECRET: &str = "e2e-test-secret";
+/// Partitions of each test topic.
+const TEST_TOPIC_PARTITIONS: i32 = 3;
+
+pub fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn database_url() -> String {
+    env("DATABASE_URL", "postgres://kerp:kerp@127.0.0.1:5432/kerp")
+}
+
+pub fn kafka_brokers() -> String {
+    env("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+pub fn clickhouse() -> kerp_core::clickhouse::ClickHouseConfig {
+    kerp_core::clickhouse::ClickHouseConfig {
+        clickhouse_url: env("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+        clickhouse_database: env("CLICKHOUSE_DATABASE", "kerp"),
+        clickhouse_user: env("CLICKHOUSE_USER", "default"),
+        clickhouse_password: env("CLICKHOUSE_PASSWORD", ""),
+    }
+}
+
+/// The repository root, for calling `compose/stack`.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub struct Stack {
+    pub ingest_url: String,
+    pub query_url: String,
+    pub topic: String,
+}
+
+/// Starts the three services once per test binary and waits until both HTTP services answer `/health`.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        kerp_core::telemetry::init_logging();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let run = Uuid::new_v4().simple().to_string();
+                let topic = format!("kerp.test.vouchers.{run}");
+                let ingest_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let query_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let ingest_url = format!("http://{}", ingest_l.local_addr().expect("addr"));
+                let query_url = format!("http://{}", query_l.local_addr().expect("addr"));
+                // The process ends when the tests do; nothing cancels this.
+                let shutdown = CancellationToken::new();
+                let ingest = kerp_ingest::Config {
+                    database_url: database_url(),
+                    db_pool_max: 20,
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    jwt_secret: SECRET.into(),
+                    kafka_brokers: kafka_brokers(),
+                    voucher_topic: topic.clone(),
+                    voucher_topic_partitions: TEST_TOPIC_PARTITIONS,
+                    relay_enabled: true,
+                    relay_batch_rows: 1000,
+                    relay_poll_interval_ms: 20,
+                };
+                let worker = kerp_stream::Config {
+                    kafka_brokers: kafka_brokers(),
+                    voucher_topic: topic.clone(),
+                    consumer_group: format!("kerp-test-{run}"),
+                    clickhouse: clickhouse(),
+                    batch_rows_max: 5000,
+                    flush_interval_ms: 100,
+                    metrics_listen: String::new(),
+                    fault_abort_after_insert: false,
+                };
+                let query = kerp_query::Config { listen: "127.0.0.1:0".parse().expect("addr"), jwt_secret: SECRET.into(), clickhouse: clickhouse() };
+                // Create the tables before anything reads them; the worker's own migrate is then a no-op.
+                let ch = clickhouse();
+                kerp_stream::sink::migrate(&ch.server_client(), &ch.clickhouse_database).await.expect("clickhouse migrate");
+                tokio::spawn(async move { kerp_ingest::serve(ingest, ingest_l, shutdown.clone()).await.expect("ingest-api") });
+                tokio::spawn(async move { kerp_stream::run(worker, CancellationToken::new()).await.expect("stream-workers") });
+                tokio::spawn(async move { kerp_query::serve(query, query_l, CancellationToken::new()).await.expect("query-api") });
+                let http = reqwest::Client::new();
+                for url in [&ingest_url, &query_url] {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    loop {
+                        if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+                            break;
+                        }
+                        assert!(Instant::now() < deadline, "{url} did not become healthy");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                tx.send(Stack { ingest_url, query_url, topic }).expect("send");
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("stack started")
+    })
+}
+
+pub async fn pg() -> PgPool {
+    PgPool::connect(&database_url()).await.expect("postgres")
+}
+
+pub struct Company {
+    pub id: Uuid,
+    pub admin: Uuid,
+    pub token: String,
+}
+
+/// A fresh company with the default chart, and an admin token for it.
+pub async fn company(pool: &PgPool) -> Company {
+    let name = format!("Test {}", Uuid::new_v4().simple());
+    let c = kerp_ingest::company::create_company(pool, &name, None, &format!("{name}@example.test")).await.expect("create company");
+    let token = kerp_ingest::company::token(SECRET, c.admin_user_id, c.company_id, Role::Admin, 3600).expect("token");
+    Company { id: c.company_id, admin: c.admin_user_id, token }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Posts a voucher body and returns status and JSON body.
+pub async fn post_voucher(token: &str, body: &Value) -> (u16, Value) {
+    let s = stack();
+    let r = http().post(format!("{}/api/v1/vouchers", s.ingest_url)).bearer_auth(token).json(body).send().await.expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs a path of ingest-api (`Ingest`) or query-api (`Query`).
+pub enum Svc {
+    Ingest,
+    Query,
+}
+
+pub async fn get(svc: Svc, token: &str, path: &str) -> (u16, Value) {
+    let s = stack();
+    let base = match svc {
+        Svc::Ingest => &s.ingest_url,
+        Svc::Query => &s.query_url,
+    };
+    let r = http().get(format!("{base}{path}")).bearer_auth(token).send().await.expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A balanced two-line voucher by account codes.
+pub fn simple_voucher(date: &str, debit_code: &str, credit_code: &str, amount: i64) -> Value {
+    json!({
+        "voucher_date": date,
+        "voucher_type": "general",
+        "description": "test",
+        "lines": [
+            {"account_code": debit_code, "debit_amount": amount, "description": "Debit entry"},
+            {"account_code": credit_code, "credit_amount": amount, "description": "Credit entry"}
+        ]
+    })
+}
+
+/// Reads every event of `company` on the topic, from the beginning, until `want` have been seen or `timeout` passes.
+pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Duration) -> Vec<VoucherPosted> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", format!("kerp-test-reader-{}", Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let meta = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in meta.topics()[0].partitions() {
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while Instant::now() < deadline && out.len() < want {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let e = kerp_schemas::decode_voucher_posted(m.payload().unwrap_or_default()).expect("every message decodes");
+                if e.company_id == company {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader")
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The trial balance of a company and month, straight from Postgres, in the API's shape:
+/// account id → (opening_debit, opening_credit, period_debit, period_credit, closing_debit, closing_credit).
+pub async fn pg_trial_balance(pool: &PgPool, company: Uuid, year: i32, month: u32) -> std::collections::BTreeMap<Uuid, [i64; 6]> {
+    let start = chrono::NaiveDate::from_ymd_opt(year, month, 1).expect("date");
+    let end = if month == 12 { chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { chrono::NaiveDate::from_ymd_opt(year, month + 1, 1) }.expect("date");
+    let rows: Vec<(Uuid, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH s AS (
+            SELECT l.account_id,
+                   COALESCE(SUM(l.debit - l.credit) FILTER (WHERE v.voucher_date < $2), 0)::bigint AS opening,
+                   COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pd,
+                   COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pc
+            FROM voucher_lines l JOIN vouchers v ON v.id = l.voucher_id
+            WHERE v.company_id = $1 AND v.status = 'approved' AND v.voucher_date < $3
+            GROUP BY l.account_id)
+         SELECT account_id,
+                GREATEST(opening, 0), GREATEST(-opening, 0), pd, pc,
+                GREATEST(opening + pd - pc, 0), GREATEST(-(opening + pd - pc), 0)
+         FROM s",
+    )
+    .bind(company)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await
+    .expect("pg trial balance");
+    rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, [a, b, c, d, e, f])).collect()
+}
+
+/// The API's trial balance in the same shape as [`pg_trial_balance`], plus its totals.
+pub async fn api_trial_balance(token: &str, year: i32, month: u32) -> (std::collections::BTreeMap<Uuid, [i64; 6]>, Value) {
+    let (status, body) = get(Svc::Query, token, &format!("/api/v1/reports/trial-balance?year={year}&month={month}")).await;
+    assert_eq!(status, 200, "{body}");
+    let mut m = std::collections::BTreeMap::new();
+    for a in body["data"]["accounts"].as_array().expect("accounts") {
+        let n = |k: &str| a[k].as_i64().expect(k);
+        let id = Uuid::parse_str(a["account_id"].as_str().expect("id")).expect("uuid");
+        m.insert(id, [n("opening_debit"), n("opening_credit"), n("period_debit"), n("period_credit"), n("closing_debit"), n("closing_credit")]);
+    }
+    (m, body["data"]["totals"].clone())
+}
