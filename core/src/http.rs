@@ -203,6 +203,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     })
 }
 
+/// Adds what every K-ERP HTTP service has on top of its own routes: `/metrics` and the request metrics layer.
+pub fn observed(routes: axum::Router) -> axum::Router {
+    let metrics = crate::telemetry::metrics_handle();
+    routes
+        .route("/metrics", axum::routing::get(move || std::future::ready(metrics.render())))
+        .layer(axum::middleware::from_fn(track_metrics))
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled; requests in flight finish first.
+///
+/// # Errors
+/// Server IO errors.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
 /// Records `http_requests_total` and `http_request_duration_seconds` with the route template as the `handler` label,
 /// so ids in paths do not explode the label set.
 pub async fn track_metrics(req: Request<Body>, next: Next) -> Response {

@@ -8,6 +8,18 @@ pub mod http;
 pub mod telemetry;
 pub mod voucher;
 
+/// A cancellation token that is cancelled when the process receives Ctrl-C or SIGTERM; binaries hand it to `run`.
+#[must_use]
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        trigger.cancel();
+    });
+    token
+}
+
 /// A future that completes when the process is asked to stop (Ctrl-C or SIGTERM).
 ///
 /// Services take their shutdown signal as a parameter so tests can stop them without signals; binaries pass this one.

@@ -92,13 +92,7 @@ pub async fn connect(config: &Config) -> Result<PgPool> {
 
 /// The HTTP routes, with metrics and the body limit applied.
 pub fn router(state: AppState) -> Router {
-    let metrics = kerp_core::telemetry::metrics_handle();
-    Router::new()
-        .merge(routes::routes())
-        .route("/health", get(routes::health))
-        .with_state(state)
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
-        .layer(axum::middleware::from_fn(kerp_core::http::track_metrics))
+    kerp_core::http::observed(routes::routes().route("/health", get(routes::health)).with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown` is cancelled.
@@ -122,8 +116,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let relay = config.relay_enabled.then(|| tokio::spawn(relay::run(pool.clone(), config.clone(), shutdown.clone())));
     tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
     let app = router(AppState { pool, config });
-    let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    kerp_core::http::serve(listener, app, shutdown).await?;
     if let Some(relay) = relay {
         // A panicked relay has already logged; the server itself stopped cleanly.
         if let Ok(Err(e)) = relay.await {

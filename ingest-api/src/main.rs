@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kerp_core::auth::Role;
 use kerp_ingest::{company, Config};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -47,13 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let shutdown = CancellationToken::new();
-            let trigger = shutdown.clone();
-            tokio::spawn(async move {
-                kerp_core::shutdown_signal().await;
-                trigger.cancel();
-            });
-            kerp_ingest::run(cli.config, shutdown).await.context("ingest-api failed")?;
+            kerp_ingest::run(cli.config, kerp_core::shutdown_on_signal()).await.context("ingest-api failed")?;
         }
         Command::Migrate => {
             kerp_ingest::connect(&cli.config).await.context("migrating")?;

@@ -8,7 +8,6 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::get;
 use axum::Router;
 use kerp_core::clickhouse::ClickHouseConfig;
 use tokio::net::TcpListener;
@@ -43,12 +42,7 @@ impl kerp_core::http::JwtSecret for AppState {
 
 /// The HTTP routes with request metrics.
 pub fn router(state: AppState) -> Router {
-    let metrics = kerp_core::telemetry::metrics_handle();
-    Router::new()
-        .merge(routes::routes())
-        .with_state(state)
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
-        .layer(axum::middleware::from_fn(kerp_core::http::track_metrics))
+    kerp_core::http::observed(routes::routes().with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown`.
@@ -68,6 +62,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let app = router(AppState { ch, config: Arc::new(config) });
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+    kerp_core::http::serve(listener, app, shutdown).await?;
     Ok(())
 }

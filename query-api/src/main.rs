@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "query-api", about = "K-ERP query-api: trial balances and account ledgers from ClickHouse")]
@@ -15,11 +14,5 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     kerp_core::telemetry::init_logging();
     let cli = Cli::parse();
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        kerp_core::shutdown_signal().await;
-        trigger.cancel();
-    });
-    kerp_query::run(cli.config, shutdown).await.context("query-api failed")
+    kerp_query::run(cli.config, kerp_core::shutdown_on_signal()).await.context("query-api failed")
 }

@@ -10,7 +10,6 @@ pub mod sink;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kerp_core::clickhouse::ClickHouseConfig;
@@ -296,13 +295,8 @@ fn dead_letter(config: &Config, m: &Fetched, error: String, now_s: u32) -> DeadL
 
 async fn spawn_metrics(listen: &str, shutdown: CancellationToken) -> Result<()> {
     let addr: SocketAddr = listen.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{listen}: {e}")))?;
-    let handle = Arc::new(kerp_core::telemetry::metrics_handle());
-    let app = axum::Router::new()
-        .route("/metrics", axum::routing::get(move || std::future::ready(handle.render())))
-        .route("/health", axum::routing::get(|| std::future::ready("ok")));
+    let app = kerp_core::http::observed(axum::Router::new().route("/health", axum::routing::get(|| std::future::ready("ok"))));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
-    });
+    tokio::spawn(kerp_core::http::serve(listener, app, shutdown));
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "stream-workers", about = "K-ERP stream-workers: fold voucher events from Kafka into ClickHouse, exactly once")]
@@ -15,11 +14,5 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     kerp_core::telemetry::init_logging();
     let cli = Cli::parse();
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        kerp_core::shutdown_signal().await;
-        trigger.cancel();
-    });
-    kerp_stream::run(cli.config, shutdown).await.context("stream-workers failed")
+    kerp_stream::run(cli.config, kerp_core::shutdown_on_signal()).await.context("stream-workers failed")
 }
