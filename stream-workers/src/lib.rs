@@ -26,6 +26,9 @@ use crate::sink::DeadLetterRow;
 /// Hard cap on lines per batch, whatever the configuration says. A batch's balance deltas must stay one ClickHouse
 /// block (`max_insert_block_size`, 1,048,576 rows by default) so that the INSERT lands as one part, atomically.
 pub const BATCH_ROWS_MAX: usize = 200_000;
+/// Longest a batch's reads and writes in ClickHouse may take before the attempt is abandoned and retried, in
+/// milliseconds. An HTTP request that hangs must not stall the fold forever.
+const CLICKHOUSE_ATTEMPT_MS_MAX: u64 = 60_000;
 /// Longest wait between attempts to write a failed batch again, in milliseconds.
 const RETRY_BACKOFF_MS_MAX: u64 = 10_000;
 
@@ -38,6 +41,8 @@ pub enum Error {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("ClickHouse did not answer within {0} ms")]
+    Timeout(u64),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,6 +95,14 @@ impl ClientContext for WorkerContext {
 }
 
 impl ConsumerContext for WorkerContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Not fatal: the next commit covers these offsets, and a replay meanwhile is skipped by the watermark.
+            tracing::warn!(error = %e, "offset commit failed");
+            metrics::counter!("kafka_commit_errors_total").increment(1);
+        }
+    }
+
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Messages fetched before a rebalance may belong to partitions that now have another owner. Bumping the
         // generation makes the loop drop them; the consumer resumes from committed offsets, so nothing is skipped.
@@ -223,14 +236,25 @@ async fn process(
     companies.dedup();
 
     let mut backoff_ms = 200;
+    let commit_query_id = format!("kerp-fold-{}", uuid::Uuid::new_v4());
+    let mut first_attempt = true;
     let out = loop {
+        let retry = !std::mem::replace(&mut first_attempt, false);
         let attempt = async {
+            if retry {
+                sink::wait_until_finished(ch, &commit_query_id).await?;
+            }
             let w = sink::watermarks(ch, &companies).await?;
             let out = fold::fold(&events, &w);
             let mut dead = dead.clone();
             dead.extend(out.rejected.iter().map(|r| dead_letter(config, &batch[origin[r.index]], r.reason.clone(), now_s)));
-            sink::write(ch, &out, &dead).await?;
+            sink::write(ch, &out, &dead, &commit_query_id).await?;
             Ok::<_, Error>(out)
+        };
+        let attempt = async {
+            tokio::time::timeout(Duration::from_millis(CLICKHOUSE_ATTEMPT_MS_MAX), attempt)
+                .await
+                .map_err(|_| Error::Timeout(CLICKHOUSE_ATTEMPT_MS_MAX))?
         };
         match attempt.await {
             Ok(out) => break out,
@@ -261,9 +285,10 @@ async fn process(
     for (p, o) in &next {
         tpl.add_partition_offset(&config.voucher_topic, *p, Offset::Offset(*o))?;
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        // Not fatal: the rows are in ClickHouse and a replay of this batch is skipped by the watermark.
-        tracing::warn!(error = %e, "offset commit failed");
+    // Asynchronous on purpose: the rows are already in ClickHouse, so a commit that fails or never lands only means
+    // a replay that the watermark skips. Waiting for it would stall the fold on a slow group coordinator.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit could not be sent");
     }
 
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -280,6 +305,7 @@ async fn process(
         metrics::counter!("fold_sequence_gaps_total").increment(out.gaps as u64);
     }
     metrics::histogram!("fold_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(messages = batch.len(), folded = out.folded.len(), duplicates = out.duplicates, lines = out.lines.len(), "batch written and committed");
     Ok(())
 }
 

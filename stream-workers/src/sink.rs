@@ -89,14 +89,36 @@ pub struct DeadLetterRow {
 /// Writes one folded batch. The balances INSERT is the commit point: until it lands, a replay redoes the batch, and
 /// the ledger lines written before it collapse by key.
 ///
+/// `commit_query_id` names the balances INSERT on the server, so that a retry can first wait for an earlier attempt
+/// whose outcome it does not know (see [`wait_until_finished`]).
+///
 /// # Errors
 /// ClickHouse errors; the caller retries the whole batch.
-pub async fn write(client: &Client, out: &FoldOutput, dead: &[DeadLetterRow]) -> Result<()> {
+pub async fn write(client: &Client, out: &FoldOutput, dead: &[DeadLetterRow], commit_query_id: &str) -> Result<()> {
     insert_all::<LedgerLineRow>(client, "ledger_lines", &out.lines).await?;
     insert_all::<AccountRow>(client, "accounts", &out.accounts).await?;
     insert_all::<DeadLetterRow>(client, "dead_letters", dead).await?;
-    insert_all::<BalanceRow>(client, "period_balances", &out.balances).await?;
+    let named = client.clone().with_option("query_id", commit_query_id);
+    insert_all::<BalanceRow>(&named, "period_balances", &out.balances).await?;
     Ok(())
+}
+
+/// Waits until no query with this id runs on the server any more.
+///
+/// After a timeout or a dropped connection the client cannot know whether its balances INSERT will still land. Once
+/// the query is gone from `system.processes` it has either committed or failed for good, and only then may the
+/// watermark be read again; otherwise a late landing could be folded a second time.
+///
+/// # Errors
+/// ClickHouse errors; the caller retries.
+pub async fn wait_until_finished(client: &Client, query_id: &str) -> Result<()> {
+    loop {
+        let running: u64 = client.query("SELECT count() FROM system.processes WHERE query_id = ?").bind(query_id).fetch_one().await?;
+        if running == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

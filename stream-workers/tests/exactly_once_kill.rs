@@ -46,6 +46,8 @@ fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Child {
         .env("CLICKHOUSE_URL", clickhouse().clickhouse_url)
         .env("CLICKHOUSE_DATABASE", clickhouse().clickhouse_database)
         .env("WORKER_METRICS_LISTEN", "")
+        // Per-batch lines in the CI log, should this test ever need explaining.
+        .env("RUST_LOG", "info,kerp_stream=debug")
         .env("FLUSH_INTERVAL_MS", "1500")
         .env("BATCH_ROWS_MAX", "100000")
         .env("KERP_FAULT_ABORT_AFTER_INSERT", abort_after_insert.to_string())
