@@ -48,6 +48,10 @@ fn first_of_month(year: i32, month: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, 1).filter(|d| *d >= VOUCHER_DATE_MIN && *d <= VOUCHER_DATE_MAX)
 }
 
+// Column aliases never reuse a column's own name (`sum(debit) AS debit_sum`, not `AS debit`): in ClickHouse an alias
+// can shadow the column elsewhere in the query, and the old and new analyzers resolve such clashes differently.
+// Rows are read positionally (validation is off for 18.16), so struct field names need not match the aliases.
+
 async fn timed<T>(query: &'static str, f: impl std::future::Future<Output = clickhouse::error::Result<T>>) -> clickhouse::error::Result<T> {
     let start = std::time::Instant::now();
     let r = f.await;
@@ -82,8 +86,8 @@ struct InfoRow {
 
 async fn account_infos(state: &AppState, company: Uuid, only: Option<Uuid>, code: Option<&str>) -> Result<Vec<AccountInfo>> {
     let mut sql = format!(
-        "SELECT account_id, argMax(code, version) AS code, argMax(name, version) AS name,
-                argMax(account_type, version) AS account_type
+        "SELECT account_id, argMax(code, version) AS account_code, argMax(name, version) AS account_name,
+                argMax(account_type, version) AS account_class
          FROM accounts WHERE company_id = {}",
         uuid_literal(&company)
     );
@@ -91,7 +95,7 @@ async fn account_infos(state: &AppState, company: Uuid, only: Option<Uuid>, code
         sql.push_str(&format!(" AND account_id = {}", uuid_literal(&id)));
     }
     sql.push_str(" GROUP BY account_id");
-    let mut q = state.ch.query(&format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND code = ?" } else { "" }));
+    let mut q = state.ch.query(&format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND account_code = ?" } else { "" }));
     if let Some(code) = code {
         q = q.bind(code);
     }
@@ -278,7 +282,7 @@ async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Re
         "ledger_opening_months",
         state
             .ch
-            .query(&format!("SELECT sum(debit) AS debit, sum(credit) AS credit FROM period_balances WHERE {key} AND period < toDate('{month_start}')"))
+            .query(&format!("SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM period_balances WHERE {key} AND period < toDate('{month_start}')"))
             .fetch_one(),
     )
     .await?;
@@ -287,7 +291,7 @@ async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Re
         state
             .ch
             .query(&format!(
-                "SELECT sum(debit) AS debit, sum(credit) AS credit FROM ledger_lines FINAL
+                "SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM ledger_lines FINAL
                  WHERE {key} AND voucher_date >= toDate('{month_start}') AND voucher_date < toDate('{from}')"
             ))
             .fetch_one(),
@@ -298,7 +302,7 @@ async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Re
     let range_sql = format!("{key} AND voucher_date >= toDate('{from}') AND voucher_date <= toDate('{to}')");
     let totals: RangeTotals = timed(
         "ledger_totals",
-        state.ch.query(&format!("SELECT count() AS lines, sum(debit) AS debit, sum(credit) AS credit FROM ledger_lines FINAL WHERE {range_sql}")).fetch_one(),
+        state.ch.query(&format!("SELECT count() AS line_count, sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM ledger_lines FINAL WHERE {range_sql}")).fetch_one(),
     )
     .await?;
     pagination.total = totals.lines;
@@ -312,7 +316,7 @@ async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Re
             state
                 .ch
                 .query(&format!(
-                    "SELECT sum(debit) AS debit, sum(credit) AS credit FROM
+                    "SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM
                      (SELECT debit, credit FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset})"
                 ))
                 .fetch_one(),
