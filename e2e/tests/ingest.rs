@@ -113,6 +113,9 @@ async fn raw_post(token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u1
     (status, ct, r.json().await.unwrap_or(Value::Null))
 }
 
+/// (case, token, body, expected status, expected offending field)
+type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+
 #[tokio::test]
 async fn bad_input_gets_a_problem_and_writes_nothing() {
     let s = stack();
@@ -139,8 +142,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     .unwrap();
     let json_of = |v: Value| serde_json::to_vec(&v).unwrap();
 
-    // (case, token, body, expected status, expected offending field)
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("unbalanced", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100)), line("credit_amount", json!(99))]))), 422, Some("lines")),
         ("one line", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100))]))), 422, Some("lines")),
         ("zero amounts", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(0)), line("credit_amount", json!(0))]))), 422, Some("lines[0].debit_amount")),

@@ -1,0 +1,43 @@
+// Posts balanced two-line vouchers through the public base URL and reads the trial balance now and then.
+// Loopback only. Usage: TOKEN=$(compose/dev token) k6 run perf/k6/post_vouchers.js
+// Env: BASE_URL (default http://127.0.0.1:8080), VUS (default 20), DURATION (default 30s).
+import http from 'k6/http';
+import { check } from 'k6';
+
+const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+const HEADERS = { 'Authorization': `Bearer ${__ENV.TOKEN}`, 'Content-Type': 'application/json' };
+const CODES = ['1101', '1102', '1103', '1201', '2101', '4101', '5101', '5201', '5212', '5213'];
+
+export const options = {
+  vus: Number(__ENV.VUS || 20),
+  duration: __ENV.DURATION || '30s',
+  thresholds: {
+    // The floor from shared/reference/performance-thresholds.yaml.
+    'http_req_duration{name:create}': ['p(95)<200', 'p(99)<500'],
+    'http_req_duration{name:trial_balance}': ['p(95)<1000', 'p(99)<2000'],
+    'http_req_failed': ['rate<0.001'],
+  },
+};
+
+export default function () {
+  const amount = 1 + Math.floor(Math.random() * 10000000);
+  const month = 1 + Math.floor(Math.random() * 12);
+  const day = 1 + Math.floor(Math.random() * 28);
+  const dr = CODES[Math.floor(Math.random() * CODES.length)];
+  const cr = CODES[Math.floor(Math.random() * CODES.length)];
+  const body = JSON.stringify({
+    voucher_date: `2025-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`,
+    voucher_type: 'general',
+    description: 'k6',
+    lines: [
+      { account_code: dr, debit_amount: amount, description: 'Debit entry' },
+      { account_code: cr, credit_amount: amount, description: 'Credit entry' },
+    ],
+  });
+  const r = http.post(`${BASE}/api/v1/vouchers`, body, { headers: HEADERS, tags: { name: 'create' } });
+  check(r, { 'created': (res) => res.status === 201 });
+  if (Math.random() < 0.05) {
+    const tb = http.get(`${BASE}/api/v1/reports/trial-balance?year=2025&month=${month}`, { headers: HEADERS, tags: { name: 'trial_balance' } });
+    check(tb, { 'trial balance': (res) => res.status === 200 });
+  }
+}
