@@ -65,6 +65,27 @@ async fn a_post_becomes_visible_in_the_trial_balance_and_the_ledger() {
 }
 
 #[tokio::test]
+async fn an_account_without_postings_has_an_empty_ledger() {
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    // The chart reaches ClickHouse through the AccountsChanged event written when the company was created.
+    let ledger = eventually(VISIBLE_WITHIN, "the chart of accounts in ClickHouse", || async {
+        let (status, b) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=5214&year=2025").await;
+        (status == 200).then_some(b)
+    })
+    .await;
+    let d = &ledger["data"];
+    assert_eq!(d["account"]["account_name"], "광고선전비");
+    assert_eq!(d["account"]["normal_side"], "debit");
+    assert_eq!((d["opening_balance"].as_i64(), d["closing_balance"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(d["entries"], json!([]));
+    assert_eq!(ledger["pagination"]["total"], 0);
+    let (status, tb) = get(Svc::Query, &c.token, "/api/v1/reports/trial-balance?year=2025&month=1").await;
+    assert_eq!((status, &tb["data"]["accounts"]), (200, &json!([])), "no postings, no trial balance lines");
+}
+
+#[tokio::test]
 async fn the_ledger_pages_carry_the_running_balance() {
     stack();
     let pool = pg().await;

@@ -3,6 +3,7 @@
 
 use kerp_core::auth::{self, Claims, Role};
 use kerp_core::chart::DEFAULT_CHART;
+use kerp_schemas::{AccountState, AccountsChanged};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,11 +16,12 @@ pub struct NewCompany {
     pub admin_user_id: Uuid,
 }
 
-/// Creates a company with the default chart of accounts and an admin user, in one transaction.
+/// Creates a company with the default chart of accounts and an admin user, in one transaction that also queues an
+/// `AccountsChanged` event on `topic`, so the reports know the chart before the first posting.
 ///
 /// # Errors
 /// Database errors, including a duplicate admin email (409 through the constraint mapping).
-pub async fn create_company(pool: &PgPool, name: &str, business_number: Option<&str>, admin_email: &str) -> Result<NewCompany> {
+pub async fn create_company(pool: &PgPool, name: &str, business_number: Option<&str>, admin_email: &str, topic: &str) -> Result<NewCompany> {
     let company_id = Uuid::new_v4();
     let admin_user_id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
@@ -54,6 +56,23 @@ pub async fn create_company(pool: &PgPool, name: &str, business_number: Option<&
     .bind(&types)
     .execute(&mut *tx)
     .await?;
+    let event = AccountsChanged {
+        event_id: Uuid::new_v4(),
+        company_id,
+        changed_at: chrono::Utc::now().timestamp_micros(),
+        accounts: DEFAULT_CHART
+            .iter()
+            .zip(&ids)
+            .map(|(a, id)| AccountState {
+                account_id: *id,
+                code: a.code.to_owned(),
+                name: a.name_ko.to_owned(),
+                account_type: a.account_type().as_str().to_owned(),
+                is_active: true,
+            })
+            .collect(),
+    };
+    crate::store::enqueue(&mut tx, company_id, topic, kerp_schemas::encode_accounts_changed(&event)?).await?;
     tx.commit().await?;
     Ok(NewCompany { company_id, admin_user_id })
 }

@@ -8,7 +8,7 @@ pub mod company;
 mod error;
 pub mod relay;
 mod routes;
-mod store;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

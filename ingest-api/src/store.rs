@@ -264,17 +264,25 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
             })
             .collect(),
     };
-    let payload = kerp_schemas::encode_voucher_posted(&event)?;
-    sqlx::query("INSERT INTO outbox (company_id, topic, payload) VALUES ($1, $2, $3)")
-        .bind(company_id)
-        .bind(topic)
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
+    enqueue(&mut tx, company_id, topic, kerp_schemas::encode_voucher_posted(&event)?).await?;
     tx.commit().await?;
     metrics::counter!("vouchers_posted_total").increment(1);
 
     Ok(Posted { id, voucher_number, voucher_date: v.voucher_date, status: STATUS_APPROVED, total_debit: v.total, total_credit: v.total })
+}
+
+/// Queues an encoded event in the outbox, inside the caller's transaction, for the relay to publish keyed by company.
+///
+/// # Errors
+/// Database errors.
+pub async fn enqueue(tx: &mut sqlx::PgConnection, company_id: Uuid, topic: &str, payload: Vec<u8>) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (company_id, topic, payload) VALUES ($1, $2, $3)")
+        .bind(company_id)
+        .bind(topic)
+        .bind(payload)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// Filters of the voucher list, already checked.

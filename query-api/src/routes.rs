@@ -255,7 +255,7 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
 async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Result<Query<LedgerQuery>, QueryRejection>) -> Result<impl IntoResponse> {
     let Query(q) = q.map_err(|e| bad_query(&e))?;
     let mut errors = Vec::new();
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "account not found, or it has no postings yet");
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "account not found");
     let account_id = match q.account_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(Uuid::parse_str(s).map_err(|_| not_found())?),
         None => None,

@@ -3,7 +3,7 @@
 //! Events flow from ingest-api's outbox, through Kafka, into stream-workers. On the wire each message is Avro
 //! *single-object encoding*: the two bytes `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
 //! writer's schema, then the Avro binary datum. The fingerprint lets a consumer know which schema wrote a message
-//! without a schema registry; [`decode_voucher_posted`] refuses messages written with a schema it does not know.
+//! without a schema registry: [`decode`] picks the schema by it and refuses messages written with one it does not know.
 
 use std::sync::OnceLock;
 
@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 /// The Avro schema text of [`VoucherPosted`], version 1.
 pub const VOUCHER_POSTED_V1_AVSC: &str = include_str!("../avro/voucher_posted.avsc");
+/// The Avro schema text of [`AccountsChanged`], version 1.
+pub const ACCOUNTS_CHANGED_V1_AVSC: &str = include_str!("../avro/accounts_changed.avsc");
 
 /// The two magic bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -103,43 +105,115 @@ mod opt_uuid_text {
     }
 }
 
+/// Accounts of a company were created or changed. See the `.avsc` for field documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    pub accounts: Vec<AccountState>,
+}
+
+/// One account of an [`AccountsChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    #[serde(with = "uuid_text")]
+    pub account_id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub account_type: String,
+    pub is_active: bool,
+}
+
+/// Any event this crate can decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    VoucherPosted(VoucherPosted),
+    AccountsChanged(AccountsChanged),
+}
+
+impl Event {
+    /// The company the event belongs to; it is also the message key.
+    #[must_use]
+    pub fn company_id(&self) -> Uuid {
+        match self {
+            Event::VoucherPosted(e) => e.company_id,
+            Event::AccountsChanged(e) => e.company_id,
+        }
+    }
+}
+
+/// A schema this crate writes and reads, with its fingerprint as the header carries it.
 struct Known {
     schema: Schema,
     fingerprint: [u8; 8],
 }
 
-fn voucher_posted_v1() -> &'static Known {
-    static KNOWN: OnceLock<Known> = OnceLock::new();
-    KNOWN.get_or_init(|| {
-        // The schema is compiled in and covered by tests, so failing to parse it is a build defect.
-        let schema = Schema::parse_str(VOUCHER_POSTED_V1_AVSC).expect("voucher_posted.avsc is valid Avro");
+impl Known {
+    fn parse(avsc: &str) -> Self {
+        // Schemas are compiled in and covered by tests, so failing to parse one is a build defect.
+        let schema = Schema::parse_str(avsc).expect("compiled-in .avsc is valid Avro");
         let bytes = schema.fingerprint::<Rabin>().bytes;
         let mut fingerprint = [0u8; 8];
         fingerprint.copy_from_slice(&bytes[..8]);
         Known { schema, fingerprint }
-    })
+    }
+
+    fn fingerprint(&self) -> u64 {
+        u64::from_le_bytes(self.fingerprint)
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>> {
+        // `resolve` turns plain strings and ints into the schema's logical types (uuid, date, timestamp).
+        let value = apache_avro::to_value(value)?.resolve(&self.schema)?;
+        let datum = apache_avro::to_avro_datum(&self.schema, value)?;
+        let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER_BYTES + datum.len());
+        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, message: &[u8]) -> Result<T> {
+        let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
+        let value = apache_avro::from_avro_datum(&self.schema, &mut datum, None)?;
+        Ok(apache_avro::from_value(&value)?)
+    }
+}
+
+fn voucher_posted_v1() -> &'static Known {
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    KNOWN.get_or_init(|| Known::parse(VOUCHER_POSTED_V1_AVSC))
+}
+
+fn accounts_changed_v1() -> &'static Known {
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    KNOWN.get_or_init(|| Known::parse(ACCOUNTS_CHANGED_V1_AVSC))
 }
 
 /// The Rabin fingerprint of the current `VoucherPosted` schema, as the header carries it (little-endian).
 #[must_use]
 pub fn voucher_posted_fingerprint() -> u64 {
-    u64::from_le_bytes(voucher_posted_v1().fingerprint)
+    voucher_posted_v1().fingerprint()
 }
 
-/// Encodes an event as an Avro single-object message.
+/// Encodes a voucher event as an Avro single-object message.
 ///
 /// # Errors
 /// Only if the value does not fit the schema, which the types prevent.
 pub fn encode_voucher_posted(event: &VoucherPosted) -> Result<Vec<u8>> {
-    let known = voucher_posted_v1();
-    // `resolve` turns plain strings and ints into the schema's logical types (uuid, date, timestamp).
-    let value = apache_avro::to_value(event)?.resolve(&known.schema)?;
-    let datum = apache_avro::to_avro_datum(&known.schema, value)?;
-    let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER_BYTES + datum.len());
-    out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
-    out.extend_from_slice(&known.fingerprint);
-    out.extend_from_slice(&datum);
-    Ok(out)
+    voucher_posted_v1().encode(event)
+}
+
+/// Encodes an accounts event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_accounts_changed(event: &AccountsChanged) -> Result<Vec<u8>> {
+    accounts_changed_v1().encode(event)
 }
 
 /// Reads the writer-schema fingerprint from a single-object message's header.
@@ -155,19 +229,19 @@ pub fn fingerprint_of(message: &[u8]) -> Result<u64> {
     Ok(u64::from_le_bytes(fp))
 }
 
-/// Decodes a single-object message written with a known `VoucherPosted` schema.
+/// Decodes a single-object message, choosing the schema by the fingerprint in its header.
 ///
 /// # Errors
 /// A bad header, an unknown writer schema, or a datum that does not decode.
-pub fn decode_voucher_posted(message: &[u8]) -> Result<VoucherPosted> {
+pub fn decode(message: &[u8]) -> Result<Event> {
     let fp = fingerprint_of(message)?;
-    let known = voucher_posted_v1();
-    if fp != u64::from_le_bytes(known.fingerprint) {
-        return Err(Error::UnknownSchema(fp));
+    if fp == voucher_posted_v1().fingerprint() {
+        Ok(Event::VoucherPosted(voucher_posted_v1().decode(message)?))
+    } else if fp == accounts_changed_v1().fingerprint() {
+        Ok(Event::AccountsChanged(accounts_changed_v1().decode(message)?))
+    } else {
+        Err(Error::UnknownSchema(fp))
     }
-    let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
-    let value = apache_avro::from_avro_datum(&known.schema, &mut datum, None)?;
-    Ok(apache_avro::from_value(&value)?)
 }
 
 #[cfg(test)]
@@ -218,7 +292,7 @@ mod tests {
         let e = sample();
         let bytes = encode_voucher_posted(&e).unwrap();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-        assert_eq!(decode_voucher_posted(&bytes).unwrap(), e);
+        assert_eq!(decode(&bytes).unwrap(), Event::VoucherPosted(e));
     }
 
     #[test]
@@ -240,14 +314,27 @@ mod tests {
     fn unknown_schema_and_garbage_are_refused() {
         let mut bytes = encode_voucher_posted(&sample()).unwrap();
         bytes[5] ^= 0xFF;
-        assert!(matches!(decode_voucher_posted(&bytes), Err(Error::UnknownSchema(_))));
-        assert!(matches!(decode_voucher_posted(b"{\"json\":1}"), Err(Error::NotSingleObject)));
-        assert!(matches!(decode_voucher_posted(&[0xC3]), Err(Error::NotSingleObject)));
+        assert!(matches!(decode(&bytes), Err(Error::UnknownSchema(_))));
+        assert!(matches!(decode(b"{\"json\":1}"), Err(Error::NotSingleObject)));
+        assert!(matches!(decode(&[0xC3]), Err(Error::NotSingleObject)));
     }
 
     #[test]
     fn truncated_datum_is_an_error_not_a_panic() {
         let bytes = encode_voucher_posted(&sample()).unwrap();
-        assert!(decode_voucher_posted(&bytes[..bytes.len() - 5]).is_err());
+        assert!(decode(&bytes[..bytes.len() - 5]).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_picks_the_schema() {
+        let e = AccountsChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            accounts: vec![AccountState { account_id: Uuid::new_v4(), code: "1101".into(), name: "현금".into(), account_type: "asset".into(), is_active: true }],
+        };
+        let bytes = encode_accounts_changed(&e).unwrap();
+        assert_ne!(fingerprint_of(&bytes).unwrap(), voucher_posted_fingerprint());
+        assert_eq!(decode(&bytes).unwrap(), Event::AccountsChanged(e));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 use clickhouse::Row;
-use kerp_schemas::VoucherPosted;
+use kerp_schemas::{AccountsChanged, VoucherPosted};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -66,7 +66,7 @@ pub struct AccountRow {
     pub code: String,
     pub name: String,
     pub account_type: String,
-    /// The company_seq of the event that carried it, so the newest name wins.
+    /// When the event that carried it was written (microseconds since the epoch), so the newest name wins.
     pub version: u64,
 }
 
@@ -120,6 +120,23 @@ fn check(e: &VoucherPosted) -> Result<(u16, u16), String> {
     Ok(dates)
 }
 
+/// The dimension rows an accounts event carries.
+#[must_use]
+pub fn account_rows(e: &AccountsChanged) -> Vec<AccountRow> {
+    let version = u64::try_from(e.changed_at).unwrap_or(0);
+    e.accounts
+        .iter()
+        .map(|a| AccountRow {
+            company_id: e.company_id,
+            account_id: a.account_id,
+            code: a.code.clone(),
+            name: a.name.clone(),
+            account_type: a.account_type.clone(),
+            version,
+        })
+        .collect()
+}
+
 /// Folds a batch. `watermarks` holds each company's highest folded sequence (absent means 0).
 #[must_use]
 pub fn fold(events: &[VoucherPosted], watermarks: &HashMap<Uuid, i64>) -> FoldOutput {
@@ -166,7 +183,7 @@ pub fn fold(events: &[VoucherPosted], watermarks: &HashMap<Uuid, i64>) -> FoldOu
             let d = deltas.entry((e.company_id, l.account_id, period)).or_default();
             d.0 += l.debit;
             d.1 += l.credit;
-            let version = u64::try_from(e.company_seq).unwrap_or(0);
+            let version = u64::try_from(e.posted_at).unwrap_or(0);
             let a = accounts.entry((e.company_id, l.account_id)).or_insert_with(|| AccountRow {
                 company_id: e.company_id,
                 account_id: l.account_id,
@@ -338,6 +355,19 @@ mod tests {
         assert_eq!(out.rejected.len(), 2);
         assert!(out.lines.is_empty());
         assert_eq!(watermark_sums(&out.balances)[&c], 2);
+    }
+
+    #[test]
+    fn an_accounts_event_becomes_dimension_rows() {
+        let e = AccountsChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 42,
+            accounts: vec![kerp_schemas::AccountState { account_id: Uuid::new_v4(), code: "1101".into(), name: "현금".into(), account_type: "asset".into(), is_active: true }],
+        };
+        let rows = account_rows(&e);
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].company_id, rows[0].code.as_str(), rows[0].version), (e.company_id, "1101", 42));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! stream-workers: voucher events flow from Kafka through the pure [`fold`] into ClickHouse via [`sink`].
+//! stream-workers: voucher and account events flow from Kafka through the pure [`fold`] into ClickHouse via [`sink`].
 //!
 //! The loop collects a batch (up to `batch_rows` lines or `flush_interval_ms`), reads the watermarks of the
 //! companies in it, folds, writes to ClickHouse, and only then commits the Kafka offsets. Exactly-once comes from
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kerp_core::clickhouse::ClickHouseConfig;
-use kerp_schemas::VoucherPosted;
+use kerp_schemas::{Event, VoucherPosted};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
@@ -118,7 +118,7 @@ struct Fetched {
     generation: u64,
     payload: Vec<u8>,
     /// Decoded on receipt, so the batch can be bounded by its real line count.
-    event: Result<VoucherPosted, String>,
+    event: Result<Event, String>,
 }
 
 fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
@@ -185,8 +185,12 @@ async fn collect(consumer: &StreamConsumer<WorkerContext>, batch_rows: usize, fl
             m = consumer.recv() => match m {
                 Ok(m) => {
                     let payload = m.payload().unwrap_or_default().to_vec();
-                    let event = kerp_schemas::decode_voucher_posted(&payload).map_err(|e| e.to_string());
-                    lines += event.as_ref().map_or(1, |e| e.lines.len().max(1));
+                    let event = kerp_schemas::decode(&payload).map_err(|e| e.to_string());
+                    lines += match &event {
+                        Ok(Event::VoucherPosted(e)) => e.lines.len().max(1),
+                        Ok(Event::AccountsChanged(e)) => e.accounts.len().max(1),
+                        Err(_) => 1,
+                    };
                     batch.push(Fetched {
                         partition: m.partition(),
                         offset: m.offset(),
@@ -221,13 +225,16 @@ async fn process(
     let mut events: Vec<VoucherPosted> = Vec::with_capacity(batch.len());
     let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
+    // Account changes are idempotent upserts into the dimension: no sequence, no watermark.
+    let mut account_rows = Vec::new();
     let now_s = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
     for (i, m) in batch.iter().enumerate() {
         match &m.event {
-            Ok(e) => {
+            Ok(Event::VoucherPosted(e)) => {
                 events.push(e.clone());
                 origin.push(i);
             }
+            Ok(Event::AccountsChanged(e)) => account_rows.extend(fold::account_rows(e)),
             Err(e) => dead.push(dead_letter(config, m, e.clone(), now_s)),
         }
     }
@@ -245,7 +252,8 @@ async fn process(
                 sink::wait_until_finished(ch, &commit_query_id).await?;
             }
             let w = sink::watermarks(ch, &companies).await?;
-            let out = fold::fold(&events, &w);
+            let mut out = fold::fold(&events, &w);
+            out.accounts.extend(account_rows.iter().cloned());
             let mut dead = dead.clone();
             dead.extend(out.rejected.iter().map(|r| dead_letter(config, &batch[origin[r.index]], r.reason.clone(), now_s)));
             sink::write(ch, &out, &dead, &commit_query_id).await?;
