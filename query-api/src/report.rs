@@ -29,12 +29,9 @@ pub struct AccountInfo {
     pub account_type: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct TrialBalanceLine {
-    pub account_id: Uuid,
-    pub account_code: String,
-    pub account_name: String,
-    pub account_type: String,
+/// The six amount columns of a trial balance, for one account or as totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Columns {
     pub opening_debit: i64,
     pub opening_credit: i64,
     pub period_debit: i64,
@@ -43,14 +40,25 @@ pub struct TrialBalanceLine {
     pub closing_credit: i64,
 }
 
+impl std::ops::AddAssign for Columns {
+    fn add_assign(&mut self, o: Self) {
+        self.opening_debit += o.opening_debit;
+        self.opening_credit += o.opening_credit;
+        self.period_debit += o.period_debit;
+        self.period_credit += o.period_credit;
+        self.closing_debit += o.closing_debit;
+        self.closing_credit += o.closing_credit;
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub opening_debit: i64,
-    pub opening_credit: i64,
-    pub period_debit: i64,
-    pub period_credit: i64,
-    pub closing_debit: i64,
-    pub closing_credit: i64,
+pub struct TrialBalanceLine {
+    pub account_id: Uuid,
+    pub account_code: String,
+    pub account_name: String,
+    pub account_type: String,
+    #[serde(flatten)]
+    pub columns: Columns,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -58,7 +66,7 @@ pub struct TrialBalance {
     pub year: i32,
     pub month: u32,
     pub accounts: Vec<TrialBalanceLine>,
-    pub totals: Totals,
+    pub totals: Columns,
 }
 
 /// A net balance split onto its side: (debit column, credit column).
@@ -89,26 +97,23 @@ pub fn trial_balance(year: i32, month: u32, sums: &[AccountSums], infos: &[Accou
                 account_code: info.map(|i| i.code.clone()).unwrap_or_default(),
                 account_name: info.map(|i| i.name.clone()).unwrap_or_default(),
                 account_type: info.map(|i| i.account_type.clone()).unwrap_or_default(),
-                opening_debit,
-                opening_credit,
-                period_debit: s.period_debit,
-                period_credit: s.period_credit,
-                closing_debit,
-                closing_credit,
+                columns: Columns {
+                    opening_debit,
+                    opening_credit,
+                    period_debit: s.period_debit,
+                    period_credit: s.period_credit,
+                    closing_debit,
+                    closing_credit,
+                },
             }
         })
         .collect();
     accounts.sort_by(|a, b| a.account_code.cmp(&b.account_code).then(a.account_id.cmp(&b.account_id)));
-    let mut t = Totals::default();
+    let mut totals = Columns::default();
     for a in &accounts {
-        t.opening_debit += a.opening_debit;
-        t.opening_credit += a.opening_credit;
-        t.period_debit += a.period_debit;
-        t.period_credit += a.period_credit;
-        t.closing_debit += a.closing_debit;
-        t.closing_credit += a.closing_credit;
+        totals += a.columns;
     }
-    TrialBalance { year, month, accounts, totals: t }
+    TrialBalance { year, month, accounts, totals }
 }
 
 /// Whether an account's balance is shown as debit minus credit (assets, expenses) or credit minus debit.
@@ -200,8 +205,8 @@ mod tests {
         let tb = trial_balance(2025, 1, &sums, &infos);
         let codes: Vec<_> = tb.accounts.iter().map(|a| a.account_code.as_str()).collect();
         assert_eq!(codes, ["1101", "1103", "4101"]);
-        assert_eq!((tb.accounts[0].closing_debit, tb.accounts[0].closing_credit), (70, 0));
-        assert_eq!((tb.accounts[2].closing_debit, tb.accounts[2].closing_credit), (0, 140));
+        assert_eq!((tb.accounts[0].columns.closing_debit, tb.accounts[0].columns.closing_credit), (70, 0));
+        assert_eq!((tb.accounts[2].columns.closing_debit, tb.accounts[2].columns.closing_credit), (0, 140));
         let t = &tb.totals;
         assert_eq!(t.opening_debit, t.opening_credit);
         assert_eq!(t.period_debit, t.period_credit);
@@ -213,8 +218,8 @@ mod tests {
     fn a_balance_that_changes_side_moves_column() {
         let a = Uuid::new_v4();
         let tb = trial_balance(2025, 2, &[AccountSums { account_id: a, opening_debit: 10, opening_credit: 0, period_debit: 0, period_credit: 25 }], &[info(a, "1101", "asset")]);
-        assert_eq!((tb.accounts[0].opening_debit, tb.accounts[0].opening_credit), (10, 0));
-        assert_eq!((tb.accounts[0].closing_debit, tb.accounts[0].closing_credit), (0, 15));
+        assert_eq!((tb.accounts[0].columns.opening_debit, tb.accounts[0].columns.opening_credit), (10, 0));
+        assert_eq!((tb.accounts[0].columns.closing_debit, tb.accounts[0].columns.closing_credit), (0, 15));
     }
 
     #[test]
