@@ -92,6 +92,15 @@ async fn lines_may_name_accounts_by_id_and_partners_must_be_the_companys() {
     assert_eq!(status, 422, "{b}");
     assert_eq!(b["errors"][0]["field"], "lines[0].partner_id");
 
+    // An inactive account of the company is refused, by code and by id.
+    sqlx::query("UPDATE accounts SET is_active = false WHERE company_id = $1 AND code = '1104'").bind(c.id).execute(&pool).await.unwrap();
+    let body = json!({"voucher_date": "2025-03-01", "lines": [
+        {"account_code": "1104", "debit_amount": 5000},
+        {"account_code": "4101", "credit_amount": 5000}]});
+    let (status, b) = post_voucher(&c.token, &body).await;
+    assert_eq!(status, 422, "{b}");
+    assert_eq!((b["errors"][0]["field"].as_str(), b["errors"][0]["message"].as_str()), (Some("lines[0].account_code"), Some("account is inactive")));
+
     // id and code naming two different accounts.
     let body = json!({"voucher_date": "2025-03-01", "lines": [
         {"account_id": cash, "account_code": "1102", "debit_amount": 5000},
