@@ -38,8 +38,20 @@ fn clickhouse() -> ClickHouseConfig {
     }
 }
 
-fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_stream-workers"))
+/// A worker process that is killed if the test fails while it runs, so no orphan keeps consuming.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Worker {
+    Worker(Command::new(env!("CARGO_BIN_EXE_stream-workers"))
         .env("KAFKA_BROKERS", brokers())
         .env("VOUCHER_TOPIC", topic)
         .env("CONSUMER_GROUP", group)
@@ -52,10 +64,10 @@ fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Child {
         .env("BATCH_ROWS_MAX", "100000")
         .env("KERP_FAULT_ABORT_AFTER_INSERT", abort_after_insert.to_string())
         .spawn()
-        .expect("start stream-workers")
+        .expect("start stream-workers"))
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+fn wait_exit(Worker(child): &mut Worker, timeout: Duration) -> ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -223,7 +235,7 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Graceful stop: SIGTERM, the worker finishes its batch and exits 0.
-    Command::new("kill").args(["-TERM", &w.id().to_string()]).status().expect("kill");
+    Command::new("kill").args(["-TERM", &w.0.id().to_string()]).status().expect("kill");
     assert!(wait_exit(&mut w, Duration::from_secs(30)).success(), "graceful shutdown exits 0");
 
     // 3. Full redelivery under a new group: nothing changes.
@@ -233,7 +245,7 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
         assert!(Instant::now() < deadline, "the second group did not get through the topic");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    Command::new("kill").args(["-TERM", &w.id().to_string()]).status().expect("kill");
+    Command::new("kill").args(["-TERM", &w.0.id().to_string()]).status().expect("kill");
     assert!(wait_exit(&mut w, Duration::from_secs(30)).success());
     let (totals, marks) = balances(&ch, &companies).await;
     assert_eq!(totals, expected, "a full redelivery adds nothing");
