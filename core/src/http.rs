@@ -47,7 +47,13 @@ impl Problem {
     /// A problem with the standard reason phrase as its title.
     #[must_use]
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { kind: "about:blank", title: status.canonical_reason().unwrap_or("Error"), status: status.as_u16(), detail: detail.into(), errors: Vec::new() }
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// A 422 that names each offending field.
@@ -215,7 +221,11 @@ pub fn observed(routes: axum::Router) -> axum::Router {
 ///
 /// # Errors
 /// Server IO errors.
-pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 

@@ -12,7 +12,8 @@ const FRESHNESS_BUCKETS_SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0
 
 /// Starts logging to stderr, filtered by `RUST_LOG` (default `info`). Safe to call more than once.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     // A second call (tests start several services in one process) fails harmlessly.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -296,8 +296,14 @@ mod tests {
 
     #[test]
     fn zero_amounts_are_refused() {
-        assert_eq!(fields(validate(&voucher(vec![line(Some(0), None), line(None, Some(0))]))), ["lines[0].debit_amount", "lines[1].debit_amount"]);
-        assert_eq!(fields(validate(&voucher(vec![line(None, None), line(None, None)]))), ["lines[0].debit_amount", "lines[1].debit_amount"]);
+        assert_eq!(
+            fields(validate(&voucher(vec![line(Some(0), None), line(None, Some(0))]))),
+            ["lines[0].debit_amount", "lines[1].debit_amount"]
+        );
+        assert_eq!(
+            fields(validate(&voucher(vec![line(None, None), line(None, None)]))),
+            ["lines[0].debit_amount", "lines[1].debit_amount"]
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ async fn a_post_lands_in_postgres_and_on_the_topic() {
     assert_eq!(d["total_credit"], 110_000);
     let id = Uuid::parse_str(d["id"].as_str().unwrap()).unwrap();
 
-    let (company_id, total): (Uuid, i64) = sqlx::query_as("SELECT company_id, total_debit FROM vouchers WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    let (company_id, total): (Uuid, i64) =
+        sqlx::query_as("SELECT company_id, total_debit FROM vouchers WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
     assert_eq!((company_id, total), (c.id, 110_000));
     let lines: Vec<(i32, String, i64, i64)> = sqlx::query_as(
         "SELECT l.line_no, a.code, l.debit, l.credit FROM voucher_lines l JOIN accounts a ON a.id = l.account_id WHERE voucher_id = $1 ORDER BY line_no",
@@ -99,7 +100,10 @@ async fn lines_may_name_accounts_by_id_and_partners_must_be_the_companys() {
         {"account_code": "4101", "credit_amount": 5000}]});
     let (status, b) = post_voucher(&c.token, &body).await;
     assert_eq!(status, 422, "{b}");
-    assert_eq!((b["errors"][0]["field"].as_str(), b["errors"][0]["message"].as_str()), (Some("lines[0].account_code"), Some("account is inactive")));
+    assert_eq!(
+        (b["errors"][0]["field"].as_str(), b["errors"][0]["message"].as_str()),
+        (Some("lines[0].account_code"), Some("account is inactive"))
+    );
 
     // id and code naming two different accounts.
     let body = json!({"voucher_date": "2025-03-01", "lines": [
@@ -157,23 +161,79 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     .await;
 
     let cases: Vec<Case> = vec![
-        ("unbalanced", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100)), line("credit_amount", json!(99))]))), 422, Some("lines")),
-        ("one line", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100))]))), 422, Some("lines")),
-        ("zero amounts", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(0)), line("credit_amount", json!(0))]))), 422, Some("lines[0].debit_amount")),
-        ("negative", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(-100)), line("credit_amount", json!(-100))]))), 422, Some("lines[0].debit_amount")),
         (
-            "both sides",
+            "unbalanced",
             Some(&c.token),
-            json_of(with_lines(json!([{"account_code": "1101", "debit_amount": 100, "credit_amount": 100}, line("credit_amount", json!(100)), line("debit_amount", json!(100))]))),
+            json_of(with_lines(json!([line("debit_amount", json!(100)), line("credit_amount", json!(99))]))),
+            422,
+            Some("lines"),
+        ),
+        ("one line", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100))]))), 422, Some("lines")),
+        (
+            "zero amounts",
+            Some(&c.token),
+            json_of(with_lines(json!([line("debit_amount", json!(0)), line("credit_amount", json!(0))]))),
             422,
             Some("lines[0].debit_amount"),
         ),
-        ("fractional amount", Some(&c.token), json_of(with_lines(json!([line("debit_amount", json!(100.5)), line("credit_amount", json!(100.5))]))), 422, Some("lines[0].debit_amount")),
-        ("unknown account code", Some(&c.token), json_of(with_lines(json!([{"account_code": "9999", "debit_amount": 100}, line("credit_amount", json!(100))]))), 422, Some("lines[0].account_code")),
-        ("unknown account id", Some(&c.token), json_of(with_lines(json!([{"account_id": Uuid::new_v4(), "debit_amount": 100}, line("credit_amount", json!(100))]))), 422, Some("lines[0].account_id")),
-        ("another company's account", Some(&c.token), json_of(with_lines(json!([{"account_id": foreign_cash, "debit_amount": 100}, line("credit_amount", json!(100))]))), 422, Some("lines[0].account_id")),
-        ("bad date", Some(&c.token), json_of(json!({"voucher_date": "2025-02-30", "lines": [line("debit_amount", json!(1)), line("credit_amount", json!(1))]})), 422, Some("voucher_date")),
-        ("missing date", Some(&c.token), json_of(json!({"lines": [line("debit_amount", json!(1)), line("credit_amount", json!(1))]})), 422, Some("body")),
+        (
+            "negative",
+            Some(&c.token),
+            json_of(with_lines(json!([line("debit_amount", json!(-100)), line("credit_amount", json!(-100))]))),
+            422,
+            Some("lines[0].debit_amount"),
+        ),
+        (
+            "both sides",
+            Some(&c.token),
+            json_of(with_lines(
+                json!([{"account_code": "1101", "debit_amount": 100, "credit_amount": 100}, line("credit_amount", json!(100)), line("debit_amount", json!(100))]),
+            )),
+            422,
+            Some("lines[0].debit_amount"),
+        ),
+        (
+            "fractional amount",
+            Some(&c.token),
+            json_of(with_lines(json!([line("debit_amount", json!(100.5)), line("credit_amount", json!(100.5))]))),
+            422,
+            Some("lines[0].debit_amount"),
+        ),
+        (
+            "unknown account code",
+            Some(&c.token),
+            json_of(with_lines(json!([{"account_code": "9999", "debit_amount": 100}, line("credit_amount", json!(100))]))),
+            422,
+            Some("lines[0].account_code"),
+        ),
+        (
+            "unknown account id",
+            Some(&c.token),
+            json_of(with_lines(json!([{"account_id": Uuid::new_v4(), "debit_amount": 100}, line("credit_amount", json!(100))]))),
+            422,
+            Some("lines[0].account_id"),
+        ),
+        (
+            "another company's account",
+            Some(&c.token),
+            json_of(with_lines(json!([{"account_id": foreign_cash, "debit_amount": 100}, line("credit_amount", json!(100))]))),
+            422,
+            Some("lines[0].account_id"),
+        ),
+        (
+            "bad date",
+            Some(&c.token),
+            json_of(json!({"voucher_date": "2025-02-30", "lines": [line("debit_amount", json!(1)), line("credit_amount", json!(1))]})),
+            422,
+            Some("voucher_date"),
+        ),
+        (
+            "missing date",
+            Some(&c.token),
+            json_of(json!({"lines": [line("debit_amount", json!(1)), line("credit_amount", json!(1))]})),
+            422,
+            Some("body"),
+        ),
         ("lines not a list", Some(&c.token), json_of(json!({"voucher_date": "2025-01-15", "lines": "two"})), 422, Some("lines")),
         ("malformed JSON", Some(&c.token), b"{\"voucher_date\": \"2025-01-15\", \"lines\": [".to_vec(), 400, None),
         ("not JSON at all", Some(&c.token), b"hello".to_vec(), 400, None),
@@ -203,7 +263,8 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     assert_eq!((status, ct.as_str()), (415, "application/problem+json"));
 
     // A viewer may read but not post.
-    let viewer = kerp_ingest::company::create_user(&pool, c.id, &format!("viewer-{}@example.test", Uuid::new_v4()), Role::Viewer).await.unwrap();
+    let viewer =
+        kerp_ingest::company::create_user(&pool, c.id, &format!("viewer-{}@example.test", Uuid::new_v4()), Role::Viewer).await.unwrap();
     let viewer_token = kerp_ingest::company::token(SECRET, viewer, c.id, Role::Viewer, 600).unwrap();
     let (status, _) = post_voucher(&viewer_token, &simple_voucher("2025-01-15", "5212", "1101", 1)).await;
     assert_eq!(status, 403);
@@ -258,7 +319,9 @@ async fn tenants_are_isolated() {
 
     let (_, aa) = get(Svc::Ingest, &a.token, "/api/v1/accounts").await;
     let (_, ba) = get(Svc::Ingest, &b.token, "/api/v1/accounts").await;
-    let ids = |v: &Value| v["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect::<std::collections::HashSet<_>>();
+    let ids = |v: &Value| {
+        v["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect::<std::collections::HashSet<_>>()
+    };
     assert!(ids(&aa).is_disjoint(&ids(&ba)));
     assert_eq!(ids(&aa).len(), kerp_core::chart::DEFAULT_CHART.len());
     let codes: Vec<&str> = aa["data"].as_array().unwrap().iter().map(|a| a["code"].as_str().unwrap()).collect();
@@ -283,7 +346,11 @@ async fn voucher_numbers_are_gapless_per_month_under_concurrency() {
     for (status, b) in results {
         assert_eq!(status, 201, "{b}");
         let n = b["data"]["voucher_number"].as_str().unwrap().to_owned();
-        if n.starts_with("2025-02-") { feb.push(n) } else { mar.push(n) }
+        if n.starts_with("2025-02-") {
+            feb.push(n)
+        } else {
+            mar.push(n)
+        }
     }
     feb.sort();
     mar.sort();
@@ -299,7 +366,8 @@ async fn the_voucher_list_filters_and_pages() {
     for d in ["2025-01-05", "2025-01-20", "2025-02-03", "2025-02-28", "2025-03-01"] {
         assert_eq!(post_voucher(&c.token, &simple_voucher(d, "5212", "1101", 10)).await.0, 201);
     }
-    let (status, b) = get(Svc::Ingest, &c.token, "/api/v1/vouchers?from_date=2025-01-15&to_date=2025-02-28&status=approved&page=2&page_size=2").await;
+    let (status, b) =
+        get(Svc::Ingest, &c.token, "/api/v1/vouchers?from_date=2025-01-15&to_date=2025-02-28&status=approved&page=2&page_size=2").await;
     assert_eq!(status, 200, "{b}");
     assert_eq!(b["pagination"], json!({"page": 2, "page_size": 2, "total": 3}));
     assert_eq!(b["data"][0]["voucher_date"], "2025-02-28");

@@ -41,7 +41,8 @@ async fn postings_survive_a_kafka_outage_and_the_aggregates_catch_up_exactly() {
     stack_cmd(&["stop", "kafka"]);
     let mut posted = 0;
     for i in 0..30 {
-        let (status, body) = post_voucher(&c.token, &simple_voucher(&format!("2025-06-{:02}", 2 + i % 20), "5212", "1101", 1_000 + i)).await;
+        let (status, body) =
+            post_voucher(&c.token, &simple_voucher(&format!("2025-06-{:02}", 2 + i % 20), "5212", "1101", 1_000 + i)).await;
         assert_eq!(status, 201, "posting must not depend on Kafka: {body}");
         posted += 1;
     }

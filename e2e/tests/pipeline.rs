@@ -52,11 +52,13 @@ async fn a_post_becomes_visible_in_the_trial_balance_and_the_ledger() {
     assert_eq!(d["closing_balance"], 9_670_000);
 
     // From February on: January becomes the opening balance.
-    let (_, feb) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1101&from_date=2025-02-01&to_date=2025-02-28").await;
+    let (_, feb) =
+        get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1101&from_date=2025-02-01&to_date=2025-02-28").await;
     assert_eq!(feb["data"]["opening_balance"], 10_000_000);
     assert_eq!(feb["data"]["entries"].as_array().unwrap().len(), 1);
     // Mid-month start: the opening includes the days of the month before from_date.
-    let (_, mid) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1101&from_date=2025-02-10&to_date=2025-12-31").await;
+    let (_, mid) =
+        get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1101&from_date=2025-02-10&to_date=2025-12-31").await;
     assert_eq!(mid["data"]["opening_balance"], 9_670_000);
     // A credit-normal account runs credit minus debit.
     let (_, sales) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=4101&year=2025").await;
@@ -134,7 +136,12 @@ async fn reports_are_scoped_to_the_token_company_and_check_their_parameters() {
         let (status, p) = get(Svc::Query, &a.token, &format!("/api/v1/reports/trial-balance?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {p}");
     }
-    for bad in ["account_code=1101", "year=2025", "account_code=1101&from_date=2025-01-01", "account_code=1101&from_date=2025-02-01&to_date=2025-01-01"] {
+    for bad in [
+        "account_code=1101",
+        "year=2025",
+        "account_code=1101&from_date=2025-01-01",
+        "account_code=1101&from_date=2025-02-01&to_date=2025-01-01",
+    ] {
         let (status, p) = get(Svc::Query, &a.token, &format!("/api/v1/reports/account-ledger?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {p}");
     }
@@ -175,8 +182,11 @@ async fn random_vouchers_match_postgres_to_the_won() {
             credits.push(c);
             left -= c;
         }
-        let mut lines: Vec<Value> = debits.iter().map(|d| json!({"account_code": codes[rng.gen_range(0..codes.len())], "debit_amount": d})).collect();
-        lines.extend(credits.iter().filter(|c| **c > 0).map(|c| json!({"account_code": codes[rng.gen_range(0..codes.len())], "credit_amount": c})));
+        let mut lines: Vec<Value> =
+            debits.iter().map(|d| json!({"account_code": codes[rng.gen_range(0..codes.len())], "debit_amount": d})).collect();
+        lines.extend(
+            credits.iter().filter(|c| **c > 0).map(|c| json!({"account_code": codes[rng.gen_range(0..codes.len())], "credit_amount": c})),
+        );
         if lines.len() < 2 {
             continue;
         }

@@ -21,7 +21,13 @@ pub struct NewCompany {
 ///
 /// # Errors
 /// Database errors, including a duplicate admin email (409 through the constraint mapping).
-pub async fn create_company(pool: &PgPool, name: &str, business_number: Option<&str>, admin_email: &str, topic: &str) -> Result<NewCompany> {
+pub async fn create_company(
+    pool: &PgPool,
+    name: &str,
+    business_number: Option<&str>,
+    admin_email: &str,
+    topic: &str,
+) -> Result<NewCompany> {
     let company_id = Uuid::new_v4();
     let admin_user_id = Uuid::new_v4();
     let mut tx = pool.begin().await?;

@@ -54,7 +54,13 @@ async fn main() -> anyhow::Result<()> {
         Command::CreateCompany { name, business_number, admin_email } => {
             let pool = kerp_ingest::connect(&cli.config).await?;
             let c = company::create_company(&pool, &name, business_number.as_deref(), &admin_email, &cli.config.voucher_topic).await?;
-            let token = company::token(&cli.config.jwt_secret, c.admin_user_id, c.company_id, Role::Admin, kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT)?;
+            let token = company::token(
+                &cli.config.jwt_secret,
+                c.admin_user_id,
+                c.company_id,
+                Role::Admin,
+                kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT,
+            )?;
             println!("{}", serde_json::json!({"company_id": c.company_id, "admin_user_id": c.admin_user_id, "token": token}));
         }
         Command::Token { company: company_id, ttl_seconds } => {

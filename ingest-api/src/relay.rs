@@ -123,10 +123,8 @@ struct OutboxRow {
 
 /// Publishes the oldest outbox rows and deletes the acknowledged prefix. Returns how many were published.
 async fn publish_round(pool: &PgPool, producer: &FutureProducer, limit: i64) -> Result<usize> {
-    let rows: Vec<OutboxRow> = sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox ORDER BY id LIMIT $1")
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<OutboxRow> =
+        sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox ORDER BY id LIMIT $1").bind(limit).fetch_all(pool).await?;
     if rows.is_empty() {
         metrics::gauge!("outbox_backlog_rows").set(0.0);
         return Ok(0);

@@ -33,7 +33,11 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn post_voucher(State(state): State<AppState>, Auth(claims): Auth, JsonBody(input): JsonBody<VoucherInput>) -> Result<impl IntoResponse> {
+async fn post_voucher(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    JsonBody(input): JsonBody<VoucherInput>,
+) -> Result<impl IntoResponse> {
     if !claims.role.can_write() {
         return Err(Problem::new(StatusCode::FORBIDDEN, "this role may not post vouchers").into());
     }
@@ -76,7 +80,11 @@ fn parse_filter(q: &ListQuery) -> Result<VoucherFilter, Problem> {
     }
 }
 
-async fn list_vouchers(State(state): State<AppState>, Auth(claims): Auth, query: Result<Query<ListQuery>, QueryRejection>) -> Result<impl IntoResponse> {
+async fn list_vouchers(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
     let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let filter = parse_filter(&q)?;
     let mut pagination = Pagination::clamp(q.page, q.page_size);

@@ -217,7 +217,12 @@ mod tests {
     #[test]
     fn a_balance_that_changes_side_moves_column() {
         let a = Uuid::new_v4();
-        let tb = trial_balance(2025, 2, &[AccountSums { account_id: a, opening_debit: 10, opening_credit: 0, period_debit: 0, period_credit: 25 }], &[info(a, "1101", "asset")]);
+        let tb = trial_balance(
+            2025,
+            2,
+            &[AccountSums { account_id: a, opening_debit: 10, opening_credit: 0, period_debit: 0, period_credit: 25 }],
+            &[info(a, "1101", "asset")],
+        );
         assert_eq!((tb.accounts[0].columns.opening_debit, tb.accounts[0].columns.opening_credit), (10, 0));
         assert_eq!((tb.accounts[0].columns.closing_debit, tb.accounts[0].columns.closing_credit), (0, 15));
     }

@@ -100,10 +100,17 @@ async fn account_infos(state: &AppState, company: Uuid, only: Option<Uuid>, code
         q = q.bind(code);
     }
     let rows: Vec<InfoRow> = timed("account_infos", q.fetch_all()).await?;
-    Ok(rows.into_iter().map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type })
+        .collect())
 }
 
-async fn trial_balance(State(state): State<AppState>, Auth(claims): Auth, q: Result<Query<TrialBalanceQuery>, QueryRejection>) -> Result<impl IntoResponse> {
+async fn trial_balance(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    q: Result<Query<TrialBalanceQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
     let Query(q) = q.map_err(|e| bad_query(&e))?;
     let mut errors = Vec::new();
     let year = q.year.ok_or(()).map_err(|()| errors.push(FieldError::new("year", "required"))).ok();
@@ -216,14 +223,16 @@ struct LedgerPage {
 }
 
 fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveDate, NaiveDate)> {
-    let mut date = |name: &str, v: &Option<String>| v.as_deref().and_then(|s| parse_date(s).map_err(|m| errors.push(FieldError::new(name, m))).ok());
+    let mut date =
+        |name: &str, v: &Option<String>| v.as_deref().and_then(|s| parse_date(s).map_err(|m| errors.push(FieldError::new(name, m))).ok());
     let from = date("from_date", &q.from_date);
     let to = date("to_date", &q.to_date);
     let range = match (q.year, from, to, q.from_date.is_some() || q.to_date.is_some()) {
         (Some(y), None, None, false) => match (first_of_month(y, 1), NaiveDate::from_ymd_opt(y, 12, 31)) {
             (Some(f), Some(t)) => Some((f, t)),
             _ => {
-                errors.push(FieldError::new("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year())));
+                errors
+                    .push(FieldError::new("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year())));
                 None
             }
         },
@@ -252,7 +261,11 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
     range
 }
 
-async fn account_ledger(State(state): State<AppState>, Auth(claims): Auth, q: Result<Query<LedgerQuery>, QueryRejection>) -> Result<impl IntoResponse> {
+async fn account_ledger(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    q: Result<Query<LedgerQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
     let Query(q) = q.map_err(|e| bad_query(&e))?;
     let mut errors = Vec::new();
     let not_found = || Problem::new(StatusCode::NOT_FOUND, "account not found");

@@ -302,10 +302,7 @@ mod tests {
         let e = sample();
         let value = apache_avro::to_value(&e).unwrap().resolve(&known.schema).unwrap();
         let mut reference = Vec::new();
-        apache_avro::GenericSingleObjectWriter::new_with_capacity(&known.schema, 1024)
-            .unwrap()
-            .write_value(value, &mut reference)
-            .unwrap();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(&known.schema, 1024).unwrap().write_value(value, &mut reference).unwrap();
         assert_eq!(encode_voucher_posted(&e).unwrap(), reference);
         assert_eq!(fingerprint_of(&reference).unwrap(), voucher_posted_fingerprint());
     }
@@ -331,7 +328,13 @@ mod tests {
             event_id: Uuid::new_v4(),
             company_id: Uuid::new_v4(),
             changed_at: 1_736_899_200_000_000,
-            accounts: vec![AccountState { account_id: Uuid::new_v4(), code: "1101".into(), name: "현금".into(), account_type: "asset".into(), is_active: true }],
+            accounts: vec![AccountState {
+                account_id: Uuid::new_v4(),
+                code: "1101".into(),
+                name: "현금".into(),
+                account_type: "asset".into(),
+                is_active: true,
+            }],
         };
         let bytes = encode_accounts_changed(&e).unwrap();
         assert_ne!(fingerprint_of(&bytes).unwrap(), voucher_posted_fingerprint());

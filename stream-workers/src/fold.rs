@@ -363,7 +363,13 @@ mod tests {
             event_id: Uuid::new_v4(),
             company_id: Uuid::new_v4(),
             changed_at: 42,
-            accounts: vec![kerp_schemas::AccountState { account_id: Uuid::new_v4(), code: "1101".into(), name: "현금".into(), account_type: "asset".into(), is_active: true }],
+            accounts: vec![kerp_schemas::AccountState {
+                account_id: Uuid::new_v4(),
+                code: "1101".into(),
+                name: "현금".into(),
+                account_type: "asset".into(),
+                is_active: true,
+            }],
         };
         let rows = account_rows(&e);
         assert_eq!(rows.len(), 1);

@@ -168,7 +168,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// Waits for a first message, then keeps the batch open until it is full or `flush` has passed.
-async fn collect(consumer: &StreamConsumer<WorkerContext>, batch_rows: usize, flush: Duration, shutdown: &CancellationToken) -> Result<Vec<Fetched>> {
+async fn collect(
+    consumer: &StreamConsumer<WorkerContext>,
+    batch_rows: usize,
+    flush: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Vec<Fetched>> {
     let mut batch = Vec::new();
     let mut lines = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -313,7 +318,13 @@ async fn process(
         metrics::counter!("fold_sequence_gaps_total").increment(out.gaps as u64);
     }
     metrics::histogram!("fold_batch_duration_seconds").record(started.elapsed().as_secs_f64());
-    tracing::debug!(messages = batch.len(), folded = out.folded.len(), duplicates = out.duplicates, lines = out.lines.len(), "batch written and committed");
+    tracing::debug!(
+        messages = batch.len(),
+        folded = out.folded.len(),
+        duplicates = out.duplicates,
+        lines = out.lines.len(),
+        "batch written and committed"
+    );
     Ok(())
 }
 

@@ -51,20 +51,22 @@ impl Drop for Worker {
 }
 
 fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Worker {
-    Worker(Command::new(env!("CARGO_BIN_EXE_stream-workers"))
-        .env("KAFKA_BROKERS", brokers())
-        .env("VOUCHER_TOPIC", topic)
-        .env("CONSUMER_GROUP", group)
-        .env("CLICKHOUSE_URL", clickhouse().clickhouse_url)
-        .env("CLICKHOUSE_DATABASE", clickhouse().clickhouse_database)
-        .env("WORKER_METRICS_LISTEN", "")
-        // Per-batch lines in the CI log, should this test ever need explaining.
-        .env("RUST_LOG", "info,kerp_stream=debug")
-        .env("FLUSH_INTERVAL_MS", "1500")
-        .env("BATCH_ROWS_MAX", "100000")
-        .env("KERP_FAULT_ABORT_AFTER_INSERT", abort_after_insert.to_string())
-        .spawn()
-        .expect("start stream-workers"))
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_stream-workers"))
+            .env("KAFKA_BROKERS", brokers())
+            .env("VOUCHER_TOPIC", topic)
+            .env("CONSUMER_GROUP", group)
+            .env("CLICKHOUSE_URL", clickhouse().clickhouse_url)
+            .env("CLICKHOUSE_DATABASE", clickhouse().clickhouse_database)
+            .env("WORKER_METRICS_LISTEN", "")
+            // Per-batch lines in the CI log, should this test ever need explaining.
+            .env("RUST_LOG", "info,kerp_stream=debug")
+            .env("FLUSH_INTERVAL_MS", "1500")
+            .env("BATCH_ROWS_MAX", "100000")
+            .env("KERP_FAULT_ABORT_AFTER_INSERT", abort_after_insert.to_string())
+            .spawn()
+            .expect("start stream-workers"),
+    )
 }
 
 fn wait_exit(Worker(child): &mut Worker, timeout: Duration) -> ExitStatus {
@@ -171,7 +173,10 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
     let partitions = 2;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
     admin
-        .create_topics(&[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("create topic");
     let ch_config = clickhouse();
@@ -206,7 +211,8 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
     let mut published = events.clone();
     published.push(events[5].clone());
 
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("enable.idempotence", "true").create().expect("producer");
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("enable.idempotence", "true").create().expect("producer");
     for e in &published {
         let payload = kerp_schemas::encode_voucher_posted(e).expect("encode");
         let key = e.company_id.to_string();
@@ -227,7 +233,10 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (totals, marks) = balances(&ch, &companies).await;
-        if marks.len() == companies.len() && marks.values().all(|m| *m == 40) && committed(&topic, &group, partitions).iter().all(|o| matches!(o, Offset::Offset(_))) {
+        if marks.len() == companies.len()
+            && marks.values().all(|m| *m == 40)
+            && committed(&topic, &group, partitions).iter().all(|o| matches!(o, Offset::Offset(_)))
+        {
             assert_eq!(totals, expected, "every line counted exactly once after the crash");
             break;
         }

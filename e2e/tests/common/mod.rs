@@ -94,7 +94,11 @@ pub fn stack() -> &'static Stack {
                     metrics_listen: String::new(),
                     fault_abort_after_insert: false,
                 };
-                let query = kerp_query::Config { listen: "127.0.0.1:0".parse().expect("addr"), jwt_secret: SECRET.into(), clickhouse: clickhouse() };
+                let query = kerp_query::Config {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    jwt_secret: SECRET.into(),
+                    clickhouse: clickhouse(),
+                };
                 // Create the tables before anything reads them; the worker's own migrate is then a no-op.
                 let ch = clickhouse();
                 kerp_stream::sink::migrate(&ch.server_client(), &ch.clickhouse_database).await.expect("clickhouse migrate");
@@ -202,7 +206,9 @@ pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Du
         while Instant::now() < deadline && out.len() < want {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 // Account events of the company (its chart, at creation) are not vouchers; they are left out.
-                if let kerp_schemas::Event::VoucherPosted(e) = kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes") {
+                if let kerp_schemas::Event::VoucherPosted(e) =
+                    kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes")
+                {
                     if e.company_id == company {
                         out.push(e);
                     }
@@ -235,7 +241,9 @@ where
 /// account id → (opening_debit, opening_credit, period_debit, period_credit, closing_debit, closing_credit).
 pub async fn pg_trial_balance(pool: &PgPool, company: Uuid, year: i32, month: u32) -> std::collections::BTreeMap<Uuid, [i64; 6]> {
     let start = chrono::NaiveDate::from_ymd_opt(year, month, 1).expect("date");
-    let end = if month == 12 { chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { chrono::NaiveDate::from_ymd_opt(year, month + 1, 1) }.expect("date");
+    let end =
+        if month == 12 { chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { chrono::NaiveDate::from_ymd_opt(year, month + 1, 1) }
+            .expect("date");
     let rows: Vec<(Uuid, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
         "WITH s AS (
             SELECT l.account_id,
@@ -267,7 +275,10 @@ pub async fn api_trial_balance(token: &str, year: i32, month: u32) -> (std::coll
     for a in body["data"]["accounts"].as_array().expect("accounts") {
         let n = |k: &str| a[k].as_i64().expect(k);
         let id = Uuid::parse_str(a["account_id"].as_str().expect("id")).expect("uuid");
-        m.insert(id, [n("opening_debit"), n("opening_credit"), n("period_debit"), n("period_credit"), n("closing_debit"), n("closing_credit")]);
+        m.insert(
+            id,
+            [n("opening_debit"), n("opening_credit"), n("period_debit"), n("period_credit"), n("closing_debit"), n("closing_credit")],
+        );
     }
     (m, body["data"]["totals"].clone())
 }
