@@ -44,3 +44,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Awaits a database call and records its duration in `db_query_duration_seconds{query}`. `query` is a fixed name,
+/// never SQL text, to keep the label set small.
+pub async fn timed<F: std::future::Future>(query: &'static str, f: F) -> F::Output {
+    let start = std::time::Instant::now();
+    let out = f.await;
+    metrics::histogram!("db_query_duration_seconds", "query" => query).record(start.elapsed().as_secs_f64());
+    out
+}

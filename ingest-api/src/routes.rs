@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use kerp_core::http::{Auth, Data, JsonBody, Page, Pagination, Problem};
+use kerp_core::telemetry::timed;
 use kerp_core::voucher::{self, FieldError, VoucherInput};
 use serde::Deserialize;
 use serde_json::json;
@@ -42,9 +43,8 @@ async fn post_voucher(
         return Err(Problem::new(StatusCode::FORBIDDEN, "this role may not post vouchers").into());
     }
     let valid = voucher::validate(&input).map_err(Problem::invalid)?;
-    let start = std::time::Instant::now();
-    let posted = store::post_voucher(&state.pool, claims.company_id, claims.sub, &state.config.voucher_topic, &valid).await?;
-    metrics::histogram!("db_query_duration_seconds", "query" => "post_voucher").record(start.elapsed().as_secs_f64());
+    let posted =
+        timed("post_voucher", store::post_voucher(&state.pool, claims.company_id, claims.sub, &state.config.voucher_topic, &valid)).await?;
     let location = format!("/api/v1/vouchers/{}", posted.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(Data { data: posted })))
 }
@@ -88,7 +88,9 @@ async fn list_vouchers(
     let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let filter = parse_filter(&q)?;
     let mut pagination = Pagination::clamp(q.page, q.page_size);
-    let (rows, total) = store::list_vouchers(&state.pool, claims.company_id, &filter, pagination.page_size, pagination.offset()).await?;
+    let (rows, total) =
+        timed("list_vouchers", store::list_vouchers(&state.pool, claims.company_id, &filter, pagination.page_size, pagination.offset()))
+            .await?;
     pagination.total = total;
     Ok(Json(Page { data: rows, pagination }))
 }
@@ -96,12 +98,12 @@ async fn list_vouchers(
 async fn get_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let not_found = || Problem::new(StatusCode::NOT_FOUND, "voucher not found");
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let (v, lines) = store::get_voucher(&state.pool, claims.company_id, id).await?.ok_or_else(not_found)?;
+    let (v, lines) = timed("get_voucher", store::get_voucher(&state.pool, claims.company_id, id)).await?.ok_or_else(not_found)?;
     let mut body = serde_json::to_value(v).unwrap_or_default();
     body["lines"] = serde_json::to_value(lines).unwrap_or_default();
     Ok(Json(Data { data: body }))
 }
 
 async fn list_accounts(State(state): State<AppState>, Auth(claims): Auth) -> Result<impl IntoResponse> {
-    Ok(Json(Data { data: store::accounts(&state.pool, claims.company_id).await? }))
+    Ok(Json(Data { data: timed("list_accounts", store::accounts(&state.pool, claims.company_id)).await? }))
 }

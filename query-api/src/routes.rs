@@ -10,6 +10,7 @@ use chrono::{Datelike, NaiveDate};
 use clickhouse::Row;
 use kerp_core::clickhouse::uuid_literal;
 use kerp_core::http::{Auth, Data, Pagination, Problem};
+use kerp_core::telemetry::timed;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -51,13 +52,6 @@ fn first_of_month(year: i32, month: u32) -> Option<NaiveDate> {
 // Column aliases never reuse a column's own name (`sum(debit) AS debit_sum`, not `AS debit`): in ClickHouse an alias
 // can shadow the column elsewhere in the query, and the old and new analyzers resolve such clashes differently.
 // Rows are read positionally (validation is off for 18.16), so struct field names need not match the aliases.
-
-async fn timed<T>(query: &'static str, f: impl std::future::Future<Output = clickhouse::error::Result<T>>) -> clickhouse::error::Result<T> {
-    let start = std::time::Instant::now();
-    let r = f.await;
-    metrics::histogram!("db_query_duration_seconds", "query" => query).record(start.elapsed().as_secs_f64());
-    r
-}
 
 #[derive(Debug, Deserialize)]
 struct TrialBalanceQuery {
