@@ -133,7 +133,7 @@ pub fn signed(debit_normal: bool, debit: i64, credit: i64) -> i64 {
 }
 
 /// One ledger line as read from ClickHouse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerLine {
     pub voucher_date: String,
     pub voucher_number: String,
@@ -146,17 +146,11 @@ pub struct LedgerLine {
     pub credit: i64,
 }
 
+/// A ledger line with the running balance after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {
-    pub voucher_date: String,
-    pub voucher_number: String,
-    pub line_no: u32,
-    pub voucher_id: Uuid,
-    pub voucher_type: String,
-    pub partner_id: Option<Uuid>,
-    pub description: String,
-    pub debit: i64,
-    pub credit: i64,
+    #[serde(flatten)]
+    pub line: LedgerLine,
     pub balance: i64,
 }
 
@@ -166,20 +160,9 @@ pub fn running(debit_normal: bool, start: i64, lines: Vec<LedgerLine>) -> Vec<Le
     let mut balance = start;
     lines
         .into_iter()
-        .map(|l| {
-            balance += signed(debit_normal, l.debit, l.credit);
-            LedgerEntry {
-                voucher_date: l.voucher_date,
-                voucher_number: l.voucher_number,
-                line_no: l.line_no,
-                voucher_id: l.voucher_id,
-                voucher_type: l.voucher_type,
-                partner_id: l.partner_id,
-                description: l.description,
-                debit: l.debit,
-                credit: l.credit,
-                balance,
-            }
+        .map(|line| {
+            balance += signed(debit_normal, line.debit, line.credit);
+            LedgerEntry { line, balance }
         })
         .collect()
 }
