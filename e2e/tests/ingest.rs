@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{company, company_events, get, pg, post_voucher, simple_voucher, stack, Svc, SECRET};
+use common::{account_id, company, company_events, get, pg, post_voucher, simple_voucher, stack, Svc, SECRET};
 use kerp_core::auth::{Claims, Role};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -74,9 +74,8 @@ async fn lines_may_name_accounts_by_id_and_partners_must_be_the_companys() {
     stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let (_, accounts) = get(Svc::Ingest, &c.token, "/api/v1/accounts").await;
-    let cash = accounts["data"].as_array().unwrap().iter().find(|a| a["code"] == "1101").unwrap()["id"].clone();
-    let sales = accounts["data"].as_array().unwrap().iter().find(|a| a["code"] == "4101").unwrap()["id"].clone();
+    let cash = account_id(&c.token, "1101").await;
+    let sales = account_id(&c.token, "4101").await;
     let partner = kerp_ingest::company::create_partner(&pool, c.id, "P007", "Partner 7").await.unwrap();
     let body = json!({"voucher_date": "2025-03-01", "lines": [
         {"account_id": cash, "partner_id": partner, "debit_amount": 5000},
@@ -135,8 +134,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     let pool = pg().await;
     let c = company(&pool).await;
     let other = company(&pool).await;
-    let (_, others) = get(Svc::Ingest, &other.token, "/api/v1/accounts").await;
-    let foreign_cash = others["data"][0]["id"].as_str().unwrap().to_owned();
+    let foreign_cash = account_id(&other.token, "1101").await;
     let line = |k: &str, v: Value| {
         let mut l = json!({"account_code": "1101"});
         l[k] = v;
@@ -287,8 +285,7 @@ async fn unknown_and_foreign_accounts_look_the_same() {
     let pool = pg().await;
     let a = company(&pool).await;
     let b = company(&pool).await;
-    let (_, bs) = get(Svc::Ingest, &b.token, "/api/v1/accounts").await;
-    let foreign = bs["data"][0]["id"].as_str().unwrap().to_owned();
+    let foreign = account_id(&b.token, "1101").await;
     let body = |id: &str| json!({"voucher_date": "2025-01-15", "lines": [{"account_id": id, "debit_amount": 1}, {"account_code": "1101", "credit_amount": 1}]});
     let (s1, p1) = post_voucher(&a.token, &body(&foreign)).await;
     let (s2, p2) = post_voucher(&a.token, &body(&Uuid::new_v4().to_string())).await;

@@ -125,8 +125,7 @@ async fn reports_are_scoped_to_the_token_company_and_check_their_parameters() {
     let (status, tb) = get(Svc::Query, &a.token, "/api/v1/reports/trial-balance?year=2025&month=5").await;
     assert_eq!(status, 200);
     assert_eq!(tb["data"]["accounts"], json!([]));
-    let (_, bs) = get(Svc::Ingest, &b.token, "/api/v1/accounts").await;
-    let b_cash = bs["data"].as_array().unwrap().iter().find(|x| x["code"] == "1101").unwrap()["id"].as_str().unwrap().to_owned();
+    let b_cash = common::account_id(&b.token, "1101").await;
     let (s1, p1) = get(Svc::Query, &a.token, &format!("/api/v1/reports/account-ledger?account_id={b_cash}&year=2025")).await;
     let (s2, p2) = get(Svc::Query, &a.token, &format!("/api/v1/reports/account-ledger?account_id={}&year=2025", Uuid::new_v4())).await;
     assert_eq!(s1, 404);

@@ -172,6 +172,14 @@ pub async fn get(svc: Svc, token: &str, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The id of the company's account with this code, read through `GET /api/v1/accounts`.
+pub async fn account_id(token: &str, code: &str) -> String {
+    let (status, accounts) = get(Svc::Ingest, token, "/api/v1/accounts").await;
+    assert_eq!(status, 200, "{accounts}");
+    let account = accounts["data"].as_array().expect("accounts").iter().find(|a| a["code"] == code).expect("account with that code");
+    account["id"].as_str().expect("id").to_owned()
+}
+
 /// A balanced two-line voucher by account codes.
 pub fn simple_voucher(date: &str, debit_code: &str, credit_code: &str, amount: i64) -> Value {
     json!({
