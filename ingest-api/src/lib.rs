@@ -8,7 +8,7 @@ pub mod company;
 mod error;
 pub mod relay;
 mod routes;
-pub mod store;
+mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -135,17 +135,6 @@ pub enum Event {
     AccountsChanged(AccountsChanged),
 }
 
-impl Event {
-    /// The company the event belongs to; it is also the message key.
-    #[must_use]
-    pub fn company_id(&self) -> Uuid {
-        match self {
-            Event::VoucherPosted(e) => e.company_id,
-            Event::AccountsChanged(e) => e.company_id,
-        }
-    }
-}
-
 /// A schema this crate writes and reads, with its fingerprint as the header carries it.
 struct Known {
     schema: Schema,

@@ -249,9 +249,8 @@ async fn process(
 
     let mut backoff_ms = 200;
     let commit_query_id = format!("kerp-fold-{}", uuid::Uuid::new_v4());
-    let mut first_attempt = true;
+    let mut retry = false;
     let out = loop {
-        let retry = !std::mem::replace(&mut first_attempt, false);
         let attempt = async {
             if retry {
                 sink::wait_until_finished(ch, &commit_query_id).await?;
@@ -274,6 +273,7 @@ async fn process(
             Err(e) => {
                 tracing::error!(error = %e, backoff_ms, "writing batch to ClickHouse failed; retrying");
                 metrics::counter!("fold_write_errors_total").increment(1);
+                retry = true;
                 tokio::select! {
                     // Nothing was committed, so the batch is replayed after restart; the watermark makes that safe.
                     () = shutdown.cancelled() => return Ok(()),
