@@ -113,7 +113,13 @@ impl Pagination {
     /// Clamps client values: page at least 1, page size between 1 and [`PAGE_SIZE_MAX`].
     #[must_use]
     pub fn clamp(page: Option<u32>, page_size: Option<u32>) -> Self {
-        Self { page: page.unwrap_or(1).max(1), page_size: page_size.unwrap_or(PAGE_SIZE_DEFAULT).clamp(1, PAGE_SIZE_MAX), total: 0 }
+        Self::clamp_with(page, page_size, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX)
+    }
+
+    /// [`Pagination::clamp`] for an endpoint with its own default and largest page size.
+    #[must_use]
+    pub fn clamp_with(page: Option<u32>, page_size: Option<u32>, default: u32, max: u32) -> Self {
+        Self { page: page.unwrap_or(1).max(1), page_size: page_size.unwrap_or(default).clamp(1, max), total: 0 }
     }
 
     /// Rows to skip for this page.
@@ -265,5 +271,7 @@ mod tests {
     fn pagination_is_clamped() {
         assert_eq!(Pagination::clamp(Some(0), Some(100_000)), Pagination { page: 1, page_size: PAGE_SIZE_MAX, total: 0 });
         assert_eq!(Pagination::clamp(Some(3), Some(10)).offset(), 20);
+        assert_eq!(Pagination::clamp_with(None, Some(5000), 200, 1000).page_size, 1000);
+        assert_eq!(Pagination::clamp_with(None, None, 200, 1000).page_size, 200);
     }
 }

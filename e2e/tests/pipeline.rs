@@ -107,6 +107,8 @@ async fn the_ledger_pages_carry_the_running_balance() {
     let page: Vec<i64> = p2["data"]["entries"].as_array().unwrap().iter().map(|e| e["balance"].as_i64().unwrap()).collect();
     assert_eq!(page, [600, 1000]);
     assert_eq!(p2["data"]["closing_balance"], 1500);
+    let (_, big) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1102&year=2025&page_size=100000").await;
+    assert_eq!(big["pagination"]["page_size"], kerp_query::LEDGER_PAGE_SIZE_MAX, "the ledger's own cap, not the voucher list's");
 }
 
 #[tokio::test]

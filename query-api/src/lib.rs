@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+pub use routes::{LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX};
 
 /// Settings of query-api.
 #[derive(Debug, Clone, clap::Args)]

@@ -279,8 +279,7 @@ async fn account_ledger(
     let info = account_infos(&state, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
     let debit_normal = report::debit_normal(&info.account_type);
 
-    let mut pagination = Pagination::clamp(q.page, Some(q.page_size.unwrap_or(LEDGER_PAGE_SIZE_DEFAULT).min(LEDGER_PAGE_SIZE_MAX)));
-    pagination.page_size = pagination.page_size.min(LEDGER_PAGE_SIZE_MAX);
+    let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
     let key = format!("company_id = {} AND account_id = {}", uuid_literal(&company), uuid_literal(&info.account_id));
     let month_start = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).unwrap_or(from);
 
