@@ -21,6 +21,21 @@ pub struct ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
+    /// The settings from the environment alone, with the same defaults as the flags (for tests and tools that have
+    /// no command line of their own).
+    ///
+    /// # Panics
+    /// If an environment variable holds a value clap rejects, which for these string settings cannot happen.
+    #[must_use]
+    pub fn from_env() -> Self {
+        #[derive(clap::Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            clickhouse: ClickHouseConfig,
+        }
+        <EnvOnly as clap::Parser>::try_parse_from(["env"]).expect("ClickHouse settings from the environment").clickhouse
+    }
+
     /// A client for the configured database.
     #[must_use]
     pub fn client(&self) -> Client {

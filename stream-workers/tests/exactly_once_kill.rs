@@ -29,15 +29,6 @@ fn brokers() -> String {
     env("KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
-fn clickhouse() -> ClickHouseConfig {
-    ClickHouseConfig {
-        clickhouse_url: env("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-        clickhouse_database: env("CLICKHOUSE_DATABASE", "kerp"),
-        clickhouse_user: env("CLICKHOUSE_USER", "default"),
-        clickhouse_password: env("CLICKHOUSE_PASSWORD", ""),
-    }
-}
-
 /// A worker process that is killed if the test fails while it runs, so no orphan keeps consuming.
 struct Worker(Child);
 
@@ -51,13 +42,14 @@ impl Drop for Worker {
 }
 
 fn worker(topic: &str, group: &str, abort_after_insert: bool) -> Worker {
+    let ch = ClickHouseConfig::from_env();
     Worker(
         Command::new(env!("CARGO_BIN_EXE_stream-workers"))
             .env("KAFKA_BROKERS", brokers())
             .env("VOUCHER_TOPIC", topic)
             .env("CONSUMER_GROUP", group)
-            .env("CLICKHOUSE_URL", clickhouse().clickhouse_url)
-            .env("CLICKHOUSE_DATABASE", clickhouse().clickhouse_database)
+            .env("CLICKHOUSE_URL", ch.clickhouse_url)
+            .env("CLICKHOUSE_DATABASE", ch.clickhouse_database)
             .env("WORKER_METRICS_LISTEN", "")
             // Per-batch lines in the CI log, should this test ever need explaining.
             .env("RUST_LOG", "info,kerp_stream=debug")
@@ -179,7 +171,7 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
         )
         .await
         .expect("create topic");
-    let ch_config = clickhouse();
+    let ch_config = ClickHouseConfig::from_env();
     kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database).await.expect("migrate");
     let ch = ch_config.client();
 

@@ -36,12 +36,7 @@ pub fn kafka_brokers() -> String {
 }
 
 pub fn clickhouse() -> kerp_core::clickhouse::ClickHouseConfig {
-    kerp_core::clickhouse::ClickHouseConfig {
-        clickhouse_url: env("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-        clickhouse_database: env("CLICKHOUSE_DATABASE", "kerp"),
-        clickhouse_user: env("CLICKHOUSE_USER", "default"),
-        clickhouse_password: env("CLICKHOUSE_PASSWORD", ""),
-    }
+    kerp_core::clickhouse::ClickHouseConfig::from_env()
 }
 
 /// The repository root, for calling `compose/stack`.
