@@ -273,7 +273,11 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     let (status, good) = post_voucher(&c.token, &simple_voucher("2025-01-15", "5212", "1101", 7)).await;
     assert_eq!(status, 201);
     assert_eq!(good["data"]["voucher_number"], "2025-01-000001", "no number was used up by the refused posts");
-    let events = company_events(&s.topic, c.id, 2, Duration::from_secs(10)).await;
+    common::eventually(Duration::from_secs(60), "the good post to be relayed", || async {
+        (footprint(&pool, c.id).await.2 == 0).then_some(())
+    })
+    .await;
+    let events = common::company_events_now(&s.topic, c.id).await;
     assert_eq!(events.len(), 1, "exactly one event for the company");
     assert_eq!(events[0].company_seq, 1);
     assert_eq!(events[0].voucher_id.to_string(), good["data"]["id"].as_str().unwrap());

@@ -224,6 +224,56 @@ pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Du
     .expect("reader")
 }
 
+/// Reads every event of `company` on the topic, from the beginning up to the partitions' end offsets as they are now.
+/// Unlike [`company_events`] it does not wait for events to come, so it can show that no other event is there: call it
+/// after the company's outbox is empty, when every acknowledged event is below those end offsets.
+pub async fn company_events_now(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", format!("kerp-test-reader-{}", Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let meta = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+        let mut tpl = TopicPartitionList::new();
+        let mut remaining = std::collections::HashMap::new();
+        for p in meta.topics()[0].partitions() {
+            let (low, high) = consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+            if high > low {
+                tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("tpl");
+                remaining.insert(p.id(), high);
+            }
+        }
+        let mut out = Vec::new();
+        if remaining.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).expect("assign");
+        // Bounded so that a broker problem fails the test instead of hanging it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !remaining.is_empty() {
+            assert!(Instant::now() < deadline, "could not read the topic to its end");
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let m = m.expect("message");
+            if let kerp_schemas::Event::VoucherPosted(e) =
+                kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes")
+            {
+                if e.company_id == company {
+                    out.push(e);
+                }
+            }
+            if remaining.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
+                remaining.remove(&m.partition());
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader")
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
