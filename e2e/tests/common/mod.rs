@@ -188,16 +188,30 @@ pub fn simple_voucher(date: &str, debit_code: &str, credit_code: &str, amount: i
     })
 }
 
+/// A consumer outside any real group, for tests that read the topic themselves.
+fn reader() -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", format!("kerp-test-reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// The voucher event in `m` if it is one of `company`'s. Account events (the chart, at creation) are not vouchers and
+/// are left out.
+fn voucher_of(m: &rdkafka::message::BorrowedMessage<'_>, company: Uuid) -> Option<VoucherPosted> {
+    match kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes") {
+        kerp_schemas::Event::VoucherPosted(e) if e.company_id == company => Some(e),
+        _ => None,
+    }
+}
+
 /// Reads every event of `company` on the topic, from the beginning, until `want` have been seen or `timeout` passes.
 pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Duration) -> Vec<VoucherPosted> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_brokers())
-            .set("group.id", format!("kerp-test-reader-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let consumer = reader();
         let meta = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
         let mut tpl = TopicPartitionList::new();
         for p in meta.topics()[0].partitions() {
@@ -208,14 +222,7 @@ pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Du
         let mut out = Vec::new();
         while Instant::now() < deadline && out.len() < want {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                // Account events of the company (its chart, at creation) are not vouchers; they are left out.
-                if let kerp_schemas::Event::VoucherPosted(e) =
-                    kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes")
-                {
-                    if e.company_id == company {
-                        out.push(e);
-                    }
-                }
+                out.extend(voucher_of(&m, company));
             }
         }
         out
@@ -230,12 +237,7 @@ pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Du
 pub async fn company_events_now(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_brokers())
-            .set("group.id", format!("kerp-test-reader-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let consumer = reader();
         let meta = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
         let mut tpl = TopicPartitionList::new();
         let mut remaining = std::collections::HashMap::new();
@@ -257,13 +259,7 @@ pub async fn company_events_now(topic: &str, company: Uuid) -> Vec<VoucherPosted
             assert!(Instant::now() < deadline, "could not read the topic to its end");
             let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
             let m = m.expect("message");
-            if let kerp_schemas::Event::VoucherPosted(e) =
-                kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes")
-            {
-                if e.company_id == company {
-                    out.push(e);
-                }
-            }
+            out.extend(voucher_of(&m, company));
             if remaining.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
                 remaining.remove(&m.partition());
             }
