@@ -207,34 +207,23 @@ fn voucher_of(m: &rdkafka::message::BorrowedMessage<'_>, company: Uuid) -> Optio
     }
 }
 
-/// Reads every event of `company` on the topic, from the beginning, until `want` have been seen or `timeout` passes.
-pub async fn company_events(topic: &str, company: Uuid, want: usize, timeout: Duration) -> Vec<VoucherPosted> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer = reader();
-        let meta = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for p in meta.topics()[0].partitions() {
-            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("tpl");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        while Instant::now() < deadline && out.len() < want {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                out.extend(voucher_of(&m, company));
-            }
-        }
-        out
+/// How many of `company`'s events wait in the outbox, not yet acknowledged by the broker.
+pub async fn outbox_rows(pool: &PgPool, company: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE company_id = $1").bind(company).fetch_one(pool).await.unwrap()
+}
+
+/// Waits until the relay has published every outbox row of `company` and had it acknowledged by the broker.
+pub async fn outbox_drained(pool: &PgPool, company: Uuid) {
+    eventually(Duration::from_secs(60), "the company's outbox to be relayed", || async {
+        (outbox_rows(pool, company).await == 0).then_some(())
     })
-    .await
-    .expect("reader")
+    .await;
 }
 
 /// Reads every event of `company` on the topic, from the beginning up to the partitions' end offsets as they are now.
-/// Unlike [`company_events`] it does not wait for events to come, so it can show that no other event is there: call it
-/// after the company's outbox is empty, when every acknowledged event is below those end offsets.
-pub async fn company_events_now(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
+/// It does not wait for events to come, so it can show that no other event is there: call it after
+/// [`outbox_drained`], when every acknowledged event is below those end offsets.
+pub async fn company_events(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer = reader();
@@ -248,11 +237,8 @@ pub async fn company_events_now(topic: &str, company: Uuid) -> Vec<VoucherPosted
                 remaining.insert(p.id(), high);
             }
         }
-        let mut out = Vec::new();
-        if remaining.is_empty() {
-            return out;
-        }
         consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
         // Bounded so that a broker problem fails the test instead of hanging it.
         let deadline = Instant::now() + Duration::from_secs(60);
         while !remaining.is_empty() {
