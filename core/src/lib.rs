@@ -22,8 +22,9 @@ pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
 
 /// A future that completes when the process is asked to stop (Ctrl-C or SIGTERM).
 ///
-/// Services take their shutdown signal as a parameter so tests can stop them without signals; binaries pass this one.
-pub async fn shutdown_signal() {
+/// Services take a cancellation token rather than this future, so tests can stop them without signals; binaries get
+/// theirs from [`shutdown_on_signal`].
+async fn shutdown_signal() {
     let ctrl_c = async {
         // If the handler cannot be installed we still want SIGTERM to work, so an error here just never resolves.
         if tokio::signal::ctrl_c().await.is_err() {
