@@ -1,10 +1,15 @@
--- K-ERP ClickHouse aggregates, written only by stream-workers and read by query-api.
+-- K-ERP ClickHouse tables, written only by stream-workers and read by query-api.
 -- Every statement is idempotent (IF NOT EXISTS) and runs on ClickHouse 18.16 as well as current releases.
--- stream-workers splits this file on semicolons and runs the statements in order at start-up.
+-- stream-workers splits this file on semicolons and runs the statements in order at start-up. `{v}` is the version
+-- suffix of the aggregate tables: empty for the live tables, `__rebuild` while `stream-workers rebuild` folds the
+-- topic into a new version beside them (see docs/exactly-once.md).
+--
+-- Exactly-once rests on one rule: every aggregate row is a function of a single event and carries that event's
+-- (company_id, company_seq) in its sorting key, in a ReplacingMergeTree. Writing an event twice, from one worker or
+-- from two, therefore writes rows that collapse into one, and readers use FINAL so they never see both copies.
 
--- One row per posted voucher line, ordered for the account-ledger query. A replayed batch writes the same key again;
--- ReplacingMergeTree collapses it on merge and readers use FINAL, so a line is never seen twice.
-CREATE TABLE IF NOT EXISTS ledger_lines (
+-- One row per posted voucher line, ordered for the account-ledger query.
+CREATE TABLE IF NOT EXISTS ledger_lines{v} (
     company_id     UUID,
     account_id     UUID,
     voucher_date   Date,
@@ -22,22 +27,20 @@ CREATE TABLE IF NOT EXISTS ledger_lines (
 PARTITION BY toYYYYMM(voucher_date)
 ORDER BY (company_id, account_id, voucher_date, voucher_number, line_no);
 
--- Debit and credit totals per company, account and month (period = first day of the month).
--- The rows with account_id = 00000000-0000-0000-0000-000000000000 and period = 1970-01-01 are the fold's
--- per-company watermark: their summed debit is the highest company_seq folded so far. They are written in the same
--- INSERT as the balance deltas they cover, and this table has no PARTITION BY, so each INSERT is one part: the deltas
--- and the watermark land together or not at all. See docs/exactly-once.md.
-CREATE TABLE IF NOT EXISTS period_balances (
-    company_id UUID,
-    account_id UUID,
-    period     Date,
-    debit      Int64,
-    credit     Int64
-) ENGINE = SummingMergeTree((debit, credit))
-ORDER BY (company_id, account_id, period);
+-- One event's debit and credit on one account in its month (period = first day of the month). Sums over events are
+-- taken at read time, after FINAL has collapsed copies, and in Decimal128, so no total can overflow.
+CREATE TABLE IF NOT EXISTS period_balances{v} (
+    company_id  UUID,
+    account_id  UUID,
+    period      Date,
+    company_seq Int64,
+    debit       Int64,
+    credit      Int64
+) ENGINE = ReplacingMergeTree
+ORDER BY (company_id, account_id, period, company_seq);
 
 -- Account names and classes as the events carried them, so reports need nothing but ClickHouse.
-CREATE TABLE IF NOT EXISTS accounts (
+CREATE TABLE IF NOT EXISTS accounts{v} (
     company_id   UUID,
     account_id   UUID,
     code         String,
@@ -47,7 +50,17 @@ CREATE TABLE IF NOT EXISTS accounts (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (company_id, account_id);
 
--- Messages the fold could not use (undecodable, unknown schema, impossible content), kept whole so nothing is lost.
+-- Bookkeeping, apart from the business rows: each company's highest sequence folded with nothing missing below it,
+-- and the partition its events are on. Written after the rows it covers; the highest value per company counts.
+CREATE TABLE IF NOT EXISTS fold_watermarks{v} (
+    company_id UUID,
+    partition  Int32,
+    seq        Int64
+) ENGINE = ReplacingMergeTree(seq)
+ORDER BY company_id;
+
+-- Messages the fold could not use (undecodable, unknown schema, a sequence gap, impossible content), kept whole.
+-- Their company is held back until a reader that understands them is deployed or an operator skips them.
 CREATE TABLE IF NOT EXISTS dead_letters (
     topic       String,
     partition   Int32,
@@ -55,5 +68,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error       String,
     payload_hex String,
     received_at DateTime
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree
 ORDER BY (topic, partition, offset);
+
+-- The audit record of operator skips (`stream-workers skip`): a message, or a company's missing sequence number,
+-- that the fold was told to pass over, with who decided it and why.
+CREATE TABLE IF NOT EXISTS fold_skips (
+    topic       String,
+    kind        String,
+    partition   Int32,
+    offset      Int64,
+    company_id  UUID,
+    seq         Int64,
+    reason      String,
+    operator    String,
+    created_at  DateTime
+) ENGINE = MergeTree
+ORDER BY (topic, created_at)

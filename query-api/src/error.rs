@@ -11,6 +11,12 @@ pub enum Error {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// ClickHouse answered something this service cannot read (a defect, not the client's doing).
+    #[error("{0}")]
+    Other(String),
+    /// A JWT secret the service refuses to start with.
+    #[error("{0}")]
+    Auth(#[from] kerp_core::auth::AuthError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

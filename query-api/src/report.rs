@@ -3,6 +3,9 @@
 //! Opening and closing columns of the trial balance are *net* balances shown on their side (a debit balance in the
 //! debit column, a credit balance in the credit column); period columns are the month's movements. With that
 //! convention every pair of total columns is equal whenever the postings balance.
+//!
+//! Sums are `i128`: a line is at most 10^15 won, so a few maximal vouchers already pass `i64::MAX` on one account.
+//! ClickHouse sums them in Decimal128 and this module keeps them wide, so no balance or total can overflow.
 
 use std::collections::HashMap;
 
@@ -14,10 +17,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountSums {
     pub account_id: Uuid,
-    pub opening_debit: i64,
-    pub opening_credit: i64,
-    pub period_debit: i64,
-    pub period_credit: i64,
+    pub opening_debit: i128,
+    pub opening_credit: i128,
+    pub period_debit: i128,
+    pub period_credit: i128,
 }
 
 /// Name and class of an account, from the `accounts` dimension.
@@ -32,12 +35,12 @@ pub struct AccountInfo {
 /// The six amount columns of a trial balance, for one account or as totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Columns {
-    pub opening_debit: i64,
-    pub opening_credit: i64,
-    pub period_debit: i64,
-    pub period_credit: i64,
-    pub closing_debit: i64,
-    pub closing_credit: i64,
+    pub opening_debit: i128,
+    pub opening_credit: i128,
+    pub period_debit: i128,
+    pub period_credit: i128,
+    pub closing_debit: i128,
+    pub closing_credit: i128,
 }
 
 impl std::ops::AddAssign for Columns {
@@ -70,7 +73,7 @@ pub struct TrialBalance {
 }
 
 /// A net balance split onto its side: (debit column, credit column).
-fn sides(net: i64) -> (i64, i64) {
+fn sides(net: i128) -> (i128, i128) {
     if net >= 0 {
         (net, 0)
     } else {
@@ -124,7 +127,7 @@ pub fn debit_normal(account_type: &str) -> bool {
 
 /// The signed effect of a movement on a balance kept on the account's normal side.
 #[must_use]
-pub fn signed(debit_normal: bool, debit: i64, credit: i64) -> i64 {
+pub fn signed(debit_normal: bool, debit: i128, credit: i128) -> i128 {
     if debit_normal {
         debit - credit
     } else {
@@ -151,17 +154,17 @@ pub struct LedgerLine {
 pub struct LedgerEntry {
     #[serde(flatten)]
     pub line: LedgerLine,
-    pub balance: i64,
+    pub balance: i128,
 }
 
 /// Adds the running balance to ordered lines, starting from `start` (the opening balance carried to this page).
 #[must_use]
-pub fn running(debit_normal: bool, start: i64, lines: Vec<LedgerLine>) -> Vec<LedgerEntry> {
+pub fn running(debit_normal: bool, start: i128, lines: Vec<LedgerLine>) -> Vec<LedgerEntry> {
     let mut balance = start;
     lines
         .into_iter()
         .map(|line| {
-            balance += signed(debit_normal, line.debit, line.credit);
+            balance += signed(debit_normal, line.debit.into(), line.credit.into());
             LedgerEntry { line, balance }
         })
         .collect()
@@ -214,6 +217,21 @@ mod tests {
     fn accounts_without_postings_are_left_out() {
         let a = Uuid::new_v4();
         assert!(trial_balance(2025, 1, &[AccountSums { account_id: a, ..Default::default() }], &[]).accounts.is_empty());
+    }
+
+    #[test]
+    fn sums_past_i64_stay_exact() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let big = i128::from(i64::MAX) * 3;
+        let sums = [
+            AccountSums { account_id: a, opening_debit: big, opening_credit: 0, period_debit: big, period_credit: 0 },
+            AccountSums { account_id: b, opening_debit: 0, opening_credit: big, period_debit: 0, period_credit: big },
+        ];
+        let tb = trial_balance(2025, 1, &sums, &[info(a, "1101", "asset"), info(b, "4101", "revenue")]);
+        assert_eq!(tb.totals.closing_debit, 2 * big);
+        assert_eq!(tb.totals.closing_debit, tb.totals.closing_credit);
+        let json = serde_json::to_string(&tb.totals).unwrap();
+        assert!(json.contains(&(2 * big).to_string()), "serialised as an exact JSON integer: {json}");
     }
 
     #[test]

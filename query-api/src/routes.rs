@@ -59,14 +59,32 @@ struct TrialBalanceQuery {
     month: Option<u32>,
 }
 
+// Balances are read `FINAL`: `period_balances` and `ledger_lines` hold one row per event (and line), and a second copy
+// of an event, written by a redelivery or by two workers, is only collapsed with the first at read time. Sums are
+// taken in Decimal128 and sent as text, because an Int64 sum wraps silently once an account passes 9.2 * 10^18 won.
+
+/// `sum(col)` in Decimal128, as text.
+fn wide_sum(col: &str) -> String {
+    format!("toString(sum(toDecimal128({col}, 0)))")
+}
+
+/// `sumIf(col, cond)` in Decimal128, as text.
+fn wide_sum_if(col: &str, cond: &str) -> String {
+    format!("toString(sumIf(toDecimal128({col}, 0), {cond}))")
+}
+
+fn wide(text: &str) -> Result<i128> {
+    text.parse().map_err(|e| crate::Error::Other(format!("ClickHouse sum {text:?} is not an integer: {e}")))
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct SumsRow {
     #[serde(with = "clickhouse::serde::uuid")]
     account_id: Uuid,
-    opening_debit: i64,
-    opening_credit: i64,
-    period_debit: i64,
-    period_credit: i64,
+    opening_debit: String,
+    opening_credit: String,
+    period_debit: String,
+    period_credit: String,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -121,29 +139,32 @@ async fn trial_balance(
     };
     let start = first_of_month(year, month).unwrap_or(VOUCHER_DATE_MIN);
     let company = claims.company_id;
+    let before = format!("period < toDate('{start}')");
+    let within = format!("period = toDate('{start}')");
     let sql = format!(
-        "SELECT account_id,
-                sumIf(debit, period < toDate('{start}')) AS opening_debit,
-                sumIf(credit, period < toDate('{start}')) AS opening_credit,
-                sumIf(debit, period = toDate('{start}')) AS period_debit,
-                sumIf(credit, period = toDate('{start}')) AS period_credit
-         FROM period_balances
-         WHERE company_id = {} AND account_id != {} AND period <= toDate('{start}')
+        "SELECT account_id, {} AS opening_debit_sum, {} AS opening_credit_sum, {} AS period_debit_sum, {} AS period_credit_sum
+         FROM period_balances FINAL
+         WHERE company_id = {} AND period <= toDate('{start}')
          GROUP BY account_id",
+        wide_sum_if("debit", &before),
+        wide_sum_if("credit", &before),
+        wide_sum_if("debit", &within),
+        wide_sum_if("credit", &within),
         uuid_literal(&company),
-        uuid_literal(&Uuid::nil())
     );
     let rows: Vec<SumsRow> = timed("trial_balance", state.ch.query(&sql).fetch_all()).await?;
-    let sums: Vec<AccountSums> = rows
+    let sums = rows
         .into_iter()
-        .map(|r| AccountSums {
-            account_id: r.account_id,
-            opening_debit: r.opening_debit,
-            opening_credit: r.opening_credit,
-            period_debit: r.period_debit,
-            period_credit: r.period_credit,
+        .map(|r| {
+            Ok(AccountSums {
+                account_id: r.account_id,
+                opening_debit: wide(&r.opening_debit)?,
+                opening_credit: wide(&r.opening_credit)?,
+                period_debit: wide(&r.period_debit)?,
+                period_credit: wide(&r.period_credit)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let infos = account_infos(&state, company, None, None).await?;
     Ok(Json(Data { data: report::trial_balance(year, month, &sums, &infos) }))
 }
@@ -161,15 +182,21 @@ struct LedgerQuery {
 
 #[derive(Debug, Row, Deserialize)]
 struct TwoSums {
-    debit: i64,
-    credit: i64,
+    debit: String,
+    credit: String,
+}
+
+impl TwoSums {
+    fn signed(&self, debit_normal: bool) -> Result<i128> {
+        Ok(report::signed(debit_normal, wide(&self.debit)?, wide(&self.credit)?))
+    }
 }
 
 #[derive(Debug, Row, Deserialize)]
 struct RangeTotals {
     lines: u64,
-    debit: i64,
-    credit: i64,
+    debit: String,
+    credit: String,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -203,11 +230,11 @@ struct Ledger {
     account: LedgerAccount,
     from_date: NaiveDate,
     to_date: NaiveDate,
-    opening_balance: i64,
+    opening_balance: i128,
     entries: Vec<report::LedgerEntry>,
-    period_debit: i64,
-    period_credit: i64,
-    closing_balance: i64,
+    period_debit: i128,
+    period_credit: i128,
+    closing_balance: i128,
 }
 
 #[derive(Debug, Serialize)]
@@ -288,7 +315,11 @@ async fn account_ledger(
         "ledger_opening_months",
         state
             .ch
-            .query(&format!("SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM period_balances WHERE {key} AND period < toDate('{month_start}')"))
+            .query(&format!(
+                "SELECT {} AS debit_sum, {} AS credit_sum FROM period_balances FINAL WHERE {key} AND period < toDate('{month_start}')",
+                wide_sum("debit"),
+                wide_sum("credit")
+            ))
             .fetch_one(),
     )
     .await?;
@@ -297,18 +328,27 @@ async fn account_ledger(
         state
             .ch
             .query(&format!(
-                "SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM ledger_lines FINAL
-                 WHERE {key} AND voucher_date >= toDate('{month_start}') AND voucher_date < toDate('{from}')"
+                "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
+                 WHERE {key} AND voucher_date >= toDate('{month_start}') AND voucher_date < toDate('{from}')",
+                wide_sum("debit"),
+                wide_sum("credit")
             ))
             .fetch_one(),
     )
     .await?;
-    let opening = report::signed(debit_normal, before_months.debit + before_days.debit, before_months.credit + before_days.credit);
+    let opening = before_months.signed(debit_normal)? + before_days.signed(debit_normal)?;
 
     let range_sql = format!("{key} AND voucher_date >= toDate('{from}') AND voucher_date <= toDate('{to}')");
     let totals: RangeTotals = timed(
         "ledger_totals",
-        state.ch.query(&format!("SELECT count() AS line_count, sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM ledger_lines FINAL WHERE {range_sql}")).fetch_one(),
+        state
+            .ch
+            .query(&format!(
+                "SELECT count() AS line_count, {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL WHERE {range_sql}",
+                wide_sum("debit"),
+                wide_sum("credit")
+            ))
+            .fetch_one(),
     )
     .await?;
     pagination.total = totals.lines;
@@ -322,13 +362,15 @@ async fn account_ledger(
             state
                 .ch
                 .query(&format!(
-                    "SELECT sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM
-                     (SELECT debit, credit FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset})"
+                    "SELECT {} AS debit_sum, {} AS credit_sum FROM
+                     (SELECT debit, credit FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset})",
+                    wide_sum("debit"),
+                    wide_sum("credit")
                 ))
                 .fetch_one(),
         )
         .await?;
-        report::signed(debit_normal, before.debit, before.credit)
+        before.signed(debit_normal)?
     };
     let rows: Vec<LineRow> = timed(
         "ledger_entries",
@@ -358,7 +400,8 @@ async fn account_ledger(
         })
         .collect();
     let entries = report::running(debit_normal, opening + carried, lines);
-    let closing = opening + report::signed(debit_normal, totals.debit, totals.credit);
+    let (period_debit, period_credit) = (wide(&totals.debit)?, wide(&totals.credit)?);
+    let closing = opening + report::signed(debit_normal, period_debit, period_credit);
     Ok(Json(LedgerPage {
         data: Ledger {
             account: LedgerAccount {
@@ -372,8 +415,8 @@ async fn account_ledger(
             to_date: to,
             opening_balance: opening,
             entries,
-            period_debit: totals.debit,
-            period_credit: totals.credit,
+            period_debit,
+            period_credit,
             closing_balance: closing,
         },
         pagination,

@@ -1,31 +1,40 @@
 //! stream-workers: voucher and account events flow from Kafka through the pure [`fold`] into ClickHouse via [`sink`].
 //!
-//! The loop collects a batch (up to `batch_rows` lines or `flush_interval_ms`), reads the watermarks of the
-//! companies in it, folds, writes to ClickHouse, and only then commits the Kafka offsets. Exactly-once comes from
-//! the per-company watermark written atomically with the balances; see `docs/exactly-once.md`.
+//! The loop collects a batch (up to `batch_rows` lines or `flush_interval_ms`), folds it against the in-memory
+//! watermarks of the partitions this worker owns (loaded from ClickHouse on assignment), writes it to ClickHouse, and
+//! only then commits the Kafka offsets. Exactly-once comes from rows keyed by event, which collapse when written
+//! twice; see `docs/exactly-once.md`.
 
 pub mod fold;
 pub mod sink;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kerp_core::clickhouse::ClickHouseConfig;
-use kerp_schemas::{Event, VoucherPosted};
+use kerp_schemas::Event;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
 
+use crate::fold::FoldState;
 use crate::sink::DeadLetterRow;
 
-/// Hard cap on lines per batch, whatever the configuration says. A batch's balance deltas must stay one ClickHouse
-/// block (`max_insert_block_size`, 1,048,576 rows by default) so that the INSERT lands as one part, atomically.
+/// Hard cap on lines per batch, whatever the configuration says. Bounds the worker's memory and keeps each INSERT
+/// within one block (`sink::INSERT_BLOCK_ROWS_MAX`).
 pub const BATCH_ROWS_MAX: usize = 200_000;
+/// How often a worker with held companies looks for operator skips that clear them, in milliseconds.
+const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
+/// Longest the loop waits for a message before it looks after holds and ownership changes anyway, in milliseconds.
+const IDLE_WAKE_MS: u64 = 1_000;
 /// Longest a batch's reads and writes in ClickHouse may take before the attempt is abandoned and retried, in
 /// milliseconds. An HTTP request that hangs must not stall the fold forever.
 const CLICKHOUSE_ATTEMPT_MS_MAX: u64 = 60_000;
@@ -70,15 +79,32 @@ pub struct Config {
     /// Address of the `/metrics` and `/health` endpoint; empty to disable.
     #[arg(long, env = "WORKER_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
     pub metrics_listen: String,
+    /// Kafka consumer session timeout, in milliseconds: a worker silent for this long loses its partitions.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+    /// Kafka `max.poll.interval.ms`: a worker that does not poll for this long loses its partitions. A batch that
+    /// cannot be written within it is given up rather than written after another worker may have taken over.
+    #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL_MS", default_value_t = 300_000)]
+    pub max_poll_interval_ms: u64,
     /// Test only: abort the process right after a batch reached ClickHouse and before its offsets are committed.
     #[arg(long, env = "KERP_FAULT_ABORT_AFTER_INSERT", default_value_t = false, hide = true)]
     pub fault_abort_after_insert: bool,
+    /// Test only: stop the process (SIGSTOP) once, with a folded batch not yet written, to test fencing.
+    #[arg(long, env = "KERP_FAULT_STOP_BEFORE_WRITE", default_value_t = false, hide = true)]
+    pub fault_stop_before_write: bool,
 }
 
-/// Counts rebalances and reports consumer lag from librdkafka's statistics.
+/// A change of the partitions this worker owns, as the rebalance callback saw it.
+enum Ownership {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Counts rebalances, passes ownership changes to the loop, and reports consumer lag from librdkafka's statistics.
 struct WorkerContext {
     topic: String,
     generation: AtomicU64,
+    changes: Mutex<Vec<Ownership>>,
 }
 
 impl ClientContext for WorkerContext {
@@ -109,27 +135,38 @@ impl ConsumerContext for WorkerContext {
         self.generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(?rebalance, "rebalance");
     }
+
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |tpl: &TopicPartitionList| {
+            tpl.elements().iter().map(rdkafka::topic_partition_list::TopicPartitionListElem::partition).collect()
+        };
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => Ownership::Assigned(partitions(tpl)),
+            Rebalance::Revoke(tpl) => Ownership::Revoked(partitions(tpl)),
+            Rebalance::Error(_) => return,
+        };
+        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(change);
+    }
 }
 
 /// One fetched message, detached from the consumer.
-struct Fetched {
-    partition: i32,
-    offset: i64,
+pub struct Fetched {
+    /// Decoded on receipt, so the batch can be bounded by its real line count.
+    pub message: fold::Message,
     generation: u64,
     payload: Vec<u8>,
-    /// Decoded on receipt, so the batch can be bounded by its real line count.
-    event: Result<Event, String>,
 }
 
 fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
-    let ctx = WorkerContext { topic: config.voucher_topic.clone(), generation: AtomicU64::new(0) };
+    let ctx = WorkerContext { topic: config.voucher_topic.clone(), generation: AtomicU64::new(0), changes: Mutex::new(Vec::new()) };
     let c: StreamConsumer<WorkerContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_brokers)
         .set("group.id", &config.consumer_group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("max.poll.interval.ms", config.max_poll_interval_ms.to_string())
         .create_with_context(ctx)?;
     c.subscribe(&[&config.voucher_topic])?;
     Ok(c)
@@ -137,37 +174,133 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
 
 /// Runs the fold until `shutdown`. The batch in flight is written and committed before this returns.
 ///
+/// The fold runs in consumer *sessions*. A session ends, and a new one starts from the committed offsets with its
+/// state loaded afresh from ClickHouse, when the worker may have lost its partitions (a batch outlived the poll
+/// interval) or when an operator skip clears a hold; both are rewinds, safe because every row is idempotent.
+///
 /// # Errors
 /// Kafka configuration errors, or ClickHouse unreachable at start-up.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let server = config.clickhouse.server_client();
-    sink::migrate(&server, &config.clickhouse.clickhouse_database).await?;
-    let ch = config.clickhouse.client();
+    sink::migrate(&server, &config.clickhouse.clickhouse_database, "").await?;
+    let ch = sink::writer(&config.clickhouse.client()).await?;
     if !config.metrics_listen.is_empty() {
         spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
     }
-    let consumer = consumer(&config)?;
-    let batch_rows = config.batch_rows_max.clamp(1, BATCH_ROWS_MAX);
-    let flush = Duration::from_millis(config.flush_interval_ms.max(1));
-    tracing::info!(topic = %config.voucher_topic, group = %config.consumer_group, batch_rows, "stream-workers folding");
-
-    while !shutdown.is_cancelled() {
-        let batch = collect(&consumer, batch_rows, flush, &shutdown).await?;
-        if batch.is_empty() {
-            continue;
-        }
-        let generation = consumer.context().generation.load(Ordering::SeqCst);
-        let batch: Vec<Fetched> = batch.into_iter().filter(|m| m.generation == generation).collect();
-        if batch.is_empty() {
-            continue;
-        }
-        process(&config, &ch, &consumer, batch, &shutdown).await?;
+    tracing::info!(topic = %config.voucher_topic, group = %config.consumer_group, "stream-workers folding");
+    while let Session::Rewind(why) = session(&config, &ch, &shutdown).await? {
+        metrics::counter!("fold_rewinds_total").increment(1);
+        tracing::warn!(%why, "rewinding: rejoining the group and reading again from the committed offsets");
     }
     tracing::info!("stream-workers stopped");
     Ok(())
 }
 
-/// Waits for a first message, then keeps the batch open until it is full or `flush` has passed.
+/// How a consumer session ended.
+enum Session {
+    Stopped,
+    Rewind(String),
+}
+
+async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &CancellationToken) -> Result<Session> {
+    let consumer = consumer(config)?;
+    let batch_rows = config.batch_rows_max.clamp(1, BATCH_ROWS_MAX);
+    let flush = Duration::from_millis(config.flush_interval_ms.max(1));
+    let mut folder = Folder::new(config, ch.clone(), "");
+    folder.skips = retry_clickhouse(shutdown, || sink::load_skips(ch, &config.voucher_topic)).await?.unwrap_or_default();
+    let mut last_recheck = Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(Session::Stopped);
+        }
+        let batch = collect(&consumer, batch_rows, flush, shutdown).await?;
+        let polled_at = Instant::now();
+        // Ownership changes are applied before anything is folded: a revoked partition's state is forgotten, and an
+        // assigned one's watermarks are loaded, so the fold never judges a company by a stale watermark.
+        let changes: Vec<Ownership> =
+            std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for change in changes {
+            match change {
+                Ownership::Revoked(ps) => ps.iter().for_each(|p| folder.state.forget_partition(*p)),
+                Ownership::Assigned(ps) => {
+                    let Some(rows) = retry_clickhouse(shutdown, || sink::load_watermarks(ch, "", &ps)).await? else {
+                        return Ok(Session::Stopped);
+                    };
+                    tracing::info!(partitions = ?ps, companies = rows.len(), "partitions assigned; watermarks loaded");
+                    folder.state.load_watermarks(rows);
+                }
+            }
+        }
+        let generation = consumer.context().generation.load(Ordering::SeqCst);
+        let batch: Vec<Fetched> = batch.into_iter().filter(|m| m.generation == generation).collect();
+        if !batch.is_empty() {
+            match folder.process(&batch, polled_at, shutdown).await? {
+                Processed::Written => commit(config, &consumer, &batch, &folder.state)?,
+                Processed::Abandoned(why) => return Ok(Session::Rewind(why)),
+                Processed::Stopped => return Ok(Session::Stopped),
+            }
+        }
+        folder.export_holds();
+        // A held company waits for a new reader (a restart) or for an operator skip; skips are looked for now and then.
+        if folder.state.holds().next().is_some() && last_recheck.elapsed() >= Duration::from_millis(HOLD_RECHECK_INTERVAL_MS) {
+            last_recheck = Instant::now();
+            if let Ok(skips) = sink::load_skips(ch, &config.voucher_topic).await {
+                if folder.state.holds().any(|h| skips.iter().any(|s| s.clears(h))) {
+                    return Ok(Session::Rewind("an operator skip clears a hold".into()));
+                }
+            }
+        }
+    }
+}
+
+/// Commits each partition's offset after the batch, but never past a held message, so that it is read again by
+/// the next session (perhaps of a newer worker that can decode it).
+fn commit(config: &Config, consumer: &StreamConsumer<WorkerContext>, batch: &[Fetched], state: &FoldState) -> Result<()> {
+    if config.fault_abort_after_insert {
+        tracing::warn!("fault injection: aborting after the ClickHouse write, before the offset commit");
+        std::process::abort();
+    }
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    for m in batch {
+        let e = next.entry(m.message.partition).or_insert(0);
+        *e = (*e).max(m.message.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in &next {
+        let o = state.commit_limit(*p).map_or(*o, |held| held.min(*o));
+        tpl.add_partition_offset(&config.voucher_topic, *p, Offset::Offset(o))?;
+    }
+    // Asynchronous on purpose: the rows are already in ClickHouse, so a commit that fails or never lands only means
+    // a replay, which writes the same rows again. Waiting for it would stall the fold on a slow group coordinator.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit could not be sent");
+    }
+    Ok(())
+}
+
+/// Runs a ClickHouse call until it succeeds, backing off, or until shutdown (`None`).
+async fn retry_clickhouse<T, F, Fut>(shutdown: &CancellationToken, mut call: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff_ms = 200;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(CLICKHOUSE_ATTEMPT_MS_MAX), call()).await {
+            Ok(Ok(v)) => return Ok(Some(v)),
+            Ok(Err(e)) => tracing::warn!(error = %e, backoff_ms, "ClickHouse call failed; retrying"),
+            Err(_) => tracing::warn!(backoff_ms, "ClickHouse call timed out; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+        }
+        backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
+    }
+}
+
+/// Waits for a first message, then keeps the batch open until it is full or `flush` has passed. Returns an empty
+/// batch after [`IDLE_WAKE_MS`] without messages, so the loop can look after holds and ownership changes.
 async fn collect(
     consumer: &StreamConsumer<WorkerContext>,
     batch_rows: usize,
@@ -176,17 +309,12 @@ async fn collect(
 ) -> Result<Vec<Fetched>> {
     let mut batch = Vec::new();
     let mut lines = 0usize;
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut deadline = tokio::time::Instant::now() + Duration::from_millis(IDLE_WAKE_MS);
+    let mut first = true;
     loop {
-        let wait = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = shutdown.cancelled() => return Ok(batch),
-            () = wait => return Ok(batch),
+            () = tokio::time::sleep_until(deadline) => return Ok(batch),
             m = consumer.recv() => match m {
                 Ok(m) => {
                     let payload = m.payload().unwrap_or_default().to_vec();
@@ -196,14 +324,16 @@ async fn collect(
                         Ok(Event::AccountsChanged(e)) => e.accounts.len().max(1),
                         Err(_) => 1,
                     };
+                    let key_company = m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| Uuid::parse_str(k).ok());
                     batch.push(Fetched {
-                        partition: m.partition(),
-                        offset: m.offset(),
+                        message: fold::Message { partition: m.partition(), offset: m.offset(), key_company, event },
                         generation: consumer.context().generation.load(Ordering::SeqCst),
                         payload,
-                        event,
                     });
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + flush);
+                    if first {
+                        first = false;
+                        deadline = tokio::time::Instant::now() + flush;
+                    }
                     if lines >= batch_rows {
                         return Ok(batch);
                     }
@@ -218,124 +348,142 @@ async fn collect(
     }
 }
 
-/// Decodes, folds, writes and commits one batch, retrying the ClickHouse write until it succeeds or shutdown.
-async fn process(
-    config: &Config,
-    ch: &clickhouse::Client,
-    consumer: &StreamConsumer<WorkerContext>,
-    batch: Vec<Fetched>,
-    shutdown: &CancellationToken,
-) -> Result<()> {
-    let started = Instant::now();
-    let mut events: Vec<VoucherPosted> = Vec::with_capacity(batch.len());
-    let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
-    let mut dead = Vec::new();
-    // Account changes are idempotent upserts into the dimension: no sequence, no watermark.
-    let mut account_rows = Vec::new();
-    let now_s = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    for (i, m) in batch.iter().enumerate() {
-        match &m.event {
-            Ok(Event::VoucherPosted(e)) => {
-                events.push(e.clone());
-                origin.push(i);
-            }
-            Ok(Event::AccountsChanged(e)) => account_rows.extend(fold::account_rows(e)),
-            Err(e) => dead.push(dead_letter(config, m, e.clone(), now_s)),
-        }
-    }
-    let mut companies: Vec<_> = events.iter().map(|e| e.company_id).collect();
-    companies.sort_unstable();
-    companies.dedup();
-
-    let mut backoff_ms = 200;
-    let commit_query_id = format!("kerp-fold-{}", uuid::Uuid::new_v4());
-    let mut retry = false;
-    let out = loop {
-        let attempt = async {
-            if retry {
-                sink::wait_until_finished(ch, &commit_query_id).await?;
-            }
-            let w = sink::watermarks(ch, &companies).await?;
-            let mut out = fold::fold(&events, &w);
-            out.accounts.extend(account_rows.iter().cloned());
-            let mut dead = dead.clone();
-            dead.extend(out.rejected.iter().map(|r| dead_letter(config, &batch[origin[r.index]], r.reason.clone(), now_s)));
-            sink::write(ch, &out, &dead, &commit_query_id).await?;
-            Ok::<_, Error>(out)
-        };
-        let attempt = async {
-            tokio::time::timeout(Duration::from_millis(CLICKHOUSE_ATTEMPT_MS_MAX), attempt)
-                .await
-                .map_err(|_| Error::Timeout(CLICKHOUSE_ATTEMPT_MS_MAX))?
-        };
-        match attempt.await {
-            Ok(out) => break out,
-            Err(e) => {
-                tracing::error!(error = %e, backoff_ms, "writing batch to ClickHouse failed; retrying");
-                metrics::counter!("fold_write_errors_total").increment(1);
-                retry = true;
-                tokio::select! {
-                    // Nothing was committed, so the batch is replayed after restart; the watermark makes that safe.
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
-                }
-                backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
-            }
-        }
-    };
-
-    if config.fault_abort_after_insert {
-        tracing::warn!("fault injection: aborting after the ClickHouse write, before the offset commit");
-        std::process::abort();
-    }
-
-    let mut next: HashMap<i32, i64> = HashMap::new();
-    for m in &batch {
-        let e = next.entry(m.partition).or_insert(0);
-        *e = (*e).max(m.offset + 1);
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in &next {
-        tpl.add_partition_offset(&config.voucher_topic, *p, Offset::Offset(*o))?;
-    }
-    // Asynchronous on purpose: the rows are already in ClickHouse, so a commit that fails or never lands only means
-    // a replay that the watermark skips. Waiting for it would stall the fold on a slow group coordinator.
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::warn!(error = %e, "offset commit could not be sent");
-    }
-
-    let now_us = chrono::Utc::now().timestamp_micros();
-    for i in &out.folded {
-        let age = (now_us - events[*i].posted_at).max(0) as f64 / 1e6;
-        metrics::histogram!("fold_event_freshness_seconds").record(age);
-    }
-    metrics::counter!("fold_events_total").increment(out.folded.len() as u64);
-    metrics::counter!("fold_lines_total").increment(out.lines.len() as u64);
-    metrics::counter!("fold_duplicates_skipped_total").increment(out.duplicates as u64);
-    metrics::counter!("fold_dead_letters_total").increment((dead.len() + out.rejected.len()) as u64);
-    if out.gaps > 0 {
-        tracing::error!(gaps = out.gaps, "company sequence gaps seen; an event may have been published out of order");
-        metrics::counter!("fold_sequence_gaps_total").increment(out.gaps as u64);
-    }
-    metrics::histogram!("fold_batch_duration_seconds").record(started.elapsed().as_secs_f64());
-    tracing::debug!(
-        messages = batch.len(),
-        folded = out.folded.len(),
-        duplicates = out.duplicates,
-        lines = out.lines.len(),
-        "batch written and committed"
-    );
-    Ok(())
+/// What became of a batch.
+pub enum Processed {
+    /// Its rows are durable in ClickHouse.
+    Written,
+    /// It was given up before it could outlive the consumer's poll interval; nothing of it may be written now.
+    Abandoned(String),
+    /// Shutdown came while it was being retried; nothing is committed, so it is read again after a restart.
+    Stopped,
 }
 
-fn dead_letter(config: &Config, m: &Fetched, error: String, now_s: u32) -> DeadLetterRow {
+/// The fold of one topic into one version of the aggregate tables: the state, the operator's skips, and the write
+/// with its retries. The live worker and `rebuild` share it.
+pub struct Folder {
+    pub state: FoldState,
+    pub skips: HashSet<fold::Skip>,
+    ch: clickhouse::Client,
+    suffix: String,
+    topic: String,
+    /// Longest a batch may take from its last poll to the end of its write, in milliseconds: past the consumer's
+    /// poll interval the group may have given its partitions to another worker.
+    poll_budget_ms: u64,
+    fault_stop_before_write: bool,
+}
+
+impl Folder {
+    #[must_use]
+    pub fn new(config: &Config, ch: clickhouse::Client, suffix: &str) -> Self {
+        Self {
+            state: FoldState::default(),
+            skips: HashSet::new(),
+            ch,
+            suffix: suffix.to_owned(),
+            topic: config.voucher_topic.clone(),
+            poll_budget_ms: config.max_poll_interval_ms,
+            fault_stop_before_write: config.fault_stop_before_write,
+        }
+    }
+
+    /// Folds and writes one batch, retrying the ClickHouse write until it succeeds, the poll budget runs out, or
+    /// shutdown.
+    ///
+    /// # Errors
+    /// None today; ClickHouse failures are retried.
+    pub async fn process(&mut self, batch: &[Fetched], polled_at: Instant, shutdown: &CancellationToken) -> Result<Processed> {
+        let span = tracing::info_span!("fold_batch", messages = batch.len(), first_offset = batch.first().map(|m| m.message.offset));
+        self.process_inner(batch, polled_at, shutdown).instrument(span).await
+    }
+
+    async fn process_inner(&mut self, batch: &[Fetched], polled_at: Instant, shutdown: &CancellationToken) -> Result<Processed> {
+        let started = Instant::now();
+        let messages: Vec<fold::Message> = batch.iter().map(|f| f.message.clone()).collect();
+        // The fold runs on a copy of the state, which replaces the real one only once the batch is durable.
+        let mut next = self.state.clone();
+        let out = fold::fold(&messages, &mut next, &self.skips);
+        let now_s = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        let dead: Vec<DeadLetterRow> = out
+            .new_holds
+            .iter()
+            .filter_map(|h| batch.iter().find(|f| f.message.partition == h.partition && f.message.offset == h.offset).map(|f| (h, f)))
+            .map(|(h, f)| dead_letter(&self.topic, f, &h.reason.to_string(), now_s))
+            .collect();
+        if self.fault_stop_before_write && !out.balances.is_empty() {
+            self.fault_stop_before_write = false;
+            tracing::warn!("fault injection: stopping this process (SIGSTOP) with a folded batch not yet written");
+            let _ = std::process::Command::new("kill").args(["-STOP", &std::process::id().to_string()]).status();
+        }
+        let attempt_ms = CLICKHOUSE_ATTEMPT_MS_MAX.min(self.poll_budget_ms / 2).max(1);
+        let mut backoff_ms = 200;
+        loop {
+            // An attempt starts only if it can end within the poll interval. A worker that was paused or slowed
+            // down past it may no longer own its partitions; it gives the batch up instead of writing it.
+            let spent = u64::try_from(polled_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if spent.saturating_add(attempt_ms) > self.poll_budget_ms {
+                metrics::counter!("fold_batches_abandoned_total").increment(1);
+                return Ok(Processed::Abandoned(format!(
+                    "the batch is {spent} ms past its poll; the poll interval is {} ms",
+                    self.poll_budget_ms
+                )));
+            }
+            let attempt = tokio::time::timeout(Duration::from_millis(attempt_ms), sink::write(&self.ch, &self.suffix, &out, &dead));
+            match attempt.await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => tracing::error!(error = %e, backoff_ms, "writing batch to ClickHouse failed; retrying"),
+                Err(_) => tracing::error!(attempt_ms, backoff_ms, "writing batch to ClickHouse timed out; retrying"),
+            }
+            metrics::counter!("fold_write_errors_total").increment(1);
+            tokio::select! {
+                // Nothing was committed, so the batch is read again after a restart and its rows written again.
+                () = shutdown.cancelled() => return Ok(Processed::Stopped),
+                () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            }
+            backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
+        }
+        self.state = next;
+        for h in &out.new_holds {
+            tracing::error!(partition = h.partition, offset = h.offset, company = ?h.company, reason = %h.reason,
+                "holding back a company: its next message cannot be folded; nothing of it is folded until a reader that \
+                 understands it is deployed or an operator runs `stream-workers skip`");
+            metrics::counter!("fold_holds_total", "reason" => h.reason.kind()).increment(1);
+        }
+        let now_us = chrono::Utc::now().timestamp_micros();
+        for i in &out.folded {
+            if let Ok(Event::VoucherPosted(e)) = &batch[*i].message.event {
+                metrics::histogram!("fold_event_freshness_seconds").record((now_us - e.posted_at).max(0) as f64 / 1e6);
+            }
+        }
+        metrics::counter!("fold_events_total").increment(out.folded.len() as u64);
+        metrics::counter!("fold_lines_total").increment(out.lines.len() as u64);
+        metrics::counter!("fold_duplicates_skipped_total").increment(out.duplicates as u64);
+        metrics::counter!("fold_held_messages_total").increment(out.held_messages as u64);
+        metrics::counter!("fold_operator_skips_total").increment(out.skipped as u64);
+        metrics::histogram!("fold_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            folded = out.folded.len(),
+            duplicates = out.duplicates,
+            held = out.held_messages,
+            lines = out.lines.len(),
+            "batch written"
+        );
+        Ok(Processed::Written)
+    }
+
+    /// Exports the holds as the alert gauge `fold_held_companies` (a held partition counts as one).
+    pub fn export_holds(&self) {
+        metrics::gauge!("fold_held_companies").set(self.state.holds().count() as f64);
+    }
+}
+
+fn dead_letter(topic: &str, m: &Fetched, error: &str, now_s: u32) -> DeadLetterRow {
     use std::fmt::Write;
     let payload_hex = m.payload.iter().fold(String::with_capacity(m.payload.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     });
-    tracing::error!(partition = m.partition, offset = m.offset, %error, "dead letter");
-    DeadLetterRow { topic: config.voucher_topic.clone(), partition: m.partition, offset: m.offset, error, payload_hex, received_at: now_s }
+    let (partition, offset) = (m.message.partition, m.message.offset);
+    DeadLetterRow { topic: topic.to_owned(), partition, offset, error: error.to_owned(), payload_hex, received_at: now_s }
 }
 
 async fn spawn_metrics(listen: &str, shutdown: CancellationToken) -> Result<()> {

@@ -1,63 +1,166 @@
-//! ClickHouse side of the fold: creates the tables, reads watermarks, and writes one batch in the order that makes a
-//! crash at any point safe (ledger lines and dimensions first, then balances with their watermark in one INSERT).
+//! ClickHouse side of the fold: creates the tables, loads the watermarks of assigned partitions and the operator's
+//! skips, and writes one folded batch: business rows first, the watermark rows that cover them last.
+//!
+//! Every row is keyed by its event (see `fold`), so a batch written twice, or half written and then written again,
+//! leaves the same collapsed rows; the order of the INSERTs only matters for the watermark, which must never claim an
+//! event whose rows are not yet durable.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::fold::{AccountRow, BalanceRow, FoldOutput, LedgerLineRow, WATERMARK_ACCOUNT};
+use crate::fold::{AccountRow, BalanceRow, FoldOutput, LedgerLineRow, Skip, WatermarkRow};
 use crate::Result;
 
 /// The ClickHouse DDL, applied statement by statement at start-up.
 const DDL: &str = include_str!("../../migrations/clickhouse/0001_init.sql");
 
-/// Creates the database and tables if they are missing.
+/// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
+pub const AGGREGATE_TABLES: [&str; 4] = ["ledger_lines", "period_balances", "accounts", "fold_watermarks"];
+
+/// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
+pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
+
+/// Creates the database and tables if they are missing. `suffix` names a version of the aggregate tables (empty for
+/// the live ones).
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn migrate(server: &Client, database: &str) -> Result<()> {
+pub async fn migrate(server: &Client, database: &str, suffix: &str) -> Result<()> {
     server.query(&format!("CREATE DATABASE IF NOT EXISTS `{database}`")).execute().await?;
     let db = server.clone().with_database(database);
-    for stmt in statements(DDL) {
+    if suffix.is_empty() {
+        retire_legacy_layout(&db).await?;
+    }
+    for stmt in statements(DDL, suffix) {
         db.query(&stmt).execute().await?;
     }
     Ok(())
 }
 
-/// Splits the DDL file into statements, dropping `--` comment lines.
-fn statements(sql: &str) -> Vec<String> {
+/// Before per-event balance rows, `period_balances` summed batch deltas and kept the watermark inside it. Those
+/// tables cannot be converted in place; they are renamed aside (nothing is dropped) and the log says how to refill
+/// the new ones from the topic.
+async fn retire_legacy_layout(db: &Client) -> Result<()> {
+    let legacy: u64 = db
+        .query(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'period_balances'
+             AND engine = 'SummingMergeTree'",
+        )
+        .fetch_one()
+        .await?;
+    if legacy == 0 {
+        return Ok(());
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let mut renames = Vec::new();
+    for t in ["ledger_lines", "period_balances", "accounts", "dead_letters"] {
+        let exists: u64 =
+            db.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?").bind(t).fetch_one().await?;
+        if exists > 0 {
+            renames.push(format!("{t} TO {t}__legacy_{stamp}"));
+        }
+    }
+    db.query(&format!("RENAME TABLE {}", renames.join(", "))).execute().await?;
+    tracing::warn!(
+        "the aggregate tables had the old layout (summed batch deltas with an in-table watermark); they were renamed to \
+         *__legacy_{stamp}. Run `stream-workers rebuild` to fold the topic into the new tables"
+    );
+    Ok(())
+}
+
+/// Splits the DDL file into statements, dropping `--` comment lines and naming the aggregate tables' version.
+fn statements(sql: &str, suffix: &str) -> Vec<String> {
     let body: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-    body.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    body.split(';').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.replace("{v}", suffix)).collect()
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct WatermarkRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    company_id: Uuid,
-    seq: i64,
-}
-
-/// The highest folded `company_seq` of each company; companies never folded are absent.
+/// The client the fold writes with: settings that make "the INSERT returned" mean "the rows are durable and
+/// visible" are pinned on every query, so that a current ClickHouse (whose server or profile may default to
+/// asynchronous inserts) behaves like 18.16, which has no such mode.
 ///
-/// Summing without FINAL is exact: unmerged parts of a SummingMergeTree add up to the same total.
+/// # Errors
+/// ClickHouse errors while asking for the server version.
+pub async fn writer(client: &Client) -> Result<Client> {
+    let version: String = client.query("SELECT version()").fetch_one().await?;
+    let mut c = client.clone().with_option("max_insert_block_size", INSERT_BLOCK_ROWS_MAX.to_string());
+    if has_async_insert(&version) {
+        c = c.with_option("async_insert", "0").with_option("wait_for_async_insert", "1");
+    }
+    Ok(c)
+}
+
+/// Asynchronous inserts (and the settings that control them) arrived in ClickHouse 21.11; older servers refuse
+/// unknown settings, so they are only sent where they exist.
+fn has_async_insert(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (21, 11)
+}
+
+/// The watermarks of every company on these partitions.
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn watermarks(client: &Client, companies: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
-    if companies.is_empty() {
-        return Ok(HashMap::new());
+pub async fn load_watermarks(client: &Client, suffix: &str, partitions: &[i32]) -> Result<Vec<WatermarkRow>> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
     }
-    let list = companies.iter().map(kerp_core::clickhouse::uuid_literal).collect::<Vec<_>>().join(",");
+    let list = partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "SELECT company_id, sum(debit) AS seq FROM period_balances
-         WHERE company_id IN ({list}) AND account_id = {} AND period = toDate('1970-01-01')
-         GROUP BY company_id",
-        kerp_core::clickhouse::uuid_literal(&WATERMARK_ACCOUNT)
+        "SELECT company_id, any(partition) AS on_partition, max(seq) AS folded_seq FROM fold_watermarks{suffix}
+         WHERE partition IN ({list}) GROUP BY company_id"
     );
-    let rows: Vec<WatermarkRow> = client.query(&sql).fetch_all().await?;
-    Ok(rows.into_iter().map(|r| (r.company_id, r.seq)).collect())
+    Ok(client.query(&sql).fetch_all().await?)
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+pub struct SkipRow {
+    pub topic: String,
+    pub kind: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    pub seq: i64,
+    pub reason: String,
+    pub operator: String,
+    pub created_at: u32,
+}
+
+impl SkipRow {
+    /// The fold's view of this record, if its kind is known.
+    #[must_use]
+    pub fn skip(&self) -> Option<Skip> {
+        match self.kind.as_str() {
+            "message" => Some(Skip::Message { partition: self.partition, offset: self.offset }),
+            "sequence" => Some(Skip::Sequence { company: self.company_id, seq: self.seq }),
+            _ => None,
+        }
+    }
+}
+
+/// The skips an operator recorded for this topic.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn load_skips(client: &Client, topic: &str) -> Result<HashSet<Skip>> {
+    let rows: Vec<SkipRow> = client
+        .query("SELECT topic, kind, partition, offset, company_id, seq, reason, operator, toUInt32(created_at) FROM fold_skips WHERE topic = ?")
+        .bind(topic)
+        .fetch_all()
+        .await?;
+    Ok(rows.iter().filter_map(SkipRow::skip).collect())
+}
+
+/// Records an operator skip.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn record_skip(client: &Client, row: &SkipRow) -> Result<()> {
+    insert_all(client, "fold_skips", std::slice::from_ref(row)).await
 }
 
 async fn insert_all<T>(client: &Client, table: &str, rows: &[T]) -> Result<()>
@@ -86,47 +189,37 @@ pub struct DeadLetterRow {
     pub received_at: u32,
 }
 
-/// Writes one folded batch. The balances INSERT is the commit point: until it lands, a replay redoes the batch, and
-/// the ledger lines written before it collapse by key.
-///
-/// `commit_query_id` names the balances INSERT on the server, so that a retry can first wait for an earlier attempt
-/// whose outcome it does not know (see [`wait_until_finished`]).
+/// Writes one folded batch into the aggregate tables of version `suffix`: ledger lines, dimension rows and balances
+/// (each an idempotent upsert keyed by event), then the watermarks. A crash anywhere is repaired by writing the
+/// batch again.
 ///
 /// # Errors
 /// ClickHouse errors; the caller retries the whole batch.
-pub async fn write(client: &Client, out: &FoldOutput, dead: &[DeadLetterRow], commit_query_id: &str) -> Result<()> {
-    insert_all::<LedgerLineRow>(client, "ledger_lines", &out.lines).await?;
-    insert_all::<AccountRow>(client, "accounts", &out.accounts).await?;
+pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[DeadLetterRow]) -> Result<()> {
+    insert_all::<LedgerLineRow>(client, &format!("ledger_lines{suffix}"), &out.lines).await?;
+    insert_all::<AccountRow>(client, &format!("accounts{suffix}"), &out.accounts).await?;
+    insert_all::<BalanceRow>(client, &format!("period_balances{suffix}"), &out.balances).await?;
     insert_all::<DeadLetterRow>(client, "dead_letters", dead).await?;
-    let named = client.clone().with_option("query_id", commit_query_id);
-    insert_all::<BalanceRow>(&named, "period_balances", &out.balances).await?;
+    insert_all::<WatermarkRow>(client, &format!("fold_watermarks{suffix}"), &out.watermarks).await?;
     Ok(())
-}
-
-/// Waits until no query with this id runs on the server any more.
-///
-/// After a timeout or a dropped connection the client cannot know whether its balances INSERT will still land. Once
-/// the query is gone from `system.processes` it has either committed or failed for good, and only then may the
-/// watermark be read again; otherwise a late landing could be folded a second time.
-///
-/// # Errors
-/// ClickHouse errors; the caller retries.
-pub async fn wait_until_finished(client: &Client, query_id: &str) -> Result<()> {
-    loop {
-        let running: u64 = client.query("SELECT count() FROM system.processes WHERE query_id = ?").bind(query_id).fetch_one().await?;
-        if running == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn ddl_splits_into_create_statements() {
-        let s = super::statements(super::DDL);
-        assert_eq!(s.len(), 4);
+    fn ddl_splits_into_create_statements_with_the_version_suffix() {
+        let s = super::statements(super::DDL, "__rebuild");
+        assert_eq!(s.len(), 6);
         assert!(s.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+        assert!(s[0].contains("ledger_lines__rebuild"));
+        assert!(s[4].contains("dead_letters ("), "bookkeeping tables are not versioned");
+    }
+
+    #[test]
+    fn async_insert_settings_are_only_sent_to_servers_that_know_them() {
+        assert!(!super::has_async_insert("18.16.1"));
+        assert!(!super::has_async_insert("21.8.3.44"));
+        assert!(super::has_async_insert("21.11.1"));
+        assert!(super::has_async_insert("25.3.2.39"));
     }
 }

@@ -118,28 +118,33 @@ struct Sums {
     credit: i64,
 }
 
+#[derive(Debug, Row, Deserialize)]
+struct Mark {
+    #[serde(with = "clickhouse::serde::uuid")]
+    company_id: Uuid,
+    seq: i64,
+}
+
 type Totals = BTreeMap<(Uuid, Uuid, u16), (i64, i64)>;
 
+/// The balances as readers see them (`FINAL` collapses copies of an event), and each company's watermark.
 async fn balances(ch: &clickhouse::Client, companies: &[Uuid]) -> (Totals, BTreeMap<Uuid, i64>) {
     let list = companies.iter().map(uuid_literal).collect::<Vec<_>>().join(",");
     let rows: Vec<Sums> = ch
         .query(&format!(
-            "SELECT company_id, account_id, period, sum(debit) AS debit, sum(credit) AS credit FROM period_balances
+            "SELECT company_id, account_id, period, sum(debit) AS debit_sum, sum(credit) AS credit_sum FROM period_balances FINAL
              WHERE company_id IN ({list}) GROUP BY company_id, account_id, period"
         ))
         .fetch_all()
         .await
         .expect("balances");
-    let mut totals = Totals::new();
-    let mut marks = BTreeMap::new();
-    for r in rows {
-        if r.account_id.is_nil() {
-            marks.insert(r.company_id, r.debit);
-        } else {
-            totals.insert((r.company_id, r.account_id, r.period), (r.debit, r.credit));
-        }
-    }
-    (totals, marks)
+    let totals = rows.into_iter().map(|r| ((r.company_id, r.account_id, r.period), (r.debit, r.credit))).collect();
+    let marks: Vec<Mark> = ch
+        .query(&format!("SELECT company_id, max(seq) AS folded_seq FROM fold_watermarks WHERE company_id IN ({list}) GROUP BY company_id"))
+        .fetch_all()
+        .await
+        .expect("watermarks");
+    (totals, marks.into_iter().map(|m| (m.company_id, m.seq)).collect())
 }
 
 async fn ledger_line_count(ch: &clickhouse::Client, companies: &[Uuid]) -> u64 {
@@ -188,7 +193,7 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
         .await
         .expect("create topic");
     let ch_config = ClickHouseConfig::from_env();
-    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database).await.expect("migrate");
+    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
     let ch = ch_config.client();
 
     // Three companies, 40 vouchers each, and one event published twice.

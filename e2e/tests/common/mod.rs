@@ -19,7 +19,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const SECRET: &str = "e2e-test-secret";
+/// The JWT secret of the test stack: at least `JWT_SECRET_BYTES_MIN` bytes, as the services require.
+pub const SECRET: &str = "e2e-test-secret-of-at-least-32-bytes";
 /// Partitions of each test topic.
 const TEST_TOPIC_PARTITIONS: i32 = 3;
 
@@ -72,6 +73,7 @@ pub fn stack() -> &'static Stack {
                     db_pool_max: 20,
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     jwt_secret: SECRET.into(),
+                    dev_stack: false,
                     kafka_brokers: kafka_brokers(),
                     voucher_topic: topic.clone(),
                     voucher_topic_partitions: TEST_TOPIC_PARTITIONS,
@@ -87,16 +89,20 @@ pub fn stack() -> &'static Stack {
                     batch_rows_max: 5000,
                     flush_interval_ms: 100,
                     metrics_listen: String::new(),
+                    session_timeout_ms: 10_000,
+                    max_poll_interval_ms: 300_000,
                     fault_abort_after_insert: false,
+                    fault_stop_before_write: false,
                 };
                 let query = kerp_query::Config {
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     jwt_secret: SECRET.into(),
+                    dev_stack: false,
                     clickhouse: clickhouse(),
                 };
                 // Create the tables before anything reads them; the worker's own migrate is then a no-op.
                 let ch = clickhouse();
-                kerp_stream::sink::migrate(&ch.server_client(), &ch.clickhouse_database).await.expect("clickhouse migrate");
+                kerp_stream::sink::migrate(&ch.server_client(), &ch.clickhouse_database, "").await.expect("clickhouse migrate");
                 tokio::spawn(async move { kerp_ingest::serve(ingest, ingest_l, shutdown.clone()).await.expect("ingest-api") });
                 tokio::spawn(async move { kerp_stream::run(worker, CancellationToken::new()).await.expect("stream-workers") });
                 tokio::spawn(async move { kerp_query::serve(query, query_l, CancellationToken::new()).await.expect("query-api") });
@@ -151,6 +157,7 @@ pub async fn post_voucher(token: &str, body: &Value) -> (u16, Value) {
 }
 
 /// GETs a path of ingest-api (`Ingest`) or query-api (`Query`).
+#[derive(Debug, Clone, Copy)]
 pub enum Svc {
     Ingest,
     Query,
