@@ -137,16 +137,11 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         l
     };
     let with_lines = |lines: Value| json!({"voucher_date": "2025-01-15", "lines": lines});
-    let expired = kerp_core::auth::issue(
-        SECRET.as_bytes(),
-        &Claims { sub: c.admin, company_id: c.id, role: Role::Admin, exp: chrono::Utc::now().timestamp() - 10 },
-    )
-    .unwrap();
-    let forged = kerp_core::auth::issue(
-        b"not-the-secret",
-        &Claims { sub: c.admin, company_id: c.id, role: Role::Admin, exp: chrono::Utc::now().timestamp() + 600 },
-    )
-    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let expired =
+        kerp_core::auth::issue(SECRET.as_bytes(), &Claims { iat: now - 70, exp: now - 10, ..Claims::new(c.admin, c.id, Role::Admin, 60) })
+            .unwrap();
+    let forged = kerp_core::auth::issue(b"not-the-secret", &Claims::new(c.admin, c.id, Role::Admin, 600)).unwrap();
     let json_of = |v: Value| serde_json::to_vec(&v).unwrap();
     // The company's chart event leaves the outbox first, so that every row counted below would be the bad inputs'.
     outbox_drained(&pool, c.id).await;

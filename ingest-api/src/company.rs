@@ -119,10 +119,9 @@ pub async fn create_partner(pool: &PgPool, company_id: Uuid, code: &str, name: &
 /// Mints a token for a user of a company, valid for `ttl_seconds`.
 ///
 /// # Errors
-/// Only if signing fails, which would be a bug.
+/// [`crate::Error::Auth`] when `ttl_seconds` is not between 1 and [`auth::TOKEN_TTL_SECONDS_MAX`].
 pub fn token(secret: &str, user_id: Uuid, company_id: Uuid, role: Role, ttl_seconds: i64) -> Result<String> {
-    let claims = Claims { sub: user_id, company_id, role, exp: chrono::Utc::now().timestamp() + ttl_seconds };
-    auth::issue(secret.as_bytes(), &claims).map_err(|e| crate::Error::Other(e.to_string()))
+    Ok(auth::issue(secret.as_bytes(), &Claims::new(user_id, company_id, role, ttl_seconds))?)
 }
 
 /// Finds a company's admin user, for minting a dev token for an existing company.

@@ -21,6 +21,9 @@ pub enum Error {
     Codec(#[from] kerp_schemas::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A token that cannot be minted, or a JWT secret the service refuses to start with.
+    #[error(transparent)]
+    Auth(#[from] kerp_core::auth::AuthError),
     #[error("{0}")]
     Other(String),
 }

@@ -38,9 +38,13 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// HS256 secret that signs and verifies bearer tokens. Keep it the same for every service.
+    /// HS256 secret that signs and verifies bearer tokens, at least 32 bytes. Keep it the same for every service.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
+    /// Set on a dev stack only (compose/dev, compose/compose.yaml): accepts the public sample JWT secret of .env.sample.
+    #[arg(long, env = "KERP_DEV_STACK", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub dev_stack: bool,
     /// Kafka bootstrap servers, comma separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
@@ -61,6 +65,17 @@ pub struct Config {
     /// How long the relay sleeps when the outbox is empty, in milliseconds.
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 50)]
     pub relay_poll_interval_ms: u64,
+}
+
+impl Config {
+    /// Refuses a JWT secret that is too short, or the public sample one outside a dev stack, before it signs or
+    /// verifies anything.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] saying what is wrong with the secret.
+    pub fn check_jwt_secret(&self) -> Result<()> {
+        Ok(kerp_core::auth::check_secret(self.jwt_secret.as_bytes(), self.dev_stack)?)
+    }
 }
 
 /// What every handler can reach.
@@ -109,8 +124,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// In-flight requests finish before this returns; the relay finishes its current round.
 ///
 /// # Errors
-/// When the database cannot be reached or migrated.
+/// A refused JWT secret (see [`Config::check_jwt_secret`]), or a database that cannot be reached or migrated.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    config.check_jwt_secret()?;
     let pool = connect(&config).await?;
     let config = Arc::new(config);
     let relay = config.relay_enabled.then(|| tokio::spawn(relay::run(pool.clone(), config.clone(), shutdown.clone())));

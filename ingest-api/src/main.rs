@@ -34,8 +34,9 @@ enum Command {
     Token {
         #[arg(long)]
         company: Uuid,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT)]
+        /// Lifetime in seconds, at most `TOKEN_TTL_SECONDS_MAX` (86400, one day).
+        #[arg(long, default_value_t = kerp_core::auth::TOKEN_TTL_SECONDS_DEFAULT,
+              value_parser = clap::value_parser!(i64).range(1..=kerp_core::auth::TOKEN_TTL_SECONDS_MAX))]
         ttl_seconds: i64,
     },
 }
@@ -52,6 +53,8 @@ async fn main() -> anyhow::Result<()> {
             kerp_ingest::connect(&cli.config).await.context("migrating")?;
         }
         Command::CreateCompany { name, business_number, admin_email } => {
+            // Checked before the company exists, so a refused secret leaves nothing half made.
+            cli.config.check_jwt_secret()?;
             let pool = kerp_ingest::connect(&cli.config).await?;
             let c = company::create_company(&pool, &name, business_number.as_deref(), &admin_email, &cli.config.voucher_topic).await?;
             let token = company::token(
@@ -64,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"company_id": c.company_id, "admin_user_id": c.admin_user_id, "token": token}));
         }
         Command::Token { company: company_id, ttl_seconds } => {
+            cli.config.check_jwt_secret()?;
             let pool = kerp_ingest::connect(&cli.config).await?;
             let user = company::admin_of(&pool, company_id).await?.context("no such company, or it has no admin user")?;
             println!("{}", company::token(&cli.config.jwt_secret, user, company_id, Role::Admin, ttl_seconds)?);

@@ -15,7 +15,7 @@ pub enum Error {
     #[error("{0}")]
     Other(String),
     /// A JWT secret the service refuses to start with.
-    #[error("{0}")]
+    #[error(transparent)]
     Auth(#[from] kerp_core::auth::AuthError),
 }
 

@@ -22,9 +22,13 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,
-    /// HS256 secret that verifies bearer tokens; the same as ingest-api's.
+    /// HS256 secret that verifies bearer tokens, at least 32 bytes; the same as ingest-api's.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
+    /// Set on a dev stack only (compose/dev, compose/compose.yaml): accepts the public sample JWT secret of .env.sample.
+    #[arg(long, env = "KERP_DEV_STACK", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub dev_stack: bool,
     #[command(flatten)]
     pub clickhouse: ClickHouseConfig,
 }
@@ -58,8 +62,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// Serves on an already bound listener; in-flight requests finish before it returns.
 ///
 /// # Errors
-/// Server IO errors.
+/// A refused JWT secret (see [`kerp_core::auth::check_secret`]), server IO errors.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    // Refused before serving, so a service with a guessable secret never accepts a token.
+    kerp_core::auth::check_secret(config.jwt_secret.as_bytes(), config.dev_stack)?;
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let app = router(AppState { ch, config: Arc::new(config) });
