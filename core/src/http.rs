@@ -1,7 +1,9 @@
 //! HTTP helpers shared by ingest-api and query-api: problem+json errors (RFC 9457), the bearer-token extractor, a JSON
-//! body extractor with a size limit, the `{"data": …}` envelope and the request metrics middleware.
+//! body extractor with a size limit, the `{"data": …}` envelope, the request metrics middleware and the internal
+//! listener that serves the metrics.
 //!
-//! Requests pass through [`track_metrics`] and the extractors; errors leave as [`Problem`] responses.
+//! Requests pass through [`track_metrics`] and the extractors; errors leave as [`Problem`] responses. Metrics leave
+//! only through `/metrics` on an internal listener ([`bind_metrics`], [`spawn_metrics`]), never on the public one.
 
 use std::time::Instant;
 
@@ -215,12 +217,52 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     })
 }
 
-/// Adds what every K-ERP HTTP service has on top of its own routes: `/metrics` and the request metrics layer.
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Adds the request metrics layer to a service's public routes. `/metrics` is not among them: the metrics name every
+/// route's traffic and errors, so they are served on an internal listener that the public proxy does not route.
+pub fn tracked(routes: axum::Router) -> axum::Router {
+    routes.layer(axum::middleware::from_fn(track_metrics))
+}
+
+/// Adds `/metrics` and the request metrics layer to routes that are served on an internal listener only, such as
+/// stream-workers' metrics and health listener. Public routes use [`tracked`].
 pub fn observed(routes: axum::Router) -> axum::Router {
+    tracked(routes.merge(metrics_routes()))
+}
+
+/// `GET /metrics` in the Prometheus text format, for an internal listener.
+pub fn metrics_routes() -> axum::Router {
     let metrics = crate::telemetry::metrics_handle();
-    routes
-        .route("/metrics", axum::routing::get(move || std::future::ready(metrics.render())))
-        .layer(axum::middleware::from_fn(track_metrics))
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(move || std::future::ready(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], metrics.render()))))
+}
+
+/// Binds the internal metrics listener at `listen` (`host:port`); an empty `listen` disables it and gives `None`.
+///
+/// # Errors
+/// An address that does not parse, or one that cannot be bound.
+pub async fn bind_metrics(listen: &str) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("metrics listen address {listen}: {e}")))?;
+    Ok(Some(tokio::net::TcpListener::bind(addr).await?))
+}
+
+/// Serves [`metrics_routes`] on an internal `listener` in the background until `shutdown` is cancelled.
+pub fn spawn_metrics(listener: tokio::net::TcpListener, shutdown: tokio_util::sync::CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, metrics_routes(), shutdown).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled; requests in flight finish first.

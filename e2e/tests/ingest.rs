@@ -375,6 +375,7 @@ async fn health_needs_no_token_and_reads_need_one() {
     assert_eq!(r.status(), 200);
     let r = common::http().get(format!("{}/api/v1/accounts", s.ingest_url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let metrics = common::http().get(format!("{}/metrics", s.ingest_url)).send().await.unwrap().text().await.unwrap();
+    // Metrics are on the internal listener only (see security.rs).
+    let metrics = common::http().get(format!("{}/metrics", s.ingest_metrics_url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_request_duration_seconds"), "{metrics}");
 }

@@ -1,7 +1,8 @@
-//! The one error type of ingest-api and its single mapping to HTTP: client mistakes become problem+json 4xx, and
-//! anything else is logged with its cause and answered with a bare 500.
+//! The one error type of ingest-api and its single mapping to HTTP: client mistakes become problem+json 4xx, a busy or
+//! unreachable database becomes a 503 with Retry-After, and anything else is logged with its cause and answered with a
+//! bare 500.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kerp_core::http::Problem;
 
@@ -44,10 +45,34 @@ fn constraint_status(name: &str) -> Option<(StatusCode, &'static str)> {
         "accounts_company_code_key" => (StatusCode::CONFLICT, "an account with this code already exists"),
         "partners_company_code_key" => (StatusCode::CONFLICT, "a partner with this code already exists"),
         "vouchers_balanced" | "voucher_lines_one_side" => (StatusCode::UNPROCESSABLE_ENTITY, "the voucher does not balance"),
-        "voucher_lines_account_id_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "account not found"),
-        "voucher_lines_partner_id_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "partner not found"),
+        // The composite keys of 0003_security.sql also refuse another company's account or partner; the words are
+        // the same as for one that does not exist, so that a client cannot probe for other companies' ids.
+        "voucher_lines_company_account_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "account not found"),
+        "voucher_lines_company_partner_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "partner not found"),
         _ => return None,
     })
+}
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 503 for a busy or unreachable database.
+pub const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
+
+/// What to tell the client when a database error is the database being busy or out of reach rather than anything
+/// wrong with the request: it gets a 503 with Retry-After, and the same request may well succeed a moment later.
+fn unavailable(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("every database connection is busy; retry shortly"),
+        sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some("the database cannot be reached; retry shortly"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // lock_not_available: lock_timeout passed while waiting, usually behind the same company's other postings.
+            Some("55P03") => Some("the company's data is locked by other requests; retry shortly"),
+            // query_canceled: statement_timeout passed.
+            Some("57014") => Some("the database took too long; retry shortly"),
+            // too_many_connections, admin_shutdown, cannot_connect_now: the server is full or restarting.
+            Some("53300" | "57P01" | "57P03") => Some("the database is unavailable; retry shortly"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl IntoResponse for Error {
@@ -60,7 +85,36 @@ impl IntoResponse for Error {
                 return Problem::new(status, detail).into_response();
             }
         }
+        let busy = if let Error::Db(e) = &self { unavailable(e) } else { None };
+        if let Some(detail) = busy {
+            tracing::warn!(error = %self, "request refused: database busy or unreachable");
+            let mut res = Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response();
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER_SECONDS));
+            return res;
+        }
         tracing::error!(error = %self, "request failed");
         Problem::internal().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_tenant_references_are_422_like_missing_ones() {
+        assert_eq!(constraint_status("voucher_lines_company_account_fkey"), Some((StatusCode::UNPROCESSABLE_ENTITY, "account not found")));
+        assert_eq!(constraint_status("voucher_lines_company_partner_fkey"), Some((StatusCode::UNPROCESSABLE_ENTITY, "partner not found")));
+    }
+
+    #[test]
+    fn a_busy_pool_is_503_with_retry_after() {
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())] {
+            let res = Error::Db(e).into_response();
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(res.headers()[header::RETRY_AFTER], BUSY_RETRY_AFTER_SECONDS.to_string().as_str());
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+        assert_eq!(Error::Db(sqlx::Error::RowNotFound).into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

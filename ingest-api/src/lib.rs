@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,10 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Address of the internal listener that serves `/metrics`; empty disables it. Keep it off the public proxy: the
+    /// metrics describe every company's traffic.
+    #[arg(long, env = "INGEST_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
+    pub metrics_listen: String,
     /// HS256 secret that signs and verifies bearer tokens, at least 32 bytes. Keep it the same for every service.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
@@ -91,23 +95,43 @@ impl kerp_core::http::JwtSecret for AppState {
     }
 }
 
-/// Opens the pool and brings the schema up to date.
+/// Longest a statement of the pool waits for a lock (Postgres `lock_timeout`), in milliseconds. A company's postings
+/// queue on its company row; past this wait the posting fails with a 503 and Retry-After and gives its connection back,
+/// so one company's burst cannot hold the pool that the other companies need.
+pub const DB_LOCK_WAIT_MS_MAX: u64 = 2_000;
+
+/// Longest a statement of the pool may run (Postgres `statement_timeout`), in milliseconds; beyond it the request gets
+/// a 503. The largest voucher (`LINES_MAX` lines) and the widest list page take a small fraction of it.
+pub const DB_STATEMENT_MS_MAX: u64 = 10_000;
+
+/// Longest a request waits for a free pooled connection, in milliseconds; beyond it the request gets a 503.
+pub const DB_ACQUIRE_MS_MAX: u64 = 5_000;
+
+/// Opens the pool, with the time limits above on every connection, and brings the schema up to date.
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn connect(config: &Config) -> Result<PgPool> {
+    let options: PgConnectOptions = config.database_url.parse()?;
+    // Migrations run on a connection of their own without the limits: they may wait for and hold table locks, and
+    // rewrite tables, longer than any request should.
+    // A one-connection pool rather than a bare connection: `Migrator::run` over `&mut PgConnection` makes the future
+    // not `Send` for every lifetime, which `tokio::spawn` of the server needs.
+    let migration = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    MIGRATOR.run(&migration).await?;
+    migration.close().await;
+    let limits = [("lock_timeout", format!("{DB_LOCK_WAIT_MS_MAX}ms")), ("statement_timeout", format!("{DB_STATEMENT_MS_MAX}ms"))];
     let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_max)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
+        .acquire_timeout(Duration::from_millis(DB_ACQUIRE_MS_MAX))
+        .connect_with(options.options(limits))
         .await?;
-    MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
 
-/// The HTTP routes, with metrics and the body limit applied.
+/// The public HTTP routes, with request metrics recorded; the metrics themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::observed(routes::routes().route("/health", get(routes::health)).with_state(state))
+    kerp_core::http::tracked(routes::routes().route("/health", get(routes::health)).with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown` is cancelled.
@@ -119,17 +143,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     serve(config, listener, shutdown).await
 }
 
-/// Serves on an already bound listener (tests bind port 0 and read the address first).
+/// Serves on an already bound listener (tests bind port 0 and read the address first), and `/metrics` on the
+/// configured internal address.
 ///
 /// In-flight requests finish before this returns; the relay finishes its current round.
 ///
 /// # Errors
-/// A refused JWT secret (see [`Config::check_jwt_secret`]), or a database that cannot be reached or migrated.
+/// A refused JWT secret (see [`Config::check_jwt_secret`]), a metrics address that cannot be bound, or a database that
+/// cannot be reached or migrated.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    config.check_jwt_secret()?;
+    let metrics = kerp_core::http::bind_metrics(&config.metrics_listen).await?;
+    serve_with_metrics(config, listener, metrics, shutdown).await
+}
+
+/// [`serve`] with the internal metrics listener bound by the caller as well (tests bind port 0); `None` serves no
+/// metrics, whatever `metrics_listen` says.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     config.check_jwt_secret()?;
     let pool = connect(&config).await?;
     let config = Arc::new(config);
     let relay = config.relay_enabled.then(|| tokio::spawn(relay::run(pool.clone(), config.clone(), shutdown.clone())));
+    if let Some(metrics) = metrics {
+        kerp_core::http::spawn_metrics(metrics, shutdown.clone());
+    }
     tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
     let app = router(AppState { pool, config });
     kerp_core::http::serve(listener, app, shutdown).await?;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use kerp_core::clickhouse::ClickHouseConfig;
+use kerp_core::clickhouse::ClickHouseReaderConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,10 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,
+    /// Address of the internal listener that serves `/metrics`; empty disables it. Keep it off the public proxy: the
+    /// metrics describe every company's traffic.
+    #[arg(long, env = "QUERY_METRICS_LISTEN", default_value = "127.0.0.1:9103")]
+    pub metrics_listen: String,
     /// HS256 secret that verifies bearer tokens, at least 32 bytes; the same as ingest-api's.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
@@ -29,8 +33,9 @@ pub struct Config {
     #[arg(long, env = "KERP_DEV_STACK", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_stack: bool,
+    /// ClickHouse, read as the read-only reader user rather than the writer of stream-workers.
     #[command(flatten)]
-    pub clickhouse: ClickHouseConfig,
+    pub clickhouse: ClickHouseReaderConfig,
 }
 
 #[derive(Clone)]
@@ -45,9 +50,9 @@ impl kerp_core::http::JwtSecret for AppState {
     }
 }
 
-/// The HTTP routes with request metrics.
+/// The public HTTP routes with request metrics recorded; the metrics themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::observed(routes::routes().with_state(state))
+    kerp_core::http::tracked(routes::routes().with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown`.
@@ -59,13 +64,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     serve(config, listener, shutdown).await
 }
 
-/// Serves on an already bound listener; in-flight requests finish before it returns.
+/// Serves on an already bound listener, and `/metrics` on the configured internal address; in-flight requests finish
+/// before it returns.
 ///
 /// # Errors
-/// A refused JWT secret (see [`kerp_core::auth::check_secret`]), server IO errors.
+/// A refused JWT secret (see [`kerp_core::auth::check_secret`]), a metrics address that cannot be bound, server IO
+/// errors.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    kerp_core::auth::check_secret(config.jwt_secret.as_bytes(), config.dev_stack)?;
+    let metrics = kerp_core::http::bind_metrics(&config.metrics_listen).await?;
+    serve_with_metrics(config, listener, metrics, shutdown).await
+}
+
+/// [`serve`] with the internal metrics listener bound by the caller as well (tests bind port 0); `None` serves no
+/// metrics, whatever `metrics_listen` says.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     // Refused before serving, so a service with a guessable secret never accepts a token.
     kerp_core::auth::check_secret(config.jwt_secret.as_bytes(), config.dev_stack)?;
+    if let Some(metrics) = metrics {
+        kerp_core::http::spawn_metrics(metrics, shutdown.clone());
+    }
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let app = router(AppState { ch, config: Arc::new(config) });

@@ -48,6 +48,9 @@ pub fn repo_root() -> std::path::PathBuf {
 pub struct Stack {
     pub ingest_url: String,
     pub query_url: String,
+    /// Base URLs of the internal listeners that serve `/metrics`.
+    pub ingest_metrics_url: String,
+    pub query_metrics_url: String,
     pub topic: String,
 }
 
@@ -64,14 +67,19 @@ pub fn stack() -> &'static Stack {
                 let topic = format!("kerp.test.vouchers.{run}");
                 let ingest_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let query_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let ingest_metrics_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let query_metrics_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let ingest_url = format!("http://{}", ingest_l.local_addr().expect("addr"));
                 let query_url = format!("http://{}", query_l.local_addr().expect("addr"));
+                let ingest_metrics_url = format!("http://{}", ingest_metrics_l.local_addr().expect("addr"));
+                let query_metrics_url = format!("http://{}", query_metrics_l.local_addr().expect("addr"));
                 // The process ends when the tests do; nothing cancels this.
                 let shutdown = CancellationToken::new();
                 let ingest = kerp_ingest::Config {
                     database_url: database_url(),
                     db_pool_max: 20,
                     listen: "127.0.0.1:0".parse().expect("addr"),
+                    metrics_listen: String::new(),
                     jwt_secret: SECRET.into(),
                     dev_stack: false,
                     kafka_brokers: kafka_brokers(),
@@ -96,16 +104,23 @@ pub fn stack() -> &'static Stack {
                 };
                 let query = kerp_query::Config {
                     listen: "127.0.0.1:0".parse().expect("addr"),
+                    metrics_listen: String::new(),
                     jwt_secret: SECRET.into(),
                     dev_stack: false,
-                    clickhouse: clickhouse(),
+                    clickhouse: kerp_core::clickhouse::ClickHouseReaderConfig::from_env(),
                 };
                 // Create the tables before anything reads them; the worker's own migrate is then a no-op.
                 let ch = clickhouse();
                 kerp_stream::sink::migrate(&ch.server_client(), &ch.clickhouse_database, "").await.expect("clickhouse migrate");
-                tokio::spawn(async move { kerp_ingest::serve(ingest, ingest_l, shutdown.clone()).await.expect("ingest-api") });
+                tokio::spawn(async move {
+                    kerp_ingest::serve_with_metrics(ingest, ingest_l, Some(ingest_metrics_l), shutdown.clone()).await.expect("ingest-api")
+                });
                 tokio::spawn(async move { kerp_stream::run(worker, CancellationToken::new()).await.expect("stream-workers") });
-                tokio::spawn(async move { kerp_query::serve(query, query_l, CancellationToken::new()).await.expect("query-api") });
+                tokio::spawn(async move {
+                    kerp_query::serve_with_metrics(query, query_l, Some(query_metrics_l), CancellationToken::new())
+                        .await
+                        .expect("query-api")
+                });
                 let http = reqwest::Client::new();
                 for url in [&ingest_url, &query_url] {
                     let deadline = Instant::now() + Duration::from_secs(60);
@@ -117,7 +132,7 @@ pub fn stack() -> &'static Stack {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-                tx.send(Stack { ingest_url, query_url, topic }).expect("send");
+                tx.send(Stack { ingest_url, query_url, ingest_metrics_url, query_metrics_url, topic }).expect("send");
                 std::future::pending::<()>().await;
             });
         });
