@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chart;
 pub mod clickhouse;
 pub mod http;
+pub mod kafka;
 pub mod telemetry;
 pub mod voucher;
 

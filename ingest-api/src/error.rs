@@ -18,6 +18,8 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("voucher topic: {0}")]
+    Topic(#[from] kerp_core::kafka::TopicError),
     #[error("event codec: {0}")]
     Codec(#[from] kerp_schemas::Error),
     #[error("io: {0}")]

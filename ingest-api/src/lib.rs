@@ -59,6 +59,8 @@ pub struct Config {
     /// bounds how many workers can fold in parallel.
     #[arg(long, env = "VOUCHER_TOPIC_PARTITIONS", default_value_t = 6)]
     pub voucher_topic_partitions: i32,
+    #[command(flatten)]
+    pub topic: kerp_core::kafka::TopicConfig,
     /// Whether this process runs the outbox relay. Only one relay publishes at a time (a Postgres advisory lock picks
     /// it), so running it in every instance is safe.
     #[arg(long, env = "RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -66,6 +68,10 @@ pub struct Config {
     /// Most outbox rows the relay publishes per round.
     #[arg(long, env = "RELAY_BATCH_ROWS", default_value_t = relay::RELAY_BATCH_ROWS_MAX)]
     pub relay_batch_rows: i64,
+    /// How long a company whose outbox row failed for good is held back before that row is tried again, in
+    /// milliseconds. Other companies are published meanwhile.
+    #[arg(long, env = "RELAY_HELD_RETRY_MS", default_value_t = relay::HELD_RETRY_INTERVAL_MS)]
+    pub relay_held_retry_ms: u64,
     /// How long the relay sleeps when the outbox is empty, in milliseconds.
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 50)]
     pub relay_poll_interval_ms: u64,
@@ -134,6 +140,30 @@ pub fn router(state: AppState) -> Router {
     kerp_core::http::tracked(routes::routes().route("/health", get(routes::health)).with_state(state))
 }
 
+/// How long start-up waits for Kafka to say whether the voucher topic keeps every event, in milliseconds. Past it
+/// ingest-api starts anyway (postings only need Postgres) and the relay checks before it publishes anything.
+const TOPIC_CHECK_MS_MAX: u64 = 15_000;
+
+/// Refuses to start against a voucher topic that could lose events (finite retention, a smaller message limit).
+/// A topic that does not exist yet is created by the relay; an unreachable Kafka is left to the relay as well.
+async fn check_topic_at_start(config: &Config) -> Result<()> {
+    let check = kerp_core::kafka::check_topic(&config.kafka_brokers, &config.voucher_topic, &config.topic);
+    match tokio::time::timeout(std::time::Duration::from_millis(TOPIC_CHECK_MS_MAX), check).await {
+        Ok(Err(e @ (kerp_core::kafka::TopicError::FiniteRetention { .. } | kerp_core::kafka::TopicError::MessageLimit { .. }))) => {
+            Err(e.into())
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "voucher topic not checked at start (missing or Kafka unreachable); the relay checks it");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("Kafka did not answer at start; the relay checks the voucher topic before it publishes");
+            Ok(())
+        }
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
 /// Binds the configured address and serves until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -170,6 +200,7 @@ pub async fn serve_with_metrics(
 ) -> Result<()> {
     config.check_jwt_secret()?;
     let pool = connect(&config).await?;
+    check_topic_at_start(&config).await?;
     let config = Arc::new(config);
     let relay = config.relay_enabled.then(|| tokio::spawn(relay::run(pool.clone(), config.clone(), shutdown.clone())));
     if let Some(metrics) = metrics {

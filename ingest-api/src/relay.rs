@@ -1,21 +1,28 @@
 //! The outbox relay: outbox rows flow from Postgres to Kafka, in id order, and are deleted only after the broker has
 //! acknowledged them (`acks=all`, idempotent producer).
 //!
-//! Only one relay publishes at a time: it holds a session advisory lock on a dedicated connection, so a company's events
+//! Only one relay publishes at a time: it holds a session advisory lock on a dedicated connection and checks before
+//! every round that it still holds it, so a relay whose lock connection was lost stops publishing. A company's events
 //! reach the topic in the order of their sequence numbers. If Kafka is down the relay waits (messages never time out
 //! in the producer) while postings keep succeeding; the backlog drains when Kafka returns. A crash between the
 //! broker's acknowledgement and the delete re-publishes those rows later, in the same order; the fold drops such
 //! duplicates by their per-company sequence (see `docs/exactly-once.md`).
+//!
+//! A row that fails for good (too large for the topic, say) must neither block other companies nor be overtaken by
+//! its own company's later events: that company is *held* (its rows are not sent), the others go on, and the hold is
+//! logged and exported as `outbox_held_companies`. Held companies are tried again every `RELAY_HELD_RETRY_MS`, in
+//! case an operator fixed the cause (raised the topic's limit, for example).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use kerp_core::kafka::{self, MESSAGE_BYTES_MAX};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -24,11 +31,21 @@ use crate::{Config, Result};
 /// Most outbox rows published per round. Bounds memory and the size of the delete that follows.
 pub const RELAY_BATCH_ROWS_MAX: i64 = 1000;
 /// Advisory lock key that elects the single active relay ("kerp-relay" in ASCII, to be recognisable in pg_locks).
-const RELAY_LOCK_KEY: i64 = 0x6B65_7270_7265_6C79;
+pub const RELAY_LOCK_KEY: i64 = 0x6B65_7270_7265_6C79;
+/// `application_name` of the connection that holds the relay lock, so operators (and tests) can find it.
+pub const RELAY_LOCK_APPLICATION: &str = "kerp-relay-lock";
 /// Longest pause between attempts after an error, in milliseconds.
 const BACKOFF_MS_MAX: u64 = 5_000;
-/// How long a send may wait for room in the producer's local queue before it counts as an error, in milliseconds.
-const QUEUE_WAIT_MS_MAX: u64 = 5_000;
+/// How long a standby relay waits before it tries for the lock again, in milliseconds.
+const STANDBY_POLL_MS: u64 = 1_000;
+/// How often the backlog gauges are refreshed, in milliseconds.
+const BACKLOG_INTERVAL_MS: u64 = 5_000;
+/// How long a company stays held before its first unpublished row is tried again, in milliseconds (the default of
+/// `RELAY_HELD_RETRY_MS`).
+pub const HELD_RETRY_INTERVAL_MS: u64 = 60_000;
+/// On shutdown, the longest the relay waits for acknowledgements still outstanding, in milliseconds. Past it the
+/// rows stay in the outbox and are published again by the next relay, which the fold's sequence check makes harmless.
+pub const SHUTDOWN_WAIT_MS_MAX: u64 = 3_000;
 
 /// The idempotent producer the relay publishes with.
 ///
@@ -44,63 +61,77 @@ pub fn producer(brokers: &str) -> Result<FutureProducer> {
         .set("message.timeout.ms", "0")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
+        // The same limit as the topic's `max.message.bytes`, so the broker never refuses what the producer sent.
+        .set("message.max.bytes", MESSAGE_BYTES_MAX.to_string())
         .create()?)
 }
 
-/// Creates the topic if it does not exist. Already existing is fine.
-///
-/// # Errors
-/// Kafka errors other than "already exists".
-pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &opts).await?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => return Err(crate::Error::Other(format!("creating topic {t}: {code}"))),
-        }
-    }
-    Ok(())
+/// Errors that will not go away by sending the same message again.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::PolicyViolation
+                | RDKafkaErrorCode::InvalidArgument
+        )
+    )
 }
 
-/// Runs the relay until `shutdown`; the round in flight is finished first.
+/// A company whose outbox rows are not sent until `RELAY_HELD_RETRY_MS` has passed.
+#[derive(Debug, Clone)]
+struct Held {
+    row_id: i64,
+    since: Instant,
+}
+
+/// The relay's state between rounds.
+struct Relay {
+    pool: PgPool,
+    config: Arc<Config>,
+    producer: Option<FutureProducer>,
+    lock_conn: Option<PgConnection>,
+    topic_ready: bool,
+    held: HashMap<Uuid, Held>,
+    backlog_at: Option<Instant>,
+}
+
+/// Runs the relay until `shutdown`. The round in flight is finished first, or given up after
+/// [`SHUTDOWN_WAIT_MS_MAX`] if Kafka does not answer.
 ///
 /// # Errors
-/// Only a producer that cannot be configured; connection problems are retried.
+/// A topic that could lose events (finite retention, a smaller message limit); other problems are retried.
 pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
-    let producer = producer(&config.kafka_brokers)?;
+    let mut relay = Relay { pool, config, producer: None, lock_conn: None, topic_ready: false, held: HashMap::new(), backlog_at: None };
     let mut backoff_ms = 100;
-    let mut topic_ready = false;
-    let mut lock_conn: Option<PgConnection> = None;
     while !shutdown.is_cancelled() {
-        let round = async {
-            if !topic_ready {
-                ensure_topic(&config.kafka_brokers, &config.voucher_topic, config.voucher_topic_partitions).await?;
-                topic_ready = true;
-            }
-            if lock_conn.is_none() {
-                let mut conn = PgConnection::connect(&config.database_url).await?;
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RELAY_LOCK_KEY).fetch_one(&mut conn).await?;
-                if !got {
-                    // Another relay is active; stay on standby.
-                    return Ok(None);
-                }
-                lock_conn = Some(conn);
-            }
-            publish_round(&pool, &producer, config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX)).await.map(Some)
-        };
-        let pause_ms = match round.await {
+        relay.refresh_backlog().await;
+        let pause_ms = match relay.round(&shutdown).await {
             Ok(Some(n)) if n > 0 => {
                 backoff_ms = 100;
                 continue;
             }
-            Ok(Some(_)) => config.relay_poll_interval_ms,
-            Ok(None) => 1_000,
+            Ok(Some(_)) => relay.config.relay_poll_interval_ms,
+            Ok(None) => STANDBY_POLL_MS,
+            Err(crate::Error::Topic(e @ kafka::TopicError::FiniteRetention { .. } | e @ kafka::TopicError::MessageLimit { .. })) => {
+                tracing::error!(error = %e, "outbox relay refuses to publish to this topic; postings stay in the outbox");
+                return Err(crate::Error::Topic(e));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, backoff_ms, "outbox relay round failed; retrying");
                 // The lock connection may be the broken part; reconnecting re-runs the election.
-                lock_conn = None;
+                relay.lock_conn = None;
+                if let Some(fatal) = relay.producer.as_ref().and_then(|p| p.client().fatal_error()) {
+                    // An idempotent producer that hit a fatal error refuses every later message; only a new one
+                    // (with a new producer id) can publish again.
+                    tracing::error!(error = ?fatal, "the producer hit a fatal error; building a new one");
+                    metrics::counter!("outbox_producer_rebuilds_total").increment(1);
+                    relay.producer = None;
+                }
                 backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
                 backoff_ms
             }
@@ -113,36 +144,169 @@ pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken)
     Ok(())
 }
 
+impl Relay {
+    /// One round: make sure of the topic and of leadership, then publish. `None` means "standing by".
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Option<usize>> {
+        if !self.topic_ready {
+            let c = &self.config;
+            kafka::ensure_topic(&c.kafka_brokers, &c.voucher_topic, c.voucher_topic_partitions, &c.topic).await?;
+            self.topic_ready = true;
+        }
+        if !self.lead().await? {
+            metrics::gauge!("outbox_relay_leader").set(0.0);
+            return Ok(None);
+        }
+        metrics::gauge!("outbox_relay_leader").set(1.0);
+        if self.producer.is_none() {
+            self.producer = Some(producer(&self.config.kafka_brokers)?);
+        }
+        let retry_after = Duration::from_millis(self.config.relay_held_retry_ms);
+        self.held.retain(|company, h| {
+            let keep = h.since.elapsed() < retry_after;
+            if !keep {
+                tracing::info!(%company, row_id = h.row_id, "trying a held company's outbox again");
+            }
+            keep
+        });
+        let n = self.publish_round(shutdown).await;
+        metrics::gauge!("outbox_held_companies").set(self.held.len() as f64);
+        n.map(Some)
+    }
+
+    /// Whether this relay holds the lock, taking it if it is free. Checked before every round: a lock connection
+    /// that was closed or terminated has lost the lock, and another relay may already be publishing.
+    async fn lead(&mut self) -> Result<bool> {
+        if let Some(mut conn) = self.lock_conn.take() {
+            let held: Result<bool, sqlx::Error> = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+                                AND ((classid::bigint << 32) | objid::bigint) = $1)",
+            )
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await;
+            if matches!(held, Ok(true)) {
+                self.lock_conn = Some(conn);
+                return Ok(true);
+            }
+            tracing::warn!(error = ?held.err(), "the outbox relay lost its lock; it stops publishing and stands for election again");
+            metrics::counter!("outbox_relay_lock_lost_total").increment(1);
+        }
+        let options: PgConnectOptions = self.config.database_url.parse()?;
+        let mut conn = options.application_name(RELAY_LOCK_APPLICATION).connect().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RELAY_LOCK_KEY).fetch_one(&mut conn).await?;
+        if got {
+            tracing::info!("this outbox relay is now the active one");
+            self.lock_conn = Some(conn);
+        }
+        Ok(got)
+    }
+
+    /// Refreshes `outbox_backlog_rows` and `outbox_oldest_row_age_seconds` every [`BACKLOG_INTERVAL_MS`].
+    async fn refresh_backlog(&mut self) {
+        if self.backlog_at.is_some_and(|t| t.elapsed() < Duration::from_millis(BACKLOG_INTERVAL_MS)) {
+            return;
+        }
+        self.backlog_at = Some(Instant::now());
+        let row: Result<(i64, f64), _> =
+            sqlx::query_as("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM outbox")
+                .fetch_one(&self.pool)
+                .await;
+        match row {
+            Ok((rows, age)) => {
+                metrics::gauge!("outbox_backlog_rows").set(rows as f64);
+                metrics::gauge!("outbox_oldest_row_age_seconds").set(age);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not measure the outbox backlog"),
+        }
+    }
+
+    fn hold(&mut self, company: Uuid, row_id: i64, error: &KafkaError) {
+        tracing::error!(%company, row_id, %error,
+            "an outbox row cannot be published; holding back this company's events (others go on)");
+        metrics::counter!("outbox_holds_total").increment(1);
+        self.held.insert(company, Held { row_id, since: Instant::now() });
+    }
+
+    /// Publishes the oldest rows of companies that are not held, and deletes the acknowledged ones. Returns how many
+    /// were published.
+    async fn publish_round(&mut self, shutdown: &CancellationToken) -> Result<usize> {
+        let held: Vec<Uuid> = self.held.keys().copied().collect();
+        let limit = self.config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX);
+        let rows: Vec<OutboxRow> =
+            sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox WHERE company_id <> ALL($1) ORDER BY id LIMIT $2")
+                .bind(&held)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let Some(producer) = self.producer.clone() else { return Ok(0) };
+        // Enqueued one by one in id order; the idempotent producer keeps that order per partition. A company whose
+        // row fails is not sent any further in this round, so none of its later events overtakes the failed one.
+        let mut blocked: HashSet<Uuid> = HashSet::new();
+        let mut sent: Vec<(&OutboxRow, DeliveryFuture)> = Vec::with_capacity(rows.len());
+        let mut transient: Option<KafkaError> = None;
+        for row in &rows {
+            if blocked.contains(&row.company_id) {
+                continue;
+            }
+            let key = row.company_id.to_string();
+            match producer.send_result(FutureRecord::to(&row.topic).key(&key).payload(&row.payload)) {
+                Ok(delivery) => sent.push((row, delivery)),
+                Err((e, _)) if is_permanent(&e) => {
+                    self.hold(row.company_id, row.id, &e);
+                    blocked.insert(row.company_id);
+                }
+                Err((e, _)) => {
+                    // Most likely the local queue is full: stop here and send the rest next round, in order.
+                    transient = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut acked: Vec<i64> = Vec::with_capacity(sent.len());
+        let deliveries = futures::future::join_all(sent.into_iter().map(|(row, d)| async move { (row, d.await) }));
+        let results = tokio::select! {
+            r = deliveries => r,
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(SHUTDOWN_WAIT_MS_MAX)).await;
+            } => {
+                tracing::warn!(wait_ms = SHUTDOWN_WAIT_MS_MAX, "shutting down with acknowledgements outstanding; those rows stay in the outbox");
+                return Ok(0);
+            }
+        };
+        for (row, result) in results {
+            match result {
+                Ok(Ok(_)) => acked.push(row.id),
+                Ok(Err((e, _))) => {
+                    if blocked.insert(row.company_id) {
+                        // The producer accepted the message but the broker refused it; later rows of this company in
+                        // the same round may already be on the topic. The fold will see the gap and hold the company
+                        // rather than skip the missing event.
+                        self.hold(row.company_id, row.id, &e);
+                    }
+                }
+                // The producer was dropped under the future; nothing is known, so the row stays.
+                Err(_) => {}
+            }
+        }
+        if !acked.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&acked).execute(&self.pool).await?;
+            metrics::counter!("outbox_published_total").increment(acked.len() as u64);
+        }
+        match transient {
+            Some(e) if acked.is_empty() => Err(crate::Error::Kafka(e)),
+            _ => Ok(acked.len()),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
     id: i64,
     company_id: Uuid,
     topic: String,
     payload: Vec<u8>,
-}
-
-/// Publishes the oldest outbox rows and deletes the acknowledged prefix. Returns how many were published.
-async fn publish_round(pool: &PgPool, producer: &FutureProducer, limit: i64) -> Result<usize> {
-    let rows: Vec<OutboxRow> =
-        sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox ORDER BY id LIMIT $1").bind(limit).fetch_all(pool).await?;
-    if rows.is_empty() {
-        metrics::gauge!("outbox_backlog_rows").set(0.0);
-        return Ok(0);
-    }
-    let keys: Vec<String> = rows.iter().map(|r| r.company_id.to_string()).collect();
-    // All sends are queued at once, in id order; the idempotent producer keeps that order per partition.
-    let sends = rows.iter().zip(&keys).map(|(r, key)| {
-        producer.send(FutureRecord::to(&r.topic).key(key.as_str()).payload(&r.payload), Duration::from_millis(QUEUE_WAIT_MS_MAX))
-    });
-    let results = join_all(sends).await;
-    // Only the acknowledged prefix is deleted: a later row is never removed while an earlier one still waits.
-    let acked: Vec<i64> = rows.iter().zip(&results).take_while(|(_, r)| r.is_ok()).map(|(row, _)| row.id).collect();
-    if !acked.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&acked).execute(pool).await?;
-        metrics::counter!("outbox_published_total").increment(acked.len() as u64);
-    }
-    if let Some((_, Err((e, _)))) = results.iter().enumerate().find(|(_, r)| r.is_err()) {
-        return Err(crate::Error::Kafka(e.clone()));
-    }
-    Ok(acked.len())
 }

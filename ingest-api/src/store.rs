@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use chrono::{Datelike, NaiveDate};
 use kerp_core::http::Problem;
+use kerp_core::kafka::EVENT_BYTES_MAX;
 use kerp_core::voucher::{self, AccountRef, FieldError, ValidVoucher, VOUCHERS_PER_MONTH_MAX};
 use kerp_schemas::{VoucherLine, VoucherPosted};
 use serde::Serialize;
@@ -158,22 +159,13 @@ async fn check_partners(pool: &PgPool, company_id: Uuid, v: &ValidVoucher) -> Re
 /// Stores a validated voucher, its lines and its outbox event in one transaction and returns what was stored.
 ///
 /// # Errors
-/// 422 for accounts or partners outside the company, 409 when the month's numbers are used up, database errors.
+/// 422 for accounts or partners outside the company, 409 when the month's numbers are used up, 413 when the event
+/// would be larger than Kafka carries ([`EVENT_BYTES_MAX`]), database errors.
 pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic: &str, v: &ValidVoucher) -> Result<Posted> {
     let accounts = resolve_accounts(pool, company_id, v).await?;
     check_partners(pool, company_id, v).await?;
 
     let mut tx = pool.begin().await?;
-    // Taking the company row first orders a company's postings: their events get consecutive sequence numbers in
-    // commit order, which is what the fold relies on to drop re-published events.
-    let seq: Option<i64> = sqlx::query_scalar("UPDATE companies SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq")
-        .bind(company_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(company_seq) = seq else {
-        // A validly signed token for a company that does not exist (any more).
-        return Err(Problem::unauthorized().into());
-    };
     let period = NaiveDate::from_ymd_opt(v.voucher_date.year(), v.voucher_date.month(), 1).unwrap_or(v.voucher_date);
     let no: i32 = sqlx::query_scalar(
         "INSERT INTO voucher_counters (company_id, period, last_no) VALUES ($1, $2, 1)
@@ -190,26 +182,9 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
     }
     let voucher_number = voucher::voucher_number(v.voucher_date, no);
     let id = Uuid::new_v4();
-    let posted_at = chrono::Utc::now();
 
-    sqlx::query(
-        "INSERT INTO vouchers (id, company_id, voucher_number, voucher_date, voucher_type, description, status,
-                               total_debit, total_credit, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
-    )
-    .bind(id)
-    .bind(company_id)
-    .bind(&voucher_number)
-    .bind(v.voucher_date)
-    .bind(&v.voucher_type)
-    .bind(&v.description)
-    .bind(STATUS_APPROVED)
-    .bind(v.total)
-    .bind(user_id)
-    .bind(posted_at)
-    .execute(&mut *tx)
-    .await?;
-
+    // The lines go in before the company row is locked (their foreign key to the voucher is checked at commit), so
+    // the lock that serialises the company's postings covers only the voucher row and the outbox row.
     let n = v.lines.len();
     let line_nos: Vec<i32> = (1..=i32::try_from(n).unwrap_or(i32::MAX)).collect();
     let account_ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
@@ -231,6 +206,36 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
     .bind(&debits)
     .bind(&credits)
     .bind(&descriptions)
+    .execute(&mut *tx)
+    .await?;
+
+    // Taking the company row orders a company's postings: their events get consecutive sequence numbers in commit
+    // order, which is what the fold relies on to drop re-published events and to notice a missing one.
+    let seq: Option<i64> = sqlx::query_scalar("UPDATE companies SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq")
+        .bind(company_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(company_seq) = seq else {
+        // A validly signed token for a company that does not exist (any more).
+        return Err(Problem::unauthorized().into());
+    };
+    let posted_at = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO vouchers (id, company_id, voucher_number, voucher_date, voucher_type, description, status,
+                               total_debit, total_credit, created_by, created_at, company_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
+    )
+    .bind(id)
+    .bind(company_id)
+    .bind(&voucher_number)
+    .bind(v.voucher_date)
+    .bind(&v.voucher_type)
+    .bind(&v.description)
+    .bind(STATUS_APPROVED)
+    .bind(v.total)
+    .bind(user_id)
+    .bind(posted_at)
+    .bind(company_seq)
     .execute(&mut *tx)
     .await?;
 
@@ -264,7 +269,20 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
             })
             .collect(),
     };
-    enqueue(&mut tx, company_id, topic, kerp_schemas::encode_voucher_posted(&event)?).await?;
+    let payload = kerp_schemas::encode_voucher_posted(&event)?;
+    if payload.len() > EVENT_BYTES_MAX {
+        // Dropping the transaction rolls it back: the number, the sequence and the lines are given back.
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the voucher's event would be {} bytes, over the limit of {EVENT_BYTES_MAX} bytes (EVENT_BYTES_MAX) that \
+                 Kafka carries; post fewer lines or shorter descriptions",
+                payload.len()
+            ),
+        )
+        .into());
+    }
+    enqueue(&mut tx, company_id, topic, payload).await?;
     tx.commit().await?;
     metrics::counter!("vouchers_posted_total").increment(1);
 

@@ -245,12 +245,15 @@ fn dates(voucher_date: i32) -> Option<(u16, u16)> {
     Some((days(d)?, days(month)?))
 }
 
+/// An event's (debit, credit) per account.
+type PerAccount = BTreeMap<Uuid, (i64, i64)>;
+
 /// Checks an event and sums its lines per account. Amounts are checked, so a voucher whose per-account total would
 /// not fit an `Int64` is refused rather than wrapped.
-fn check(e: &VoucherPosted) -> Result<((u16, u16), BTreeMap<Uuid, (i64, i64)>), String> {
+fn check(e: &VoucherPosted) -> Result<((u16, u16), PerAccount), String> {
     let dates = dates(e.voucher_date).ok_or_else(|| format!("voucher_date {} is outside ClickHouse's Date range", e.voucher_date))?;
     let (mut debit, mut credit) = (0i64, 0i64);
-    let mut per_account: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    let mut per_account = PerAccount::new();
     for l in &e.lines {
         if l.debit < 0 || l.credit < 0 {
             return Err(format!("line {} has a negative amount", l.line_no));
@@ -287,7 +290,7 @@ pub fn account_rows(e: &AccountsChanged) -> Vec<AccountRow> {
         .collect()
 }
 
-fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: BTreeMap<Uuid, (i64, i64)>, out: &mut FoldOutput) {
+fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: PerAccount, out: &mut FoldOutput) {
     let posted_at = u32::try_from(e.posted_at.div_euclid(1_000_000)).unwrap_or(0);
     let version = u64::try_from(e.posted_at).unwrap_or(0);
     let mut seen = HashSet::new();

@@ -6,6 +6,8 @@
 //! twice; see `docs/exactly-once.md`.
 
 pub mod fold;
+pub mod rebuild;
+pub mod reconcile;
 pub mod sink;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +35,8 @@ use crate::sink::DeadLetterRow;
 pub const BATCH_ROWS_MAX: usize = 200_000;
 /// How often a worker with held companies looks for operator skips that clear them, in milliseconds.
 const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
+/// Pause between checks while the voucher topic does not exist yet, in milliseconds.
+const TOPIC_WAIT_MS: u64 = 2_000;
 /// Longest the loop waits for a message before it looks after holds and ownership changes anyway, in milliseconds.
 const IDLE_WAKE_MS: u64 = 1_000;
 /// Longest a batch's reads and writes in ClickHouse may take before the attempt is abandoned and retried, in
@@ -52,6 +56,14 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("ClickHouse did not answer within {0} ms")]
     Timeout(u64),
+    #[error("voucher topic: {0}")]
+    Topic(#[from] kerp_core::kafka::TopicError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("rebuild: {0}")]
+    Rebuild(String),
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,6 +82,8 @@ pub struct Config {
     pub consumer_group: String,
     #[command(flatten)]
     pub clickhouse: ClickHouseConfig,
+    #[command(flatten)]
+    pub topic: kerp_core::kafka::TopicConfig,
     /// Most voucher lines per ClickHouse batch (capped at `BATCH_ROWS_MAX`).
     #[arg(long, env = "BATCH_ROWS_MAX", default_value_t = 20_000)]
     pub batch_rows_max: usize,
@@ -79,6 +93,14 @@ pub struct Config {
     /// Address of the `/metrics` and `/health` endpoint; empty to disable.
     #[arg(long, env = "WORKER_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
     pub metrics_listen: String,
+    /// Postgres, the source of truth, for `reconcile`, `rebuild` and the periodic reconciliation. Without it the
+    /// worker folds but does not reconcile.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How often the worker reconciles the aggregates with Postgres, in milliseconds (0 turns it off). The result is
+    /// exported as `kerp_reconciliation_diff_won` and `kerp_reconciliation_last_run_timestamp_seconds`.
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 300_000)]
+    pub reconcile_interval_ms: u64,
     /// Kafka consumer session timeout, in milliseconds: a worker silent for this long loses its partitions.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u64,
@@ -157,6 +179,25 @@ pub struct Fetched {
     payload: Vec<u8>,
 }
 
+impl Fetched {
+    /// Decodes a Kafka message; the company is also taken from the key, for messages that do not decode.
+    fn decode(m: &impl Message) -> Self {
+        let payload = m.payload().unwrap_or_default().to_vec();
+        let event = kerp_schemas::decode(&payload).map_err(|e| e.to_string());
+        let key_company = m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| Uuid::parse_str(k).ok());
+        Self { message: fold::Message { partition: m.partition(), offset: m.offset(), key_company, event }, generation: 0, payload }
+    }
+
+    /// The ledger lines (or dimension rows) the message makes, at least 1: what batches are bounded by.
+    fn lines(&self) -> usize {
+        match &self.message.event {
+            Ok(Event::VoucherPosted(e)) => e.lines.len().max(1),
+            Ok(Event::AccountsChanged(e)) => e.accounts.len().max(1),
+            Err(_) => 1,
+        }
+    }
+}
+
 fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
     let ctx = WorkerContext { topic: config.voucher_topic.clone(), generation: AtomicU64::new(0), changes: Mutex::new(Vec::new()) };
     let c: StreamConsumer<WorkerContext> = ClientConfig::new()
@@ -181,11 +222,18 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
 /// # Errors
 /// Kafka configuration errors, or ClickHouse unreachable at start-up.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    if !wait_for_topic(&config, &shutdown).await? {
+        return Ok(());
+    }
     let server = config.clickhouse.server_client();
     sink::migrate(&server, &config.clickhouse.clickhouse_database, "").await?;
     let ch = sink::writer(&config.clickhouse.client()).await?;
     if !config.metrics_listen.is_empty() {
         spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
+    }
+    if let (Some(url), true) = (&config.database_url, config.reconcile_interval_ms > 0) {
+        let pg = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(url)?;
+        tokio::spawn(reconcile_periodically(pg, config.clickhouse.client(), config.reconcile_interval_ms, shutdown.clone()));
     }
     tracing::info!(topic = %config.voucher_topic, group = %config.consumer_group, "stream-workers folding");
     while let Session::Rewind(why) = session(&config, &ch, &shutdown).await? {
@@ -194,6 +242,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     tracing::info!("stream-workers stopped");
     Ok(())
+}
+
+/// Refuses to fold a topic that deletes events (replays and rebuilds need all of them) unless allowed, and waits
+/// while the topic does not exist yet or Kafka is unreachable. `false` means shutdown came first.
+async fn wait_for_topic(config: &Config, shutdown: &CancellationToken) -> Result<bool> {
+    use kerp_core::kafka::TopicError;
+    loop {
+        match kerp_core::kafka::check_topic(&config.kafka_brokers, &config.voucher_topic, &config.topic).await {
+            Ok(()) => return Ok(true),
+            Err(e @ (TopicError::FiniteRetention { .. } | TopicError::MessageLimit { .. })) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, topic = %config.voucher_topic, "waiting for the voucher topic"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            () = tokio::time::sleep(Duration::from_millis(TOPIC_WAIT_MS)) => {}
+        }
+    }
+}
+
+/// Reconciles every `interval_ms` and exports the outcome; differences are logged as errors.
+async fn reconcile_periodically(pg: sqlx::PgPool, ch: clickhouse::Client, interval_ms: u64, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
+        }
+        match reconcile::reconcile(&pg, &ch, "", &reconcile::Scope::default()).await {
+            Ok(report) => {
+                for d in &report.differences {
+                    tracing::error!(%d, "reconciliation: ClickHouse differs from Postgres");
+                }
+                metrics::gauge!("kerp_reconciliation_diff_won").set(report.diff_won() as f64);
+                metrics::gauge!("kerp_reconciliation_differences").set(report.differences.len() as f64);
+                metrics::gauge!("kerp_reconciliation_last_run_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
+                tracing::info!(companies = report.companies, differences = report.differences.len(), "reconciliation done");
+            }
+            Err(e) => {
+                metrics::counter!("kerp_reconciliation_errors_total").increment(1);
+                tracing::warn!(error = %e, "reconciliation could not run");
+            }
+        }
+    }
 }
 
 /// How a consumer session ended.
@@ -317,19 +407,10 @@ async fn collect(
             () = tokio::time::sleep_until(deadline) => return Ok(batch),
             m = consumer.recv() => match m {
                 Ok(m) => {
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    let event = kerp_schemas::decode(&payload).map_err(|e| e.to_string());
-                    lines += match &event {
-                        Ok(Event::VoucherPosted(e)) => e.lines.len().max(1),
-                        Ok(Event::AccountsChanged(e)) => e.accounts.len().max(1),
-                        Err(_) => 1,
-                    };
-                    let key_company = m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| Uuid::parse_str(k).ok());
-                    batch.push(Fetched {
-                        message: fold::Message { partition: m.partition(), offset: m.offset(), key_company, event },
-                        generation: consumer.context().generation.load(Ordering::SeqCst),
-                        payload,
-                    });
+                    let mut fetched = Fetched::decode(&m);
+                    fetched.generation = consumer.context().generation.load(Ordering::SeqCst);
+                    lines += fetched.lines();
+                    batch.push(fetched);
                     if first {
                         first = false;
                         deadline = tokio::time::Instant::now() + flush;

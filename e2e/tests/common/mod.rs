@@ -75,33 +75,8 @@ pub fn stack() -> &'static Stack {
                 let query_metrics_url = format!("http://{}", query_metrics_l.local_addr().expect("addr"));
                 // The process ends when the tests do; nothing cancels this.
                 let shutdown = CancellationToken::new();
-                let ingest = kerp_ingest::Config {
-                    database_url: database_url(),
-                    db_pool_max: 20,
-                    listen: "127.0.0.1:0".parse().expect("addr"),
-                    metrics_listen: String::new(),
-                    jwt_secret: SECRET.into(),
-                    dev_stack: false,
-                    kafka_brokers: kafka_brokers(),
-                    voucher_topic: topic.clone(),
-                    voucher_topic_partitions: TEST_TOPIC_PARTITIONS,
-                    relay_enabled: true,
-                    relay_batch_rows: 1000,
-                    relay_poll_interval_ms: 20,
-                };
-                let worker = kerp_stream::Config {
-                    kafka_brokers: kafka_brokers(),
-                    voucher_topic: topic.clone(),
-                    consumer_group: format!("kerp-test-{run}"),
-                    clickhouse: clickhouse(),
-                    batch_rows_max: 5000,
-                    flush_interval_ms: 100,
-                    metrics_listen: String::new(),
-                    session_timeout_ms: 10_000,
-                    max_poll_interval_ms: 300_000,
-                    fault_abort_after_insert: false,
-                    fault_stop_before_write: false,
-                };
+                let ingest = ingest_config(&topic);
+                let worker = worker_config(&topic, &format!("kerp-test-{run}"), clickhouse());
                 let query = kerp_query::Config {
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     metrics_listen: String::new(),
@@ -138,6 +113,46 @@ pub fn stack() -> &'static Stack {
         });
         rx.recv().expect("stack started")
     })
+}
+
+/// ingest-api's settings for a test stack publishing to `topic`.
+pub fn ingest_config(topic: &str) -> kerp_ingest::Config {
+    kerp_ingest::Config {
+        database_url: database_url(),
+        db_pool_max: 20,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: String::new(),
+        jwt_secret: SECRET.into(),
+        dev_stack: false,
+        kafka_brokers: kafka_brokers(),
+        voucher_topic: topic.to_owned(),
+        voucher_topic_partitions: TEST_TOPIC_PARTITIONS,
+        topic: kerp_core::kafka::TopicConfig::default(),
+        relay_enabled: true,
+        relay_batch_rows: 1000,
+        relay_poll_interval_ms: 20,
+        relay_held_retry_ms: 2_000,
+    }
+}
+
+/// stream-workers' settings for a test stack folding `topic` into `clickhouse`'s database.
+pub fn worker_config(topic: &str, group: &str, clickhouse: kerp_core::clickhouse::ClickHouseConfig) -> kerp_stream::Config {
+    kerp_stream::Config {
+        kafka_brokers: kafka_brokers(),
+        voucher_topic: topic.to_owned(),
+        consumer_group: group.to_owned(),
+        clickhouse,
+        topic: kerp_core::kafka::TopicConfig::default(),
+        batch_rows_max: 5000,
+        flush_interval_ms: 100,
+        metrics_listen: String::new(),
+        database_url: None,
+        reconcile_interval_ms: 0,
+        session_timeout_ms: 10_000,
+        max_poll_interval_ms: 300_000,
+        fault_abort_after_insert: false,
+        fault_stop_before_write: false,
+    }
 }
 
 pub async fn pg() -> PgPool {

@@ -1,0 +1,242 @@
+//! Rebuild: the whole topic, from offset 0, is folded into a new version of the aggregate tables (suffix
+//! [`REBUILD_SUFFIX`]) while query-api keeps reading the live ones; the new version is reconciled with Postgres and,
+//! only if it is exact, swapped in by one multi-table `RENAME`. The old version is dropped after a grace period.
+//!
+//! The live worker goes on folding into the live tables meanwhile. Events it writes between the rebuild's last read
+//! and the swap are read once more by the rebuild right after the swap and written into the (now live) new tables:
+//! every row is keyed by its event, so writing an event twice is harmless. An interrupted or failed rebuild leaves
+//! the live tables untouched; running it again starts over.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::reconcile::{self, Scope};
+use crate::sink::{self, AGGREGATE_TABLES};
+use crate::{Config, Error, Fetched, Folder, Processed, Result};
+
+/// Suffix of the aggregate tables a rebuild folds into.
+pub const REBUILD_SUFFIX: &str = "__rebuild";
+/// Longest a rebuild waits for Kafka metadata, in milliseconds.
+const METADATA_TIMEOUT_MS: u64 = 10_000;
+/// Most messages per batch of the rebuild (its batches are bounded by lines too, like the live fold's).
+const REBUILD_BATCH_MESSAGES_MAX: usize = 5_000;
+
+/// Settings of one rebuild.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildArgs {
+    /// How long the replaced tables are kept (renamed `*__old_<time>`) before they are dropped, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub grace_seconds: u64,
+    /// Fold and reconcile the new version, but do not swap it in (it is left as `*__rebuild`).
+    #[arg(long, default_value_t = false)]
+    pub no_swap: bool,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub messages: u64,
+    pub lines: u64,
+    pub seconds: f64,
+    pub swapped: bool,
+}
+
+impl Summary {
+    /// Ledger lines folded per second.
+    #[must_use]
+    pub fn lines_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.lines as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Reads the topic from the given offsets up to `end` (exclusive), folding into `folder`.
+async fn fold_range(
+    config: &Config,
+    folder: &mut Folder,
+    from: &HashMap<i32, i64>,
+    end: &HashMap<i32, i64>,
+    progress: &ProgressBar,
+    shutdown: &CancellationToken,
+) -> Result<(u64, u64)> {
+    let todo: Vec<(i32, i64, i64)> =
+        end.iter().map(|(p, e)| (*p, from.get(p).copied().unwrap_or(0), *e)).filter(|(_, start, end)| start < end).collect();
+    if todo.is_empty() {
+        return Ok((0, 0));
+    }
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", format!("kerp-rebuild-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, start, _) in &todo {
+        tpl.add_partition_offset(&config.voucher_topic, *p, Offset::Offset(*start))?;
+    }
+    consumer.assign(&tpl)?;
+    let mut remaining: HashMap<i32, i64> = todo.iter().map(|(p, _, e)| (*p, *e)).collect();
+    let (mut messages, mut lines) = (0u64, 0u64);
+    while !remaining.is_empty() {
+        let mut batch: Vec<Fetched> = Vec::new();
+        let mut batch_lines = 0usize;
+        while !remaining.is_empty()
+            && batch.len() < REBUILD_BATCH_MESSAGES_MAX
+            && batch_lines < config.batch_rows_max.clamp(1, crate::BATCH_ROWS_MAX)
+        {
+            let m = tokio::select! {
+                () = shutdown.cancelled() => return Err(Error::Interrupted),
+                m = consumer.recv() => m?,
+            };
+            let (p, o) = (m.partition(), m.offset());
+            let Some(end) = remaining.get(&p).copied() else { continue };
+            if o >= end {
+                continue;
+            }
+            if o + 1 >= end {
+                remaining.remove(&p);
+            }
+            let fetched = Fetched::decode(&m);
+            batch_lines += fetched.lines();
+            if let Ok(kerp_schemas::Event::VoucherPosted(e)) = &fetched.message.event {
+                lines += e.lines.len() as u64;
+            }
+            batch.push(fetched);
+        }
+        messages += batch.len() as u64;
+        match folder.process(&batch, Instant::now(), shutdown).await? {
+            Processed::Written => {}
+            Processed::Abandoned(why) => return Err(Error::Rebuild(why)),
+            Processed::Stopped => return Err(Error::Interrupted),
+        }
+        progress.inc(batch.len() as u64);
+        if let Some(h) = folder.state.holds().next() {
+            return Err(Error::Rebuild(format!(
+                "the topic holds a message the fold cannot use at partition {} offset {} ({}); skip it with `stream-workers skip` or deploy a reader that knows it, then rebuild again",
+                h.partition, h.offset, h.reason
+            )));
+        }
+    }
+    Ok((messages, lines))
+}
+
+/// The current end offset of every partition of the topic.
+async fn end_offsets(config: &Config) -> Result<HashMap<i32, i64>> {
+    let brokers = config.kafka_brokers.clone();
+    let topic = config.voucher_topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let timeout = Duration::from_millis(METADATA_TIMEOUT_MS);
+        let meta = c.fetch_metadata(Some(&topic), timeout)?;
+        let mut out = HashMap::new();
+        for t in meta.topics() {
+            for p in t.partitions() {
+                let (_, high) = c.fetch_watermarks(&topic, p.id(), timeout)?;
+                out.insert(p.id(), high);
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| Error::Rebuild(format!("reading end offsets: {e}")))?
+}
+
+/// Rebuilds the aggregates from the topic, reconciles the new version with Postgres and swaps it in.
+///
+/// # Errors
+/// Kafka, ClickHouse or Postgres errors; differences found by the reconciliation; a message the fold cannot use.
+/// In every case the live tables are left as they were.
+pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown: &CancellationToken) -> Result<Summary> {
+    let started = Instant::now();
+    let server = config.clickhouse.server_client();
+    let db = &config.clickhouse.clickhouse_database;
+    sink::migrate(&server, db, "").await?;
+    let ch = sink::writer(&config.clickhouse.client()).await?;
+    // A rebuild always starts over: whatever an interrupted one left behind is dropped first.
+    for t in AGGREGATE_TABLES {
+        ch.query(&format!("DROP TABLE IF EXISTS {t}{REBUILD_SUFFIX}")).execute().await?;
+    }
+    sink::migrate(&server, db, REBUILD_SUFFIX).await?;
+
+    let mut folder = Folder::new(config, ch.clone(), REBUILD_SUFFIX);
+    folder.skips = sink::load_skips(&ch, &config.voucher_topic).await?;
+    let end = end_offsets(config).await?;
+    let total: i64 = end.values().sum();
+    let progress = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    progress.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} messages, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut summary = Summary::default();
+    let (m, l) = fold_range(config, &mut folder, &HashMap::new(), &end, &progress, shutdown).await?;
+    summary.messages += m;
+    summary.lines += l;
+    // Events posted while the topic was read: one more pass up to the end as it is now, so the reconciliation
+    // compares nearly everything.
+    let end2 = end_offsets(config).await?;
+    progress.inc_length(u64::try_from(end2.values().sum::<i64>() - total).unwrap_or(0));
+    let (m, l) = fold_range(config, &mut folder, &end, &end2, &progress, shutdown).await?;
+    summary.messages += m;
+    summary.lines += l;
+    progress.finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+
+    let report = reconcile::reconcile(pg, &ch, REBUILD_SUFFIX, &Scope::default()).await?;
+    for d in &report.differences {
+        tracing::error!(%d, "rebuilt version differs from Postgres");
+    }
+    if !report.differences.is_empty() {
+        return Err(Error::Rebuild(format!(
+            "the rebuilt version differs from Postgres in {} places ({} won); the live tables are untouched",
+            report.differences.len(),
+            report.diff_won()
+        )));
+    }
+    tracing::info!(companies = report.companies, compared = report.compared, "the rebuilt version matches Postgres");
+    if args.no_swap {
+        return Ok(summary);
+    }
+
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let renames: Vec<String> =
+        AGGREGATE_TABLES.iter().flat_map(|t| [format!("{t} TO {t}__old_{stamp}"), format!("{t}{REBUILD_SUFFIX} TO {t}")]).collect();
+    // One statement: ClickHouse renames all the tables together, so readers see either the old set or the new one.
+    ch.query(&format!("RENAME TABLE {}", renames.join(", "))).execute().await?;
+    summary.swapped = true;
+    tracing::info!("swapped the rebuilt tables in");
+
+    // What the live worker wrote into the old tables after the last pass is folded into the new live ones too.
+    let mut live = Folder::new(config, ch.clone(), "");
+    live.skips = folder.skips.clone();
+    live.state = folder.state.clone();
+    let end3 = end_offsets(config).await?;
+    let (m, l) = fold_range(config, &mut live, &end2, &end3, &ProgressBar::hidden(), shutdown).await?;
+    summary.messages += m;
+    summary.lines += l;
+
+    if args.grace_seconds > 0 {
+        tracing::info!(grace_seconds = args.grace_seconds, "keeping the old tables for the grace period");
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                tracing::warn!("interrupted during the grace period; the old tables stay as *__old_{stamp}");
+                return Ok(summary);
+            }
+            () = tokio::time::sleep(Duration::from_secs(args.grace_seconds)) => {}
+        }
+    }
+    for t in AGGREGATE_TABLES {
+        ch.query(&format!("DROP TABLE IF EXISTS {t}__old_{stamp}")).execute().await?;
+    }
+    Ok(summary)
+}
