@@ -72,7 +72,7 @@ async fn query_apis_clickhouse_user_cannot_write_and_has_a_row_limit() {
     // The stack has created the tables, so a refused INSERT below is refused for being a write, not for a missing table.
     stack();
     // The credentials the stack's query-api uses.
-    let ch = kerp_core::clickhouse::ClickHouseReaderConfig::from_env().client();
+    let ch = common::clickhouse_reader().client();
     ch.query("SELECT count() FROM accounts").fetch_one::<u64>().await.expect("the reader reads");
     let setting = |name: &'static str| {
         let ch = ch.clone();

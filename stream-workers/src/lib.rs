@@ -222,15 +222,16 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
 /// # Errors
 /// Kafka configuration errors, or ClickHouse unreachable at start-up.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    // Metrics and health first: a worker waiting for its topic is alive and says so.
+    if !config.metrics_listen.is_empty() {
+        spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
+    }
     if !wait_for_topic(&config, &shutdown).await? {
         return Ok(());
     }
     let server = config.clickhouse.server_client();
     sink::migrate(&server, &config.clickhouse.clickhouse_database, "").await?;
     let ch = sink::writer(&config.clickhouse.client()).await?;
-    if !config.metrics_listen.is_empty() {
-        spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
-    }
     if let (Some(url), true) = (&config.database_url, config.reconcile_interval_ms > 0) {
         let pg = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(url)?;
         tokio::spawn(reconcile_periodically(pg, config.clickhouse.client(), config.reconcile_interval_ms, shutdown.clone()));
@@ -337,6 +338,14 @@ async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &Cancellati
             if let Ok(skips) = sink::load_skips(ch, &config.voucher_topic).await {
                 if folder.state.holds().any(|h| skips.iter().any(|s| s.clears(h))) {
                     return Ok(Session::Rewind("an operator skip clears a hold".into()));
+                }
+            }
+            // A held company that someone else folded further (another worker, or a rebuild that swapped in new
+            // tables) is judged again from the stored watermarks.
+            let held: Vec<Uuid> = folder.state.held.keys().copied().collect();
+            if let Ok(stored) = sink::load_company_watermarks(ch, "", &held).await {
+                if stored.iter().any(|r| r.seq > folder.state.watermarks.get(&r.company_id).copied().unwrap_or(0)) {
+                    return Ok(Session::Rewind("the stored watermark of a held company moved on".into()));
                 }
             }
         }

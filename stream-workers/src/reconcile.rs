@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::Result;
 
 /// Most companies one ClickHouse query names. Keeps the query text far below `max_query_size` (256 KiB).
-pub const COMPANIES_PER_QUERY_MAX: usize = 500;
+pub use crate::sink::COMPANIES_PER_QUERY_MAX;
 
 /// What to reconcile.
 #[derive(Debug, Clone, Default)]

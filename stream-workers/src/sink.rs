@@ -116,6 +116,25 @@ pub async fn load_watermarks(client: &Client, suffix: &str, partitions: &[i32]) 
     Ok(client.query(&sql).fetch_all().await?)
 }
 
+/// Most companies whose watermarks one query names; held companies are few, and more wait for the next check.
+pub const COMPANIES_PER_QUERY_MAX: usize = 500;
+
+/// The stored watermarks of these companies (at most [`COMPANIES_PER_QUERY_MAX`] of them are asked for).
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn load_company_watermarks(client: &Client, suffix: &str, companies: &[Uuid]) -> Result<Vec<WatermarkRow>> {
+    if companies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = companies.iter().take(COMPANIES_PER_QUERY_MAX).map(kerp_core::clickhouse::uuid_literal).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT company_id, any(partition) AS on_partition, max(seq) AS folded_seq FROM fold_watermarks{suffix}
+         WHERE company_id IN ({list}) GROUP BY company_id"
+    );
+    Ok(client.query(&sql).fetch_all().await?)
+}
+
 #[derive(Debug, Row, Serialize, Deserialize)]
 pub struct SkipRow {
     pub topic: String,

@@ -10,7 +10,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{balances, caught_up, event, expected_totals, ledger_line_count, progress, publish_events, signal, wait_exit, worker};
-use kerp_core::clickhouse::ClickHouseConfig;
 use rand::SeedableRng;
 use rdkafka::Offset;
 use uuid::Uuid;
@@ -21,7 +20,7 @@ async fn a_crash_between_insert_and_commit_counts_every_line_once() {
     let run = Uuid::new_v4().simple().to_string();
     let partitions = 2;
     let topic = common::topic("kill", &run, partitions).await;
-    let ch_config = ClickHouseConfig::from_env();
+    let ch_config = common::clickhouse();
     kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
     let ch = ch_config.client();
 

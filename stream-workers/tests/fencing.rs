@@ -13,7 +13,6 @@ use common::{
     balances, event, eventually, expected_totals, free_addr, is_stopped, ledger_line_count, metric, publish_events, signal, wait_exit,
     worker,
 };
-use kerp_core::clickhouse::ClickHouseConfig;
 use rand::SeedableRng;
 use uuid::Uuid;
 
@@ -22,7 +21,7 @@ async fn a_worker_frozen_with_a_batch_in_hand_never_double_counts() {
     kerp_core::telemetry::init_logging();
     let run = Uuid::new_v4().simple().to_string();
     let topic = common::topic("fence", &run, 2).await;
-    let ch_config = ClickHouseConfig::from_env();
+    let ch_config = common::clickhouse();
     kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
     let ch = ch_config.client();
 

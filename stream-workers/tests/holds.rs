@@ -10,13 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{balances, event, eventually, free_addr, metric, publish, signal, wait_exit, worker};
-use kerp_core::clickhouse::ClickHouseConfig;
 use rand::SeedableRng;
 use rdkafka::Offset;
 use uuid::Uuid;
 
 fn skip(topic: &str, args: &[&str]) {
-    let ch = ClickHouseConfig::from_env();
+    let ch = common::clickhouse();
     let out = Command::new(env!("CARGO_BIN_EXE_stream-workers"))
         .env("KAFKA_BROKERS", common::brokers())
         .env("VOUCHER_TOPIC", topic)
@@ -36,7 +35,7 @@ async fn unknown_schemas_and_gaps_hold_their_company_until_an_operator_skips() {
     let run = Uuid::new_v4().simple().to_string();
     // One partition, so that every company shares it and the commit limit is visible.
     let topic = common::topic("holds", &run, 1).await;
-    let ch_config = ClickHouseConfig::from_env();
+    let ch_config = common::clickhouse();
     kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
     let ch = ch_config.client();
 

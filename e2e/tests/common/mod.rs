@@ -36,8 +36,25 @@ pub fn kafka_brokers() -> String {
     env("KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
+/// The ClickHouse database the tests fold into: `kerp_test` (or `KERP_TEST_CLICKHOUSE_DATABASE`), never the dev
+/// stack's `kerp`. Tests publish events that Postgres does not have (injected rows, other schemas), and the dev
+/// stack's `reconcile` must not find them.
+pub fn test_database() -> String {
+    env("KERP_TEST_CLICKHOUSE_DATABASE", "kerp_test")
+}
+
+/// The writer's ClickHouse settings, on the test database.
 pub fn clickhouse() -> kerp_core::clickhouse::ClickHouseConfig {
-    kerp_core::clickhouse::ClickHouseConfig::from_env()
+    let mut c = kerp_core::clickhouse::ClickHouseConfig::from_env();
+    c.clickhouse_database = test_database();
+    c
+}
+
+/// query-api's (read-only) ClickHouse settings, on the test database.
+pub fn clickhouse_reader() -> kerp_core::clickhouse::ClickHouseReaderConfig {
+    let mut c = kerp_core::clickhouse::ClickHouseReaderConfig::from_env();
+    c.clickhouse_database = test_database();
+    c
 }
 
 /// The repository root, for calling `compose/stack`.
@@ -82,7 +99,7 @@ pub fn stack() -> &'static Stack {
                     metrics_listen: String::new(),
                     jwt_secret: SECRET.into(),
                     dev_stack: false,
-                    clickhouse: kerp_core::clickhouse::ClickHouseReaderConfig::from_env(),
+                    clickhouse: clickhouse_reader(),
                 };
                 // Create the tables before anything reads them; the worker's own migrate is then a no-op.
                 let ch = clickhouse();

@@ -21,6 +21,14 @@ pub fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+/// The ClickHouse settings of the tests: the database is `kerp_test` (or `KERP_TEST_CLICKHOUSE_DATABASE`), never the
+/// dev stack's `kerp`, because these tests publish events that Postgres does not have.
+pub fn clickhouse() -> ClickHouseConfig {
+    let mut c = ClickHouseConfig::from_env();
+    c.clickhouse_database = env("KERP_TEST_CLICKHOUSE_DATABASE", "kerp_test");
+    c
+}
+
 pub fn brokers() -> String {
     env("KAFKA_BROKERS", "127.0.0.1:9092")
 }
@@ -39,7 +47,7 @@ impl Drop for Worker {
 
 /// Starts the worker binary on `topic` in `group`, with extra environment variables (fault switches, timeouts).
 pub fn worker(topic: &str, group: &str, extra: &[(&str, &str)]) -> Worker {
-    let ch = ClickHouseConfig::from_env();
+    let ch = clickhouse();
     Worker(
         Command::new(env!("CARGO_BIN_EXE_stream-workers"))
             .env("KAFKA_BROKERS", brokers())
