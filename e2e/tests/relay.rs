@@ -63,6 +63,12 @@ async fn an_event_larger_than_kafka_carries_is_refused_with_413_and_writes_nothi
     // The company's next voucher is number 1 with sequence 1, and reaches the topic.
     let (status, posted) = post_voucher(&c.token, &simple_voucher("2025-03-16", "5212", "1101", 1000)).await;
     assert_eq!((status, posted["data"]["voucher_number"].as_str()), (201, Some("2025-03-000001")), "{posted}");
+    let seq: i64 = sqlx::query_scalar("SELECT company_seq FROM vouchers WHERE id = $1::uuid")
+        .bind(posted["data"]["id"].as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seq, 1, "Postgres records the event's sequence");
     outbox_drained(&pool, c.id).await;
     let events = company_events(&stack().topic, c.id).await;
     assert_eq!(events.iter().map(|e| e.company_seq).collect::<Vec<_>>(), [1]);
