@@ -214,9 +214,14 @@ pub async fn topic(prefix: &str, run: &str, partitions: i32) -> String {
 pub async fn publish(topic: &str, messages: &[(Uuid, Vec<u8>)]) {
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", brokers()).set("enable.idempotence", "true").create().expect("producer");
-    for (company, payload) in messages {
-        let key = company.to_string();
-        producer.send(FutureRecord::to(topic).key(&key).payload(payload), Duration::from_secs(5)).await.expect("produce");
+    // Enqueued in order and awaited together: the idempotent producer keeps the order within each partition.
+    let keys: Vec<String> = messages.iter().map(|(c, _)| c.to_string()).collect();
+    let sends = messages
+        .iter()
+        .zip(&keys)
+        .map(|((_, payload), key)| producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30)));
+    for r in futures::future::join_all(sends).await {
+        r.expect("produce");
     }
 }
 
