@@ -95,7 +95,8 @@ struct Relay {
     config: Arc<Config>,
     producer: Option<FutureProducer>,
     lock_conn: Option<PgConnection>,
-    topic_ready: bool,
+    /// Topics known to exist with the pipeline's settings: the configured one, and any other an outbox row names.
+    ready_topics: HashSet<String>,
     held: HashMap<Uuid, Held>,
     backlog_at: Option<Instant>,
 }
@@ -106,7 +107,8 @@ struct Relay {
 /// # Errors
 /// A topic that could lose events (finite retention, a smaller message limit); other problems are retried.
 pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
-    let mut relay = Relay { pool, config, producer: None, lock_conn: None, topic_ready: false, held: HashMap::new(), backlog_at: None };
+    let mut relay =
+        Relay { pool, config, producer: None, lock_conn: None, ready_topics: HashSet::new(), held: HashMap::new(), backlog_at: None };
     let mut backoff_ms = 100;
     while !shutdown.is_cancelled() {
         relay.refresh_backlog().await;
@@ -147,11 +149,8 @@ pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken)
 impl Relay {
     /// One round: make sure of the topic and of leadership, then publish. `None` means "standing by".
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Option<usize>> {
-        if !self.topic_ready {
-            let c = &self.config;
-            kafka::ensure_topic(&c.kafka_brokers, &c.voucher_topic, c.voucher_topic_partitions, &c.topic).await?;
-            self.topic_ready = true;
-        }
+        let topic = self.config.voucher_topic.clone();
+        self.ensure_topic(&topic).await?;
         if !self.lead().await? {
             metrics::gauge!("outbox_relay_leader").set(0.0);
             return Ok(None);
@@ -171,6 +170,17 @@ impl Relay {
         let n = self.publish_round(shutdown).await;
         metrics::gauge!("outbox_held_companies").set(self.held.len() as f64);
         n.map(Some)
+    }
+
+    /// Creates a topic with the pipeline's settings (every event kept, the message limit) or checks an existing one,
+    /// once per topic: a row is never sent to a topic that a broker would create on the fly with finite retention.
+    async fn ensure_topic(&mut self, topic: &str) -> Result<()> {
+        if !self.ready_topics.contains(topic) {
+            let c = &self.config;
+            kafka::ensure_topic(&c.kafka_brokers, topic, c.voucher_topic_partitions, &c.topic).await?;
+            self.ready_topics.insert(topic.to_owned());
+        }
+        Ok(())
     }
 
     /// Whether this relay holds the lock, taking it if it is free. Checked before every round: a lock connection
@@ -220,7 +230,7 @@ impl Relay {
         }
     }
 
-    fn hold(&mut self, company: Uuid, row_id: i64, error: &KafkaError) {
+    fn hold(&mut self, company: Uuid, row_id: i64, error: &dyn std::fmt::Display) {
         tracing::error!(%company, row_id, %error,
             "an outbox row cannot be published; holding back this company's events (others go on)");
         metrics::counter!("outbox_holds_total").increment(1);
@@ -245,6 +255,18 @@ impl Relay {
         // Enqueued one by one in id order; the idempotent producer keeps that order per partition. A company whose
         // row fails is not sent any further in this round, so none of its later events overtakes the failed one.
         let mut blocked: HashSet<Uuid> = HashSet::new();
+        let topics: HashSet<String> = rows.iter().map(|r| r.topic.clone()).collect();
+        for topic in topics {
+            if let Err(e) = self.ensure_topic(&topic).await {
+                // The configured topic was checked at the start of the round; a row naming another topic that cannot
+                // be used safely holds its company rather than stopping everyone.
+                for row in rows.iter().filter(|r| r.topic == topic) {
+                    if blocked.insert(row.company_id) {
+                        self.hold(row.company_id, row.id, &e);
+                    }
+                }
+            }
+        }
         let mut sent: Vec<(&OutboxRow, DeliveryFuture)> = Vec::with_capacity(rows.len());
         let mut transient: Option<KafkaError> = None;
         for row in &rows {

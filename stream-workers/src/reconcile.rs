@@ -189,7 +189,11 @@ async fn clickhouse_sums(
     let ids = marks.iter().map(|m| format!("'{}'", m.company_id)).collect::<Vec<_>>().join(",");
     let seqs = marks.iter().map(|m| format!("toInt64({})", m.seq)).collect::<Vec<_>>().join(",");
     let upto = format!("company_seq <= transform(toString(company_id), [{ids}], [{seqs}], toInt64(0))");
-    let companies = format!("toString(company_id) IN ({ids})");
+    // The company filter names UUIDs as UUIDs, so ClickHouse reads only these companies' ranges of the primary key.
+    let companies = format!(
+        "company_id IN ({})",
+        marks.iter().map(|m| kerp_core::clickhouse::uuid_literal(&m.company_id)).collect::<Vec<_>>().join(",")
+    );
     let month = |col: &str| scope.period.map(|p| format!(" AND {col} = toDate('{p}')")).unwrap_or_default();
     let balances_sql = format!(
         "SELECT company_id, account_id, period, toString(sum(toDecimal128(debit, 0))) AS debit_sum,
