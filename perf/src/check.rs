@@ -102,7 +102,8 @@ async fn reconcile(worker_bin: &PathBuf) -> anyhow::Result<(bool, Vec<String>)> 
         if settled || started.elapsed() > Duration::from_secs(CATCHUP_SECONDS_MAX) {
             let mut shown: Vec<String> = stdout.lines().filter(|l| l.starts_with("DIFFERENCE")).take(10).map(str::to_owned).collect();
             if in_flight > 0 {
-                shown.push(format!("{in_flight} companies still in flight after {CATCHUP_SECONDS_MAX} s"));
+                shown.extend(stdout.lines().filter(|l| l.starts_with("in flight")).take(3).map(str::to_owned));
+                shown.push(format!("{in_flight} companies still in flight after {CATCHUP_SECONDS_MAX} s: the fold is stuck or too slow"));
             }
             if !matches!(code, Some(0 | 1)) {
                 shown.push(format!("reconcile failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
@@ -135,7 +136,12 @@ fn failed(r: &Request) -> bool {
 pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     let load: LoadResult = serde_json::from_slice(&std::fs::read(&args.load)?).context("reading the load result")?;
     let windows = read_marks(args.marks.as_ref())?;
-    let in_outage = |t: i64| windows.iter().any(|&(s, e)| t >= s && t < e + args.settle_ms);
+    // A request belongs to an outage if it was in flight at any moment of it: one sent a few milliseconds before a
+    // kill -9 fails with the process it was on.
+    let in_outage = |r: &Request| {
+        let end = r.start_ms + r.latency_ms.ceil() as i64;
+        windows.iter().any(|&(s, e)| r.start_ms < e + args.settle_ms && end >= s)
+    };
     let in_fault = |t: i64| windows.iter().any(|&(s, e)| t >= s && t < e);
     let recovering = |t: i64| windows.iter().any(|&(_, e)| t >= e && t < e + args.recovery_ms);
     let reqs = &load.requests;
@@ -149,10 +155,10 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     let s5xx = count(&|r| r.status >= 500);
     let no_answer = count(&|r| r.status == 0);
     let good_failed = good.iter().filter(|r| failed(r)).count();
-    let good_failed_outside = good.iter().filter(|r| failed(r) && !in_outage(r.start_ms)).count();
+    let good_failed_outside = good.iter().filter(|r| failed(r) && !in_outage(r)).count();
     let good_4xx = good.iter().filter(|r| (400..500).contains(&r.status)).count();
     let bad_5xx = bad.iter().filter(|r| r.status >= 500).count();
-    let bad_5xx_blamed = bad.iter().filter(|r| r.status == 500 || (r.status > 500 && !in_outage(r.start_ms))).count();
+    let bad_5xx_blamed = bad.iter().filter(|r| r.status == 500 || (r.status > 500 && !in_outage(r))).count();
     let bad_accepted = bad.iter().filter(|r| (200..300).contains(&r.status)).count();
     if bad_5xx_blamed > 0 {
         problems.push(format!("{bad_5xx_blamed} bad requests got a 5xx outside an outage (or a plain 500)"));
