@@ -12,7 +12,7 @@ pub mod sink;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,12 @@ use crate::sink::DeadLetterRow;
 pub const BATCH_ROWS_MAX: usize = 200_000;
 /// How often a worker with held companies looks for operator skips that clear them, in milliseconds.
 const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
+/// Longest the consumer may be out of its group (librdkafka's group state not `up`) before the worker rebuilds it,
+/// in milliseconds. librdkafka can stay out for good after a long broker outage (its coordinator requests time out
+/// and it never rejoins); a new consumer rejoins. Meanwhile `/health` answers 503.
+const CONSUMER_GROUP_DOWN_MS_MAX: i64 = 60_000;
+/// When the consumer was last seen in its group (epoch milliseconds; 0 before there is a consumer), for `/health`.
+static GROUP_UP_AT_MS: AtomicI64 = AtomicI64::new(0);
 /// Pause between checks while the voucher topic does not exist yet, in milliseconds.
 const TOPIC_WAIT_MS: u64 = 2_000;
 /// Longest the loop waits for a message before it looks after holds and ownership changes anyway, in milliseconds.
@@ -129,8 +135,23 @@ struct WorkerContext {
     changes: Mutex<Vec<Ownership>>,
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether the consumer has been out of its group for longer than [`CONSUMER_GROUP_DOWN_MS_MAX`].
+fn group_down_too_long() -> bool {
+    let up_at = GROUP_UP_AT_MS.load(Ordering::Relaxed);
+    up_at > 0 && now_ms() - up_at > CONSUMER_GROUP_DOWN_MS_MAX
+}
+
 impl ClientContext for WorkerContext {
     fn stats(&self, stats: Statistics) {
+        let up = stats.cgrp.as_ref().is_some_and(|g| g.state == "up");
+        if up {
+            GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
+        }
+        metrics::gauge!("kafka_consumer_group_up").set(if up { 1.0 } else { 0.0 });
         if let Some(t) = stats.topics.get(&self.topic) {
             for (p, s) in &t.partitions {
                 // librdkafka reports -1 for partitions it does not consume; they are not ours to measure.
@@ -210,6 +231,8 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
         .set("max.poll.interval.ms", config.max_poll_interval_ms.to_string())
         .create_with_context(ctx)?;
     c.subscribe(&[&config.voucher_topic])?;
+    // A new consumer gets the full allowance to join its group.
+    GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
     Ok(c)
 }
 
@@ -306,6 +329,10 @@ async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &Cancellati
         }
         let batch = collect(&consumer, batch_rows, flush, shutdown).await?;
         let polled_at = Instant::now();
+        if group_down_too_long() && batch.is_empty() {
+            metrics::counter!("kafka_consumer_rebuilds_total").increment(1);
+            return Ok(Session::Rewind(format!("the consumer has been out of its group for over {CONSUMER_GROUP_DOWN_MS_MAX} ms")));
+        }
         // Ownership changes are applied before anything is folded: a revoked partition's state is forgotten, and an
         // assigned one's watermarks are loaded, so the fold never judges a company by a stale watermark.
         let changes: Vec<Ownership> =
@@ -578,7 +605,14 @@ fn dead_letter(topic: &str, m: &Fetched, error: &str, now_s: u32) -> DeadLetterR
 
 async fn spawn_metrics(listen: &str, shutdown: CancellationToken) -> Result<()> {
     let addr: SocketAddr = listen.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{listen}: {e}")))?;
-    let app = kerp_core::http::observed(axum::Router::new().route("/health", axum::routing::get(|| std::future::ready("ok"))));
+    let health = || async {
+        if group_down_too_long() {
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the Kafka consumer is out of its group")
+        } else {
+            (axum::http::StatusCode::OK, "ok")
+        }
+    };
+    let app = kerp_core::http::observed(axum::Router::new().route("/health", axum::routing::get(health)));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(kerp_core::http::serve(listener, app, shutdown));
     Ok(())
