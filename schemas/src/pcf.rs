@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::json::{self, Json};
 use crate::{Error, Result};
+use serde_json::Value as Json;
 
 const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
@@ -29,7 +29,7 @@ const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "doubl
 /// [`Error::InvalidSchema`] when the text is not JSON or not an Avro schema (a missing `type` or `name`, an
 /// undefined or redefined name, a malformed `size`, …).
 pub fn parsing_canonical_form(avsc: &str) -> Result<String> {
-    let schema = json::parse(avsc)?;
+    let schema = serde_json::from_str::<Json>(avsc).map_err(|e| invalid(format!("the schema is not JSON: {e}")))?;
     let mut canonical = Canonical { defined: HashSet::new(), out: String::new() };
     canonical.schema(&schema, "")?;
     Ok(canonical.out)
@@ -219,7 +219,8 @@ fn full_name(name: &str, namespace: &str) -> String {
 /// The size of a fixed: a JSON integer, or (INTEGERS) the same digits in quotes.
 fn fixed_size(size: &Json) -> Option<u64> {
     let digits = match size {
-        Json::Number(text) | Json::String(text) => text,
+        Json::Number(n) => n.to_string(),
+        Json::String(text) => text.clone(),
         _ => return None,
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
