@@ -249,12 +249,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if !config.metrics_listen.is_empty() {
         spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
     }
-    if !wait_for_topic(&config, &shutdown).await? {
-        return Ok(());
-    }
+    // The tables before the topic: query-api reads them as soon as it starts, whether or not events flow yet.
     let server = config.clickhouse.server_client();
     sink::migrate(&server, &config.clickhouse.clickhouse_database, "").await?;
     let ch = sink::writer(&config.clickhouse.client()).await?;
+    if !wait_for_topic(&config, &shutdown).await? {
+        return Ok(());
+    }
     if let (Some(url), true) = (&config.database_url, config.reconcile_interval_ms > 0) {
         let pg = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(url)?;
         tokio::spawn(reconcile_periodically(pg, config.clickhouse.client(), config.reconcile_interval_ms, shutdown.clone()));
