@@ -224,3 +224,53 @@ async fn random_vouchers_match_postgres_to_the_won() {
         }
     }
 }
+
+/// Lines are capped at 10^15 won and vouchers at 1000 lines, so twenty maximal vouchers put 10^19 won on one account:
+/// past `i64::MAX` (about 9.2 * 10^18), where an Int64 sum wraps. The reports must show the exact amounts.
+#[tokio::test]
+async fn balances_past_i64_stay_exact() {
+    const LINE_MAX: i64 = kerp_core::voucher::LINE_AMOUNT_WON_MAX;
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let lines: Vec<Value> = (0..kerp_core::voucher::LINES_MAX)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"account_code": "1101", "debit_amount": LINE_MAX})
+            } else {
+                json!({"account_code": "4101", "credit_amount": LINE_MAX})
+            }
+        })
+        .collect();
+    let body = json!({"voucher_date": "2025-06-10", "voucher_type": "general", "description": "maximal", "lines": lines});
+    for _ in 0..20 {
+        let (status, posted) = post_voucher(&c.token, &body).await;
+        assert_eq!(status, 201, "{posted}");
+    }
+    let per_account = 20 * 500 * i128::from(LINE_MAX);
+    assert!(per_account > i128::from(i64::MAX));
+    let tb = eventually(Duration::from_secs(90), "the maximal vouchers in the trial balance", || async {
+        let r = common::http()
+            .get(format!("{}/api/v1/reports/trial-balance?year=2025&month=6", stack().query_url))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .ok()?;
+        let text = r.text().await.ok()?;
+        text.contains(&format!("\"period_debit\":{per_account}")).then_some(text)
+    })
+    .await;
+    assert!(tb.contains(&format!("\"closing_debit\":{per_account}")), "{tb}");
+    assert!(tb.contains(&format!("\"closing_credit\":{per_account}")), "sales on the credit side: {tb}");
+    assert!(tb.contains(&format!("\"totals\":{{\"opening_debit\":0,\"opening_credit\":0,\"period_debit\":{per_account},\"period_credit\":{per_account},\"closing_debit\":{per_account},\"closing_credit\":{per_account}}}")), "{tb}");
+    let ledger = common::http()
+        .get(format!("{}/api/v1/reports/account-ledger?account_code=1101&year=2025&page_size=1", stack().query_url))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ledger.contains(&format!("\"closing_balance\":{per_account}")), "{ledger}");
+}

@@ -28,8 +28,30 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingest_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(kerp_ingest::serve_with_metrics(common::ingest_config(&topic), listener, None, shutdown.clone()));
-    let worker = common::worker_config(&topic, &format!("kerp-test-rebuild-{run}"), ch_config.clone());
+    let mut worker = common::worker_config(&topic, &format!("kerp-test-rebuild-{run}"), ch_config.clone());
+    // The worker's own periodic reconciliation, every second, seen through its metrics.
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    worker.metrics_listen.clone_from(&metrics_addr);
+    worker.database_url = Some(common::database_url());
+    worker.reconcile_interval_ms = 1_000;
     tokio::spawn(kerp_stream::run(worker.clone(), shutdown.clone()));
+    let diff_won = |expected: f64| {
+        let url = format!("http://{metrics_addr}/metrics");
+        async move {
+            eventually(Duration::from_secs(30), &format!("kerp_reconciliation_diff_won {expected}"), || async {
+                let text = common::http().get(&url).send().await.ok()?.text().await.ok()?;
+                let value = |name: &str| -> Option<f64> {
+                    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
+                };
+                (value("kerp_reconciliation_diff_won")? == expected && value("kerp_reconciliation_last_run_timestamp_seconds")? > 0.0)
+                    .then_some(())
+            })
+            .await;
+        }
+    };
 
     let pool = common::pg().await;
     let mut companies = Vec::new();
@@ -91,6 +113,7 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
     assert!(d.to_string().contains("2025-01"), "{d}");
     let scoped = reconcile::reconcile(&pool, &ch, "", &Scope { company: Some(companies[1].0), period: None }).await.unwrap();
     assert!(scoped.differences.is_empty(), "--company limits the comparison");
+    diff_won(12345.0).await;
 
     // Rebuild from the topic: the new version is exact and replaces the live one.
     let summary = rebuild::rebuild(&worker, &pool, &RebuildArgs { grace_seconds: 0, no_swap: false }, &shutdown).await.unwrap();
@@ -104,6 +127,7 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
         .await
         .unwrap();
     assert_eq!(old, 0, "the old version is dropped after the grace period, and nothing is left half-built");
+    diff_won(0.0).await;
 
     // The live worker goes on folding into the swapped-in tables.
     for n in 15..20 {
