@@ -43,6 +43,11 @@ const BACKLOG_INTERVAL_MS: u64 = 5_000;
 /// How long a company stays held before its first unpublished row is tried again, in milliseconds (the default of
 /// `RELAY_HELD_RETRY_MS`).
 pub const HELD_RETRY_INTERVAL_MS: u64 = 60_000;
+/// Longest a round waits for its acknowledgements, in milliseconds. The fault suite caught librdkafka's producer never
+/// delivering again after Kafka came back from an outage (partition leaders stayed unknown); past this wait the round
+/// gives up, the producer is rebuilt and the rows, still in the outbox, are sent again. A re-sent event that had in
+/// fact landed is a duplicate the fold skips by its sequence.
+pub const DELIVERY_WAIT_MS_MAX: u64 = 30_000;
 /// On shutdown, the longest the relay waits for acknowledgements still outstanding, in milliseconds. Past it the
 /// rows stay in the outbox and are published again by the next relay, which the fold's sequence check makes harmless.
 pub const SHUTDOWN_WAIT_MS_MAX: u64 = 3_000;
@@ -291,6 +296,13 @@ impl Relay {
         let deliveries = futures::future::join_all(sent.into_iter().map(|(row, d)| async move { (row, d.await) }));
         let results = tokio::select! {
             r = deliveries => r,
+            () = tokio::time::sleep(Duration::from_millis(DELIVERY_WAIT_MS_MAX)) => {
+                metrics::counter!("outbox_producer_rebuilds_total").increment(1);
+                self.producer = None;
+                return Err(crate::Error::Other(format!(
+                    "no acknowledgement for {DELIVERY_WAIT_MS_MAX} ms; the producer is rebuilt and the rows are sent again"
+                )));
+            }
             () = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(Duration::from_millis(SHUTDOWN_WAIT_MS_MAX)).await;
