@@ -16,13 +16,8 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn a_crash_between_insert_and_commit_counts_every_line_once() {
-    kerp_core::telemetry::init_logging();
-    let run = Uuid::new_v4().simple().to_string();
     let partitions = 2;
-    let topic = common::topic("kill", &run, partitions).await;
-    let ch_config = common::clickhouse();
-    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
-    let ch = ch_config.client();
+    let common::Setup { run, topic, ch } = common::setup("kill", partitions).await;
 
     // Three companies, 40 vouchers each, and one event published twice.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);

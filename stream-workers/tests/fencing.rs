@@ -18,12 +18,7 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn a_worker_frozen_with_a_batch_in_hand_never_double_counts() {
-    kerp_core::telemetry::init_logging();
-    let run = Uuid::new_v4().simple().to_string();
-    let topic = common::topic("fence", &run, 2).await;
-    let ch_config = common::clickhouse();
-    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
-    let ch = ch_config.client();
+    let common::Setup { run, topic, ch } = common::setup("fence", 2).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let companies: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();

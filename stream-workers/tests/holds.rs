@@ -31,13 +31,8 @@ fn skip(topic: &str, args: &[&str]) {
 
 #[tokio::test]
 async fn unknown_schemas_and_gaps_hold_their_company_until_an_operator_skips() {
-    kerp_core::telemetry::init_logging();
-    let run = Uuid::new_v4().simple().to_string();
+    let common::Setup { run, topic, ch } = common::setup("holds", 1).await;
     // One partition, so that every company shares it and the commit limit is visible.
-    let topic = common::topic("holds", &run, 1).await;
-    let ch_config = common::clickhouse();
-    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
-    let ch = ch_config.client();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let accounts: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();

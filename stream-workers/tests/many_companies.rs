@@ -14,12 +14,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn a_batch_of_six_thousand_companies_folds() {
     const COMPANIES: usize = 6_000;
-    kerp_core::telemetry::init_logging();
-    let run = Uuid::new_v4().simple().to_string();
-    let topic = common::topic("many", &run, 2).await;
-    let ch_config = common::clickhouse();
-    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
-    let ch = ch_config.client();
+    let common::Setup { run, topic, ch } = common::setup("many", 2).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let accounts: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();

@@ -210,6 +210,23 @@ pub async fn topic(prefix: &str, run: &str, partitions: i32) -> String {
     topic
 }
 
+/// What every test starts from: a run id, a topic of its own, and the ClickHouse tables (in the test database).
+pub struct Setup {
+    pub run: String,
+    pub topic: String,
+    pub ch: clickhouse::Client,
+}
+
+/// Logging, a fresh run id, the topic `kerp.test.<prefix>.<run>` and the migrated test database.
+pub async fn setup(prefix: &str, partitions: i32) -> Setup {
+    kerp_core::telemetry::init_logging();
+    let run = Uuid::new_v4().simple().to_string();
+    let topic = topic(prefix, &run, partitions).await;
+    let ch_config = clickhouse();
+    kerp_stream::sink::migrate(&ch_config.server_client(), &ch_config.clickhouse_database, "").await.expect("migrate");
+    Setup { run, topic, ch: ch_config.client() }
+}
+
 /// Publishes raw payloads keyed by company, in order.
 pub async fn publish(topic: &str, messages: &[(Uuid, Vec<u8>)]) {
     let producer: FutureProducer =
