@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::fold::WatermarkRow;
 use crate::Result;
 
 /// Most companies one ClickHouse query names. Keeps the query text far below `max_query_size` (256 KiB).
@@ -117,13 +118,6 @@ pub fn compare(table: &'static str, clickhouse: &BTreeMap<Key, Sums>, postgres: 
 }
 
 #[derive(Debug, Row, Deserialize)]
-struct MarkRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    company_id: Uuid,
-    seq: i64,
-}
-
-#[derive(Debug, Row, Deserialize)]
 struct SumRow {
     #[serde(with = "clickhouse::serde::uuid")]
     company_id: Uuid,
@@ -149,12 +143,7 @@ fn parse_wide(text: &str) -> i128 {
 /// # Errors
 /// Postgres or ClickHouse errors.
 pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope: &Scope) -> Result<Report> {
-    let mut marks_sql = format!("SELECT company_id, max(seq) AS folded_seq FROM fold_watermarks{suffix}");
-    if let Some(c) = scope.company {
-        marks_sql.push_str(&format!(" WHERE company_id = {}", kerp_core::clickhouse::uuid_literal(&c)));
-    }
-    marks_sql.push_str(" GROUP BY company_id ORDER BY company_id");
-    let marks: Vec<MarkRow> = ch.query(&marks_sql).fetch_all().await?;
+    let marks = crate::sink::all_watermarks(ch, suffix, scope.company).await?;
     let mut report = Report { companies: marks.len(), ..Report::default() };
     for chunk in marks.chunks(COMPANIES_PER_QUERY_MAX) {
         let ids: Vec<Uuid> = chunk.iter().map(|m| m.company_id).collect();
@@ -181,7 +170,7 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
 async fn clickhouse_sums(
     ch: &clickhouse::Client,
     suffix: &str,
-    marks: &[MarkRow],
+    marks: &[WatermarkRow],
     scope: &Scope,
 ) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
     // transform() maps each company to its watermark inside the query; UUIDs go in as text, which every ClickHouse

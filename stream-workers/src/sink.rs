@@ -100,6 +100,18 @@ fn has_async_insert(version: &str) -> bool {
     (major, minor) >= (21, 11)
 }
 
+/// Each company's stored watermark (the highest `seq`, with the partition its events are on) for the companies that
+/// `filter` selects (a SQL condition on `fold_watermarks`; `None` for every company), ordered by company. The one
+/// query behind loading owned partitions, rechecking held companies and reconciling.
+async fn watermarks_where(client: &Client, suffix: &str, filter: Option<&str>) -> Result<Vec<WatermarkRow>> {
+    let filter = filter.map(|f| format!("WHERE {f}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT company_id, any(partition) AS on_partition, max(seq) AS folded_seq FROM fold_watermarks{suffix}
+         {filter} GROUP BY company_id ORDER BY company_id"
+    );
+    Ok(client.query(&sql).fetch_all().await?)
+}
+
 /// The watermarks of every company on these partitions.
 ///
 /// # Errors
@@ -109,11 +121,7 @@ pub async fn load_watermarks(client: &Client, suffix: &str, partitions: &[i32]) 
         return Ok(Vec::new());
     }
     let list = partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    let sql = format!(
-        "SELECT company_id, any(partition) AS on_partition, max(seq) AS folded_seq FROM fold_watermarks{suffix}
-         WHERE partition IN ({list}) GROUP BY company_id"
-    );
-    Ok(client.query(&sql).fetch_all().await?)
+    watermarks_where(client, suffix, Some(&format!("partition IN ({list})"))).await
 }
 
 /// Most companies whose watermarks one query names; held companies are few, and more wait for the next check.
@@ -128,11 +136,16 @@ pub async fn load_company_watermarks(client: &Client, suffix: &str, companies: &
         return Ok(Vec::new());
     }
     let list = companies.iter().take(COMPANIES_PER_QUERY_MAX).map(kerp_core::clickhouse::uuid_literal).collect::<Vec<_>>().join(",");
-    let sql = format!(
-        "SELECT company_id, any(partition) AS on_partition, max(seq) AS folded_seq FROM fold_watermarks{suffix}
-         WHERE company_id IN ({list}) GROUP BY company_id"
-    );
-    Ok(client.query(&sql).fetch_all().await?)
+    watermarks_where(client, suffix, Some(&format!("company_id IN ({list})"))).await
+}
+
+/// The stored watermarks of every company, or of one.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn all_watermarks(client: &Client, suffix: &str, company: Option<Uuid>) -> Result<Vec<WatermarkRow>> {
+    let filter = company.map(|c| format!("company_id = {}", kerp_core::clickhouse::uuid_literal(&c)));
+    watermarks_where(client, suffix, filter.as_deref()).await
 }
 
 #[derive(Debug, Row, Serialize, Deserialize)]
