@@ -135,9 +135,7 @@ pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken)
                 if let Some(fatal) = relay.producer.as_ref().and_then(|p| p.client().fatal_error()) {
                     // An idempotent producer that hit a fatal error refuses every later message; only a new one
                     // (with a new producer id) can publish again.
-                    tracing::error!(error = ?fatal, "the producer hit a fatal error; building a new one");
-                    metrics::counter!("outbox_producer_rebuilds_total").increment(1);
-                    relay.producer = None;
+                    relay.drop_producer(&format!("fatal error {fatal:?}"));
                 }
                 backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
                 backoff_ms
@@ -175,6 +173,13 @@ impl Relay {
         let n = self.publish_round(shutdown).await;
         metrics::gauge!("outbox_held_companies").set(self.held.len() as f64);
         n.map(Some)
+    }
+
+    /// Drops the producer so that the next round builds a new one (with a new producer id).
+    fn drop_producer(&mut self, why: &str) {
+        tracing::error!(why, "dropping the Kafka producer; the next round builds a new one");
+        metrics::counter!("outbox_producer_rebuilds_total").increment(1);
+        self.producer = None;
     }
 
     /// Creates a topic with the pipeline's settings (every event kept, the message limit) or checks an existing one,
@@ -297,8 +302,7 @@ impl Relay {
         let results = tokio::select! {
             r = deliveries => r,
             () = tokio::time::sleep(Duration::from_millis(DELIVERY_WAIT_MS_MAX)) => {
-                metrics::counter!("outbox_producer_rebuilds_total").increment(1);
-                self.producer = None;
+                self.drop_producer("no acknowledgement within DELIVERY_WAIT_MS_MAX");
                 return Err(crate::Error::Other(format!(
                     "no acknowledgement for {DELIVERY_WAIT_MS_MAX} ms; the producer is rebuilt and the rows are sent again"
                 )));
