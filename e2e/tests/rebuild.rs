@@ -39,14 +39,11 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
     worker.reconcile_interval_ms = 1_000;
     tokio::spawn(kerp_stream::run(worker.clone(), shutdown.clone()));
     let diff_won = |expected: f64| {
-        let url = format!("http://{metrics_addr}/metrics");
+        let base = format!("http://{metrics_addr}");
         async move {
             eventually(Duration::from_secs(30), &format!("kerp_reconciliation_diff_won {expected}"), || async {
-                let text = common::http().get(&url).send().await.ok()?.text().await.ok()?;
-                let value = |name: &str| -> Option<f64> {
-                    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
-                };
-                (value("kerp_reconciliation_diff_won")? == expected && value("kerp_reconciliation_last_run_timestamp_seconds")? > 0.0)
+                (common::gauge(&base, "kerp_reconciliation_diff_won").await? == expected
+                    && common::gauge(&base, "kerp_reconciliation_last_run_timestamp_seconds").await? > 0.0)
                     .then_some(())
             })
             .await;

@@ -30,8 +30,7 @@ async fn footprint(pool: &sqlx::PgPool, company: Uuid) -> (i64, i64, i64, i64, i
 
 /// The value of a gauge on ingest-api's internal metrics listener.
 async fn gauge(name: &str) -> Option<f64> {
-    let text = common::http().get(format!("{}/metrics", stack().ingest_metrics_url)).send().await.ok()?.text().await.ok()?;
-    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    common::gauge(&stack().ingest_metrics_url, name).await
 }
 
 #[tokio::test]

@@ -22,11 +22,6 @@ impl Drop for RestartKafka {
     }
 }
 
-async fn gauge(url: &str, name: &str) -> Option<f64> {
-    let text = common::http().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
-    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_stops_within_its_bound_while_kafka_is_down() {
     kerp_core::telemetry::init_logging();
@@ -46,7 +41,7 @@ async fn the_relay_stops_within_its_bound_while_kafka_is_down() {
     let token = kerp_ingest::company::token(SECRET, c.admin_user_id, c.company_id, Role::Admin, 3600).unwrap();
     // This relay must be the active one, or the test would prove nothing.
     eventually(Duration::from_secs(30), "this relay to lead and publish the chart", || async {
-        (gauge(&metrics_url, "outbox_relay_leader").await == Some(1.0) && outbox_rows(&pool, c.company_id).await == 0).then_some(())
+        (common::gauge(&metrics_url, "outbox_relay_leader").await == Some(1.0) && outbox_rows(&pool, c.company_id).await == 0).then_some(())
     })
     .await;
 

@@ -310,6 +310,13 @@ pub async fn company_events(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
     .expect("reader")
 }
 
+/// The value of an unlabelled gauge or counter on a service's metrics listener (`base` is `http://host:port`), if it
+/// answers and has it.
+pub async fn gauge(base: &str, name: &str) -> Option<f64> {
+    let text = http().get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
