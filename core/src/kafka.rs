@@ -1,6 +1,7 @@
-//! The voucher topic's settings, shared by ingest-api (which creates the topic) and stream-workers (which refuses to
-//! fold a topic that could lose events). Topic settings flow in from [`TopicConfig`]; out come a created topic, or a
-//! [`TopicError`] naming the setting that is wrong.
+//! How the services reach Kafka, and the voucher topic's settings, shared by ingest-api (which creates the topic) and
+//! stream-workers (which refuses to fold a topic that could lose events). Connection settings flow in from
+//! [`KafkaConfig`] and out as an rdkafka [`ClientConfig`]; topic settings flow in from [`TopicConfig`]; out come a
+//! created topic, or a [`TopicError`] naming the setting that is wrong.
 //!
 //! The topic is the pipeline's replay log: `stream-workers rebuild` refolds it from offset 0, so it must keep every
 //! event (`retention.ms=-1`, `retention.bytes=-1`), and its message size limit must equal the producer's, so that an
@@ -23,6 +24,101 @@ pub const RECORD_OVERHEAD_BYTES_MAX: usize = 4_096;
 pub const EVENT_BYTES_MAX: usize = MESSAGE_BYTES_MAX - RECORD_OVERHEAD_BYTES_MAX;
 /// How long admin requests may take, in milliseconds.
 const ADMIN_TIMEOUT_MS: u64 = 10_000;
+
+/// How clients talk to the brokers (librdkafka's `security.protocol`). The values are spelled as librdkafka and the
+/// Java client spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    #[value(name = "sasl_plaintext")]
+    SaslPlaintext,
+    #[value(name = "sasl_ssl")]
+    SaslSsl,
+}
+
+/// How SASL clients prove who they are (librdkafka's `sasl.mechanism`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMechanism {
+    Plain,
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "scram-sha-512")]
+    ScramSha512,
+}
+
+/// How every Kafka client of a service (producer, consumers, admin) connects. A production cluster usually asks for
+/// TLS and SASL; the dev stack takes plaintext.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(id = "kafka_brokers", long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// How clients talk to the brokers.
+    #[arg(id = "kafka_security_protocol", long = "kafka-security-protocol", env = "KAFKA_SECURITY_PROTOCOL",
+          value_enum, default_value_t = SecurityProtocol::Plaintext)]
+    pub security_protocol: SecurityProtocol,
+    /// SASL mechanism, with the `sasl_*` protocols.
+    #[arg(id = "kafka_sasl_mechanism", long = "kafka-sasl-mechanism", env = "KAFKA_SASL_MECHANISM",
+          value_enum, default_value_t = SaslMechanism::Plain)]
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user name, with the `sasl_*` protocols.
+    #[arg(id = "kafka_sasl_username", long = "kafka-sasl-username", env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// SASL password, with the `sasl_*` protocols.
+    #[arg(id = "kafka_sasl_password", long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<String>,
+    /// File of CA certificates that sign the brokers' certificates, with the `ssl` protocols; the system's by default.
+    #[arg(id = "kafka_ssl_ca_location", long = "kafka-ssl-ca-location", env = "KAFKA_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<String>,
+}
+
+impl KafkaConfig {
+    /// Plaintext access to `brokers`, as on the dev stack.
+    #[must_use]
+    pub fn plaintext(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::Plain,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+        }
+    }
+
+    /// The connection settings as the start of an rdkafka client configuration; callers add their role's settings.
+    #[must_use]
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        let protocol = match self.security_protocol {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if matches!(self.security_protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) {
+            let mechanism = match self.sasl_mechanism {
+                SaslMechanism::Plain => "PLAIN",
+                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            };
+            c.set("sasl.mechanism", mechanism);
+            if let Some(u) = &self.sasl_username {
+                c.set("sasl.username", u);
+            }
+            if let Some(p) = &self.sasl_password {
+                c.set("sasl.password", p);
+            }
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            c.set("ssl.ca.location", ca);
+        }
+        c
+    }
+}
 
 /// How the voucher topic is created and what is checked of an existing one.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,8 +163,8 @@ pub enum TopicError {
     MessageLimit { topic: String, value: String },
 }
 
-fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, TopicError> {
-    Ok(ClientConfig::new().set("bootstrap.servers", brokers).create()?)
+fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, TopicError> {
+    Ok(kafka.client_config().create()?)
 }
 
 fn options() -> AdminOptions {
@@ -80,7 +176,7 @@ fn options() -> AdminOptions {
 ///
 /// # Errors
 /// Kafka errors, or a topic that could lose events.
-pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32, config: &TopicConfig) -> Result<(), TopicError> {
+pub async fn ensure_topic(kafka: &KafkaConfig, topic: &str, partitions: i32, config: &TopicConfig) -> Result<(), TopicError> {
     let min_isr = config.voucher_topic_min_insync_replicas.to_string();
     let max_bytes = MESSAGE_BYTES_MAX.to_string();
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(config.voucher_topic_replication))
@@ -88,21 +184,21 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32, config: &
         .set("retention.bytes", "-1")
         .set("max.message.bytes", &max_bytes)
         .set("min.insync.replicas", &min_isr);
-    for r in admin(brokers)?.create_topics(&[new], &options()).await? {
+    for r in admin(kafka)?.create_topics(&[new], &options()).await? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => return Err(TopicError::Create(t, code)),
         }
     }
-    check_topic(brokers, topic, config).await
+    check_topic(kafka, topic, config).await
 }
 
 /// Refuses a topic that deletes events (unless allowed) or whose message limit is below the producer's.
 ///
 /// # Errors
 /// Kafka errors, or the setting at fault.
-pub async fn check_topic(brokers: &str, topic: &str, config: &TopicConfig) -> Result<(), TopicError> {
-    let results = admin(brokers)?.describe_configs(&[ResourceSpecifier::Topic(topic)], &options()).await?;
+pub async fn check_topic(kafka: &KafkaConfig, topic: &str, config: &TopicConfig) -> Result<(), TopicError> {
+    let results = admin(kafka)?.describe_configs(&[ResourceSpecifier::Topic(topic)], &options()).await?;
     for r in results {
         let resource = r.map_err(|code| TopicError::Describe(topic.to_owned(), code))?;
         if resource.entries.is_empty() {
@@ -124,4 +220,66 @@ pub async fn check_topic(brokers: &str, topic: &str, config: &TopicConfig) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_sets_no_credentials() {
+        let c = KafkaConfig::plaintext("k1:9092,k2:9092").client_config();
+        assert_eq!(c.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("sasl.mechanism"), None);
+        assert_eq!(c.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn sasl_over_tls_carries_mechanism_credentials_and_ca() {
+        let kafka = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: Some("relay".into()),
+            sasl_password: Some("secret".into()),
+            ssl_ca_location: Some("/etc/ca.pem".into()),
+            ..KafkaConfig::plaintext("k:9093")
+        };
+        let c = kafka.client_config();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.username"), Some("relay"));
+        assert_eq!(c.get("sasl.password"), Some("secret"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn credentials_are_not_sent_without_sasl() {
+        let kafka = KafkaConfig { sasl_username: Some("relay".into()), ..KafkaConfig::plaintext("k:9092") };
+        assert_eq!(kafka.client_config().get("sasl.username"), None);
+    }
+
+    /// The command line names of the flattened settings, so that every service spells them alike.
+    #[test]
+    fn parses_from_the_command_line() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaConfig,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "x",
+            "--kafka-brokers",
+            "k:9094",
+            "--kafka-security-protocol",
+            "sasl_plaintext",
+            "--kafka-sasl-mechanism",
+            "scram-sha-256",
+            "--kafka-sasl-username",
+            "u",
+        ])
+        .unwrap();
+        assert_eq!(cli.kafka.security_protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(cli.kafka.client_config().get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+    }
 }

@@ -41,18 +41,18 @@ async fn neither_service_starts_against_a_topic_that_deletes_events() {
 
     // Told otherwise, the check passes.
     let allowed = TopicConfig { allow_finite_retention: true, ..TopicConfig::default() };
-    kerp_core::kafka::check_topic(&common::kafka_brokers(), &topic, &allowed).await.expect("allowed");
+    kerp_core::kafka::check_topic(&common::kafka(), &topic, &allowed).await.expect("allowed");
 
     // A topic created by the services keeps every event.
     let created = format!("kerp.test.retention.created.{run}");
-    kerp_core::kafka::ensure_topic(&common::kafka_brokers(), &created, 2, &TopicConfig::default()).await.unwrap();
+    kerp_core::kafka::ensure_topic(&common::kafka(), &created, 2, &TopicConfig::default()).await.unwrap();
     let described = admin().describe_configs(&[ResourceSpecifier::Topic(&created)], &opts).await.unwrap();
     let config = described.into_iter().next().unwrap().unwrap();
     let value = |k: &str| config.get(k).and_then(|e| e.value.clone()).unwrap_or_default();
     assert_eq!((value("retention.ms"), value("retention.bytes")), ("-1".to_owned(), "-1".to_owned()));
     assert_eq!(value("max.message.bytes"), kerp_core::kafka::MESSAGE_BYTES_MAX.to_string());
     assert!(matches!(
-        kerp_core::kafka::check_topic(&common::kafka_brokers(), "kerp.test.no.such.topic", &TopicConfig::default()).await,
+        kerp_core::kafka::check_topic(&common::kafka(), "kerp.test.no.such.topic", &TopicConfig::default()).await,
         Err(TopicError::Missing(_))
     ));
 }

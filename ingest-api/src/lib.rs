@@ -49,9 +49,8 @@ pub struct Config {
     #[arg(long, env = "KERP_DEV_STACK", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_stack: bool,
-    /// Kafka bootstrap servers, comma separated.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub kafka_brokers: String,
+    #[command(flatten)]
+    pub kafka: kerp_core::kafka::KafkaConfig,
     /// Topic that voucher events are published to.
     #[arg(long, env = "VOUCHER_TOPIC", default_value = "kerp.vouchers.v1")]
     pub voucher_topic: String,
@@ -150,7 +149,7 @@ const TOPIC_CHECK_MS_MAX: u64 = 15_000;
 /// Refuses to start against a voucher topic that could lose events (finite retention, a smaller message limit).
 /// A topic that does not exist yet is created by the relay; an unreachable Kafka is left to the relay as well.
 async fn check_topic_at_start(config: &Config) -> Result<()> {
-    let check = kerp_core::kafka::check_topic(&config.kafka_brokers, &config.voucher_topic, &config.topic);
+    let check = kerp_core::kafka::check_topic(&config.kafka, &config.voucher_topic, &config.topic);
     match tokio::time::timeout(std::time::Duration::from_millis(TOPIC_CHECK_MS_MAX), check).await {
         Ok(Err(e @ (kerp_core::kafka::TopicError::FiniteRetention { .. } | kerp_core::kafka::TopicError::MessageLimit { .. }))) => {
             Err(e.into())

@@ -17,10 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kerp_core::kafka::{self, MESSAGE_BYTES_MAX};
+use kerp_core::kafka::{self, KafkaConfig, MESSAGE_BYTES_MAX};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -56,9 +55,9 @@ pub const SHUTDOWN_WAIT_MS_MAX: u64 = 3_000;
 ///
 /// # Errors
 /// Invalid configuration.
-pub fn producer(brokers: &str) -> Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn producer(kafka: &KafkaConfig) -> Result<FutureProducer> {
+    Ok(kafka
+        .client_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Zero means "never time out": while Kafka is down, messages wait in the producer instead of failing out of
@@ -132,11 +131,6 @@ pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken)
                 tracing::warn!(error = %e, backoff_ms, "outbox relay round failed; retrying");
                 // The lock connection may be the broken part; reconnecting re-runs the election.
                 relay.lock_conn = None;
-                if let Some(fatal) = relay.producer.as_ref().and_then(|p| p.client().fatal_error()) {
-                    // An idempotent producer that hit a fatal error refuses every later message; only a new one
-                    // (with a new producer id) can publish again.
-                    relay.drop_producer(&format!("fatal error {fatal:?}"));
-                }
                 backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
                 backoff_ms
             }
@@ -160,7 +154,7 @@ impl Relay {
         }
         metrics::gauge!("outbox_relay_leader").set(1.0);
         if self.producer.is_none() {
-            self.producer = Some(producer(&self.config.kafka_brokers)?);
+            self.producer = Some(producer(&self.config.kafka)?);
         }
         let retry_after = Duration::from_millis(self.config.relay_held_retry_ms);
         self.held.retain(|company, h| {
@@ -171,14 +165,21 @@ impl Relay {
             keep
         });
         let n = self.publish_round(shutdown).await;
+        if let Some(fatal) = self.producer.as_ref().and_then(|p| p.client().fatal_error()) {
+            // An idempotent producer that hit a fatal error (the broker refused its producer id, say) fails every
+            // later message; only a new one, with a new producer id, can publish again. Its failed rows stayed in the
+            // outbox and go out with the new producer.
+            self.drop_producer("fatal", &format!("{fatal:?}"));
+        }
         metrics::gauge!("outbox_held_companies").set(self.held.len() as f64);
         n.map(Some)
     }
 
-    /// Drops the producer so that the next round builds a new one (with a new producer id).
-    fn drop_producer(&mut self, why: &str) {
-        tracing::error!(why, "dropping the Kafka producer; the next round builds a new one");
-        metrics::counter!("outbox_producer_rebuilds_total").increment(1);
+    /// Drops the producer so that the next round builds a new one (with a new producer id). `reason` is the label of
+    /// `outbox_producer_rebuilds_total` (`fatal` or `no_ack`), `detail` goes to the log.
+    fn drop_producer(&mut self, reason: &'static str, detail: &str) {
+        tracing::error!(reason, detail, "dropping the Kafka producer; the next round builds a new one");
+        metrics::counter!("outbox_producer_rebuilds_total", "reason" => reason).increment(1);
         self.producer = None;
     }
 
@@ -187,7 +188,7 @@ impl Relay {
     async fn ensure_topic(&mut self, topic: &str) -> Result<()> {
         if !self.ready_topics.contains(topic) {
             let c = &self.config;
-            kafka::ensure_topic(&c.kafka_brokers, topic, c.voucher_topic_partitions, &c.topic).await?;
+            kafka::ensure_topic(&c.kafka, topic, c.voucher_topic_partitions, &c.topic).await?;
             self.ready_topics.insert(topic.to_owned());
         }
         Ok(())
@@ -302,7 +303,7 @@ impl Relay {
         let results = tokio::select! {
             r = deliveries => r,
             () = tokio::time::sleep(Duration::from_millis(DELIVERY_WAIT_MS_MAX)) => {
-                self.drop_producer("no acknowledgement within DELIVERY_WAIT_MS_MAX");
+                self.drop_producer("no_ack", "no acknowledgement within DELIVERY_WAIT_MS_MAX");
                 return Err(crate::Error::Other(format!(
                     "no acknowledgement for {DELIVERY_WAIT_MS_MAX} ms; the producer is rebuilt and the rows are sent again"
                 )));
@@ -315,16 +316,31 @@ impl Relay {
                 return Ok(0);
             }
         };
+        // Companies with a row that failed in this round, and the row; results come in id order.
+        let mut failed: HashMap<Uuid, i64> = HashMap::new();
         for (row, result) in results {
             match result {
-                Ok(Ok(_)) => acked.push(row.id),
-                Ok(Err((e, _))) => {
+                Ok(Ok(_)) => {
+                    if let Some(&failed_row) = failed.get(&row.company_id) {
+                        if blocked.insert(row.company_id) {
+                            // A later event of the company landed after an earlier one failed, so sending the failed
+                            // one again would put it out of order. Hold the company; the fold sees the gap and holds
+                            // it too rather than skip the missing event.
+                            self.hold(row.company_id, failed_row, &"a later event was published past this row");
+                        }
+                    }
+                    acked.push(row.id);
+                }
+                Ok(Err((e, _))) if is_permanent(&e) => {
                     if blocked.insert(row.company_id) {
-                        // The producer accepted the message but the broker refused it; later rows of this company in
-                        // the same round may already be on the topic. The fold will see the gap and hold the company
-                        // rather than skip the missing event.
                         self.hold(row.company_id, row.id, &e);
                     }
+                }
+                Ok(Err((e, _))) => {
+                    // Not the row's fault (the producer hit a fatal error, say): it stays in the outbox and is sent
+                    // again, in order, next round.
+                    failed.entry(row.company_id).or_insert(row.id);
+                    transient.get_or_insert(e);
                 }
                 // The producer was dropped under the future; nothing is known, so the row stays.
                 Err(_) => {}

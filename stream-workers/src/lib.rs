@@ -22,7 +22,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -77,9 +77,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Settings of stream-workers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Kafka bootstrap servers, comma separated.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub kafka_brokers: String,
+    #[command(flatten)]
+    pub kafka: kerp_core::kafka::KafkaConfig,
     /// Topic of voucher events.
     #[arg(long, env = "VOUCHER_TOPIC", default_value = "kerp.vouchers.v1")]
     pub voucher_topic: String,
@@ -221,8 +220,9 @@ impl Fetched {
 
 fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
     let ctx = WorkerContext { topic: config.voucher_topic.clone(), generation: AtomicU64::new(0), changes: Mutex::new(Vec::new()) };
-    let c: StreamConsumer<WorkerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
+    let c: StreamConsumer<WorkerContext> = config
+        .kafka
+        .client_config()
         .set("group.id", &config.consumer_group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -274,7 +274,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 async fn wait_for_topic(config: &Config, shutdown: &CancellationToken) -> Result<bool> {
     use kerp_core::kafka::TopicError;
     loop {
-        match kerp_core::kafka::check_topic(&config.kafka_brokers, &config.voucher_topic, &config.topic).await {
+        match kerp_core::kafka::check_topic(&config.kafka, &config.voucher_topic, &config.topic).await {
             Ok(()) => return Ok(true),
             Err(e @ (TopicError::FiniteRetention { .. } | TopicError::MessageLimit { .. })) => return Err(e.into()),
             Err(e) => tracing::warn!(error = %e, topic = %config.voucher_topic, "waiting for the voucher topic"),

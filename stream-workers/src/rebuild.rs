@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -75,8 +75,9 @@ async fn fold_range(
     if todo.is_empty() {
         return Ok((0, 0));
     }
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
+    let consumer: StreamConsumer = config
+        .kafka
+        .client_config()
         .set("group.id", format!("kerp-rebuild-{}", Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -133,10 +134,10 @@ async fn fold_range(
 
 /// The current end offset of every partition of the topic.
 async fn end_offsets(config: &Config) -> Result<HashMap<i32, i64>> {
-    let brokers = config.kafka_brokers.clone();
+    let kafka = config.kafka.client_config();
     let topic = config.voucher_topic.clone();
     tokio::task::spawn_blocking(move || {
-        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let c: rdkafka::consumer::BaseConsumer = kafka.create()?;
         let timeout = Duration::from_millis(METADATA_TIMEOUT_MS);
         let meta = c.fetch_metadata(Some(&topic), timeout)?;
         let mut out = HashMap::new();

@@ -22,7 +22,7 @@ use uuid::Uuid;
 /// The JWT secret of the test stack: at least `JWT_SECRET_BYTES_MIN` bytes, as the services require.
 pub const SECRET: &str = "e2e-test-secret-of-at-least-32-bytes";
 /// Partitions of each test topic.
-const TEST_TOPIC_PARTITIONS: i32 = 3;
+pub const TEST_TOPIC_PARTITIONS: i32 = 3;
 
 pub fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -30,6 +30,11 @@ pub fn env(name: &str, default: &str) -> String {
 
 pub fn database_url() -> String {
     env("DATABASE_URL", "postgres://kerp:kerp@127.0.0.1:5432/kerp")
+}
+
+/// Plaintext access to the test broker.
+pub fn kafka() -> kerp_core::kafka::KafkaConfig {
+    kerp_core::kafka::KafkaConfig::plaintext(kafka_brokers())
 }
 
 pub fn kafka_brokers() -> String {
@@ -141,7 +146,7 @@ pub fn ingest_config(topic: &str) -> kerp_ingest::Config {
         metrics_listen: String::new(),
         jwt_secret: SECRET.into(),
         dev_stack: false,
-        kafka_brokers: kafka_brokers(),
+        kafka: kafka(),
         voucher_topic: topic.to_owned(),
         voucher_topic_partitions: TEST_TOPIC_PARTITIONS,
         topic: kerp_core::kafka::TopicConfig::default(),
@@ -155,7 +160,7 @@ pub fn ingest_config(topic: &str) -> kerp_ingest::Config {
 /// stream-workers' settings for a test stack folding `topic` into `clickhouse`'s database.
 pub fn worker_config(topic: &str, group: &str, clickhouse: kerp_core::clickhouse::ClickHouseConfig) -> kerp_stream::Config {
     kerp_stream::Config {
-        kafka_brokers: kafka_brokers(),
+        kafka: kafka(),
         voucher_topic: topic.to_owned(),
         consumer_group: group.to_owned(),
         clickhouse,

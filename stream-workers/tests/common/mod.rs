@@ -206,7 +206,14 @@ pub fn expected_totals(events: &[VoucherPosted]) -> Totals {
 /// A topic of the test's own, created like the voucher topic (every event kept).
 pub async fn topic(prefix: &str, run: &str, partitions: i32) -> String {
     let topic = format!("kerp.test.{prefix}.{run}");
-    kerp_core::kafka::ensure_topic(&brokers(), &topic, partitions, &kerp_core::kafka::TopicConfig::default()).await.expect("create topic");
+    kerp_core::kafka::ensure_topic(
+        &kerp_core::kafka::KafkaConfig::plaintext(brokers()),
+        &topic,
+        partitions,
+        &kerp_core::kafka::TopicConfig::default(),
+    )
+    .await
+    .expect("create topic");
     topic
 }
 
