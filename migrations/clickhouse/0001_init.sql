@@ -8,7 +8,8 @@
 -- (company_id, company_seq) in its sorting key, in a ReplacingMergeTree. Writing an event twice, from one worker or
 -- from two, therefore writes rows that collapse into one, and readers use FINAL so they never see both copies.
 
--- One row per posted voucher line, ordered for the account-ledger query.
+-- One row per posted voucher line, ordered for the account-ledger query. partner_id and department_id are the nil UUID
+-- when the line has none. (department_id came later: `sink::migrate` adds it to tables created before it.)
 CREATE TABLE IF NOT EXISTS ledger_lines{v} (
     company_id     UUID,
     account_id     UUID,
@@ -18,6 +19,7 @@ CREATE TABLE IF NOT EXISTS ledger_lines{v} (
     voucher_id     UUID,
     voucher_type   String,
     partner_id     UUID,
+    department_id  UUID,
     debit          Int64,
     credit         Int64,
     description    String,

@@ -14,11 +14,18 @@ use uuid::Uuid;
 use crate::fold::{AccountRow, BalanceRow, FoldOutput, LedgerLineRow, Skip, WatermarkRow};
 use crate::Result;
 
-/// The ClickHouse DDL, applied statement by statement at start-up.
-const DDL: &str = include_str!("../../migrations/clickhouse/0001_init.sql");
+/// The ClickHouse DDL, applied file by file and statement by statement at start-up.
+const DDL: [&str; 2] =
+    [include_str!("../../migrations/clickhouse/0001_init.sql"), include_str!("../../migrations/clickhouse/0002_dimensions.sql")];
+
+/// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
+/// `ADD COLUMN IF NOT EXISTS`, so `migrate` looks for each one and adds what is missing. Rows written before get the
+/// type's default (the nil UUID: none).
+const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("ledger_lines", "department_id", "UUID")];
 
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
-pub const AGGREGATE_TABLES: [&str; 4] = ["ledger_lines", "period_balances", "accounts", "fold_watermarks"];
+pub const AGGREGATE_TABLES: [&str; 7] =
+    ["ledger_lines", "period_balances", "accounts", "company_settings", "partners", "departments", "fold_watermarks"];
 
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
 pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
@@ -34,8 +41,21 @@ pub async fn migrate(server: &Client, database: &str, suffix: &str) -> Result<()
     if suffix.is_empty() {
         retire_legacy_layout(&db).await?;
     }
-    for stmt in statements(DDL, suffix) {
+    for stmt in DDL.iter().flat_map(|file| statements(file, suffix)) {
         db.query(&stmt).execute().await?;
+    }
+    for (table, column, ty) in ADDED_COLUMNS {
+        let table = format!("{table}{suffix}");
+        let present: u64 = db
+            .query("SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?")
+            .bind(&table)
+            .bind(column)
+            .fetch_one()
+            .await?;
+        if present == 0 {
+            tracing::info!(table, column, "adding a column the table was created without");
+            db.query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")).execute().await?;
+        }
     }
     Ok(())
 }
@@ -240,11 +260,25 @@ pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[Dead
 mod tests {
     #[test]
     fn ddl_splits_into_create_statements_with_the_version_suffix() {
-        let s = super::statements(super::DDL, "__rebuild");
+        let s = super::statements(super::DDL[0], "__rebuild");
         assert_eq!(s.len(), 6);
         assert!(s.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
         assert!(s[0].contains("ledger_lines__rebuild"));
         assert!(s[4].contains("dead_letters ("), "bookkeeping tables are not versioned");
+    }
+
+    /// Every versioned table of the DDL is one that a rebuild swaps, and the other way round.
+    #[test]
+    fn the_rebuild_swaps_exactly_the_versioned_tables() {
+        let mut versioned: Vec<String> = super::DDL
+            .iter()
+            .flat_map(|f| super::statements(f, "__v"))
+            .filter_map(|s| s.split_whitespace().nth(5).and_then(|t| t.split_once("__v")).map(|(t, _)| t.to_owned()))
+            .collect();
+        versioned.sort();
+        let mut swapped: Vec<String> = super::AGGREGATE_TABLES.iter().map(|t| (*t).to_owned()).collect();
+        swapped.sort();
+        assert_eq!(versioned, swapped);
     }
 
     #[test]
