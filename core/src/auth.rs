@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What a user may do inside their company.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Role {
-    /// Company administrator: everything an accountant can, plus master data later on.
+    /// Company administrator: everything an accountant can, plus master data, users, periods and settings.
     Admin,
     /// Posts vouchers and reads everything.
     Accountant,
@@ -28,6 +29,22 @@ impl Role {
     #[must_use]
     pub fn can_write(self) -> bool {
         matches!(self, Role::Admin | Role::Accountant)
+    }
+
+    /// Whether this role may manage master data (accounts, partners, departments), users, periods and settings.
+    #[must_use]
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Admin)
+    }
+
+    /// The lower-case name used in the API, the database and tokens.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Accountant => "accountant",
+            Role::Viewer => "viewer",
+        }
     }
 }
 

@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The five account classes. The class decides the normal balance side and the statement an account belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum AccountType {
     Asset,
     Liability,

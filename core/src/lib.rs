@@ -6,6 +6,7 @@ pub mod chart;
 pub mod clickhouse;
 pub mod http;
 pub mod kafka;
+pub mod master;
 pub mod telemetry;
 pub mod voucher;
 
