@@ -4,6 +4,7 @@
 mod error;
 pub mod report;
 mod routes;
+mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

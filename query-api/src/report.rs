@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{Datelike, NaiveDate};
 use kerp_core::chart::AccountType;
 use serde::Serialize;
 use uuid::Uuid;
@@ -117,6 +118,12 @@ pub fn trial_balance(year: i32, month: u32, sums: &[AccountSums], infos: &[Accou
         totals += a.columns;
     }
     TrialBalance { year, month, accounts, totals }
+}
+
+/// The first day of `d`'s month.
+#[must_use]
+pub fn month_start(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).unwrap_or(d)
 }
 
 /// Whether an account's balance is shown as debit minus credit (assets, expenses) or credit minus debit.

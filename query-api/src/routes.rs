@@ -1,4 +1,5 @@
-//! HTTP handlers of query-api and the ClickHouse queries behind them. Every query is filtered by the token's company.
+//! HTTP handlers of query-api: request parameters in, validated and scoped to the token's company, [`crate::store`]
+//! reads out, shaped by [`crate::report`] into the contract's JSON.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -7,17 +8,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate};
-use clickhouse::Row;
-use kerp_core::clickhouse::uuid_literal;
 use kerp_core::http::{Auth, Data, Pagination, Problem};
-use kerp_core::telemetry::timed;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::report::{self, AccountInfo, AccountSums, LedgerLine};
-use crate::{AppState, Result};
+use crate::{report, store, AppState, Result};
 
 /// Largest page of ledger entries; a bigger `page_size` is clamped to it.
 pub const LEDGER_PAGE_SIZE_MAX: u32 = 1000;
@@ -32,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.ch.query("SELECT 1").fetch_one::<u8>().await {
+    match store::ping(&state.ch).await {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: ClickHouse unreachable");
@@ -49,73 +46,10 @@ fn first_of_month(year: i32, month: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, 1).filter(|d| *d >= VOUCHER_DATE_MIN && *d <= VOUCHER_DATE_MAX)
 }
 
-// Column aliases never reuse a column's own name (`sum(debit) AS debit_sum`, not `AS debit`): in ClickHouse an alias
-// can shadow the column elsewhere in the query, and the old and new analyzers resolve such clashes differently.
-// Rows are read positionally (validation is off for 18.16), so struct field names need not match the aliases.
-
 #[derive(Debug, Deserialize)]
 struct TrialBalanceQuery {
     year: Option<i32>,
     month: Option<u32>,
-}
-
-// Balances are read `FINAL`: `period_balances` and `ledger_lines` hold one row per event (and line), and a second copy
-// of an event, written by a redelivery or by two workers, is only collapsed with the first at read time. Sums are
-// taken in Decimal128 and sent as text, because an Int64 sum wraps silently once an account passes 9.2 * 10^18 won.
-
-/// `sum(col)` in Decimal128, as text.
-fn wide_sum(col: &str) -> String {
-    format!("toString(sum(toDecimal128({col}, 0)))")
-}
-
-/// `sumIf(col, cond)` in Decimal128, as text.
-fn wide_sum_if(col: &str, cond: &str) -> String {
-    format!("toString(sumIf(toDecimal128({col}, 0), {cond}))")
-}
-
-fn wide(text: &str) -> Result<i128> {
-    text.parse().map_err(|e| crate::Error::Other(format!("ClickHouse sum {text:?} is not an integer: {e}")))
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct SumsRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    account_id: Uuid,
-    opening_debit: String,
-    opening_credit: String,
-    period_debit: String,
-    period_credit: String,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct InfoRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    account_id: Uuid,
-    code: String,
-    name: String,
-    account_type: String,
-}
-
-async fn account_infos(state: &AppState, company: Uuid, only: Option<Uuid>, code: Option<&str>) -> Result<Vec<AccountInfo>> {
-    let mut sql = format!(
-        "SELECT account_id, argMax(code, version) AS account_code, argMax(name, version) AS account_name,
-                argMax(account_type, version) AS account_class
-         FROM accounts WHERE company_id = {}",
-        uuid_literal(&company)
-    );
-    if let Some(id) = only {
-        sql.push_str(&format!(" AND account_id = {}", uuid_literal(&id)));
-    }
-    sql.push_str(" GROUP BY account_id");
-    let mut q = state.ch.query(&format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND account_code = ?" } else { "" }));
-    if let Some(code) = code {
-        q = q.bind(code);
-    }
-    let rows: Vec<InfoRow> = timed("account_infos", q.fetch_all()).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type })
-        .collect())
 }
 
 async fn trial_balance(
@@ -139,33 +73,8 @@ async fn trial_balance(
     };
     let start = first_of_month(year, month).unwrap_or(VOUCHER_DATE_MIN);
     let company = claims.company_id;
-    let before = format!("period < toDate('{start}')");
-    let within = format!("period = toDate('{start}')");
-    let sql = format!(
-        "SELECT account_id, {} AS opening_debit_sum, {} AS opening_credit_sum, {} AS period_debit_sum, {} AS period_credit_sum
-         FROM period_balances FINAL
-         WHERE company_id = {} AND period <= toDate('{start}')
-         GROUP BY account_id",
-        wide_sum_if("debit", &before),
-        wide_sum_if("credit", &before),
-        wide_sum_if("debit", &within),
-        wide_sum_if("credit", &within),
-        uuid_literal(&company),
-    );
-    let rows: Vec<SumsRow> = timed("trial_balance", state.ch.query(&sql).fetch_all()).await?;
-    let sums = rows
-        .into_iter()
-        .map(|r| {
-            Ok(AccountSums {
-                account_id: r.account_id,
-                opening_debit: wide(&r.opening_debit)?,
-                opening_credit: wide(&r.opening_credit)?,
-                period_debit: wide(&r.period_debit)?,
-                period_credit: wide(&r.period_credit)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let infos = account_infos(&state, company, None, None).await?;
+    let sums = store::month_sums(&state.ch, company, start).await?;
+    let infos = store::account_infos(&state.ch, company, None, None).await?;
     Ok(Json(Data { data: report::trial_balance(year, month, &sums, &infos) }))
 }
 
@@ -178,41 +87,6 @@ struct LedgerQuery {
     to_date: Option<String>,
     page: Option<u32>,
     page_size: Option<u32>,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct TwoSums {
-    debit: String,
-    credit: String,
-}
-
-impl TwoSums {
-    fn signed(&self, debit_normal: bool) -> Result<i128> {
-        Ok(report::signed(debit_normal, wide(&self.debit)?, wide(&self.credit)?))
-    }
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct RangeTotals {
-    lines: u64,
-    debit: String,
-    credit: String,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct LineRow {
-    /// Aliased apart from `voucher_date`: in ClickHouse an alias shadows the column in WHERE and ORDER BY.
-    voucher_day: String,
-    voucher_number: String,
-    line_no: u32,
-    #[serde(with = "clickhouse::serde::uuid")]
-    voucher_id: Uuid,
-    voucher_type: String,
-    #[serde(with = "clickhouse::serde::uuid")]
-    partner_id: Uuid,
-    description: String,
-    debit: i64,
-    credit: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,104 +177,20 @@ async fn account_ledger(
         return Err(Problem::invalid(errors).into());
     };
     let company = claims.company_id;
-    let info = account_infos(&state, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
+    let info = store::account_infos(&state.ch, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
     let debit_normal = report::debit_normal(&info.account_type);
 
     let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
-    let key = format!("company_id = {} AND account_id = {}", uuid_literal(&company), uuid_literal(&info.account_id));
-    let month_start = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).unwrap_or(from);
-
-    // Opening: whole months from the balances table, then the days of the first month before `from` from the lines.
-    let before_months: TwoSums = timed(
-        "ledger_opening_months",
-        state
-            .ch
-            .query(&format!(
-                "SELECT {} AS debit_sum, {} AS credit_sum FROM period_balances FINAL WHERE {key} AND period < toDate('{month_start}')",
-                wide_sum("debit"),
-                wide_sum("credit")
-            ))
-            .fetch_one(),
-    )
-    .await?;
-    let before_days: TwoSums = timed(
-        "ledger_opening_days",
-        state
-            .ch
-            .query(&format!(
-                "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
-                 WHERE {key} AND voucher_date >= toDate('{month_start}') AND voucher_date < toDate('{from}')",
-                wide_sum("debit"),
-                wide_sum("credit")
-            ))
-            .fetch_one(),
-    )
-    .await?;
-    let opening = before_months.signed(debit_normal)? + before_days.signed(debit_normal)?;
-
-    let range_sql = format!("{key} AND voucher_date >= toDate('{from}') AND voucher_date <= toDate('{to}')");
-    let totals: RangeTotals = timed(
-        "ledger_totals",
-        state
-            .ch
-            .query(&format!(
-                "SELECT count() AS line_count, {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL WHERE {range_sql}",
-                wide_sum("debit"),
-                wide_sum("credit")
-            ))
-            .fetch_one(),
-    )
-    .await?;
+    let (opening_debit, opening_credit) = store::ledger_opening(&state.ch, company, info.account_id, from).await?;
+    let opening = report::signed(debit_normal, opening_debit, opening_credit);
+    let totals = store::ledger_totals(&state.ch, company, info.account_id, from, to).await?;
     pagination.total = totals.lines;
-    let order = "ORDER BY voucher_date, voucher_number, line_no";
     let offset = pagination.offset();
-    let carried = if offset == 0 {
-        0
-    } else {
-        let before: TwoSums = timed(
-            "ledger_page_carry",
-            state
-                .ch
-                .query(&format!(
-                    "SELECT {} AS debit_sum, {} AS credit_sum FROM
-                     (SELECT debit, credit FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset})",
-                    wide_sum("debit"),
-                    wide_sum("credit")
-                ))
-                .fetch_one(),
-        )
-        .await?;
-        before.signed(debit_normal)?
-    };
-    let rows: Vec<LineRow> = timed(
-        "ledger_entries",
-        state
-            .ch
-            .query(&format!(
-                "SELECT toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
-                        description, debit, credit
-                 FROM ledger_lines FINAL WHERE {range_sql} {order} LIMIT {offset}, {}",
-                pagination.page_size
-            ))
-            .fetch_all(),
-    )
-    .await?;
-    let lines = rows
-        .into_iter()
-        .map(|r| LedgerLine {
-            voucher_date: r.voucher_day,
-            voucher_number: r.voucher_number,
-            line_no: r.line_no,
-            voucher_id: r.voucher_id,
-            voucher_type: r.voucher_type,
-            partner_id: (!r.partner_id.is_nil()).then_some(r.partner_id),
-            description: r.description,
-            debit: r.debit,
-            credit: r.credit,
-        })
-        .collect();
+    let (carried_debit, carried_credit) = store::ledger_carry(&state.ch, company, info.account_id, from, to, offset).await?;
+    let carried = report::signed(debit_normal, carried_debit, carried_credit);
+    let lines = store::ledger_lines(&state.ch, company, info.account_id, from, to, offset, pagination.page_size).await?;
     let entries = report::running(debit_normal, opening + carried, lines);
-    let (period_debit, period_credit) = (wide(&totals.debit)?, wide(&totals.credit)?);
+    let (period_debit, period_credit) = (totals.debit, totals.credit);
     let closing = opening + report::signed(debit_normal, period_debit, period_credit);
     Ok(Json(LedgerPage {
         data: Ledger {
