@@ -84,6 +84,7 @@ fn event(company: Uuid, seq: i64) -> VoucherPosted {
         debit,
         credit,
         description: String::new(),
+        department_id: None,
     };
     VoucherPosted {
         event_id: Uuid::new_v4(),
@@ -97,6 +98,7 @@ fn event(company: Uuid, seq: i64) -> VoucherPosted {
         description: String::new(),
         posted_at: chrono::Utc::now().timestamp_micros(),
         lines: vec![line(1, 500, 0), line(2, 0, 500)],
+        reversal_of: None,
     }
 }
 

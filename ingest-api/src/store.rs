@@ -266,8 +266,10 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
                 debit: l.debit,
                 credit: l.credit,
                 description: l.description.clone(),
+                department_id: None,
             })
             .collect(),
+        reversal_of: None,
     };
     let payload = kerp_schemas::encode_voucher_posted(&event)?;
     if payload.len() > EVENT_BYTES_MAX {

@@ -18,10 +18,20 @@ use uuid::Uuid;
 
 pub use pcf::{crc64_avro, parsing_canonical_form};
 
-/// The Avro schema text of [`VoucherPosted`], version 1.
+/// The Avro schema text of [`VoucherPosted`], revision 1: read (into the revision 2 type, new fields `None`), no
+/// longer written.
 pub const VOUCHER_POSTED_V1_AVSC: &str = include_str!("../avro/voucher_posted.avsc");
+/// The Avro schema text of [`VoucherPosted`], revision 2: revision 1 with a line's `department_id` and the
+/// voucher's `reversal_of` added at the end of their records. The revision [`encode_voucher_posted`] writes.
+pub const VOUCHER_POSTED_V2_AVSC: &str = include_str!("../avro/voucher_posted_v2.avsc");
 /// The Avro schema text of [`AccountsChanged`], version 1.
 pub const ACCOUNTS_CHANGED_V1_AVSC: &str = include_str!("../avro/accounts_changed.avsc");
+/// The Avro schema text of [`CompanyChanged`], version 1.
+pub const COMPANY_CHANGED_V1_AVSC: &str = include_str!("../avro/company_changed.avsc");
+/// The Avro schema text of [`PartnersChanged`], version 1.
+pub const PARTNERS_CHANGED_V1_AVSC: &str = include_str!("../avro/partners_changed.avsc");
+/// The Avro schema text of [`DepartmentsChanged`], version 1.
+pub const DEPARTMENTS_CHANGED_V1_AVSC: &str = include_str!("../avro/departments_changed.avsc");
 
 /// The two magic bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -43,7 +53,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A voucher was posted. See the `.avsc` for field documentation.
+/// A voucher was posted. See the `.avsc` for field documentation. Messages of either revision decode into this type;
+/// a revision 1 message has `reversal_of` and every line's `department_id` `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoucherPosted {
     #[serde(with = "uuid_text")]
@@ -62,6 +73,9 @@ pub struct VoucherPosted {
     /// Microseconds since the Unix epoch.
     pub posted_at: i64,
     pub lines: Vec<VoucherLine>,
+    /// Revision 2: the `voucher_id` of the voucher this one reverses, if it is a reversal.
+    #[serde(with = "opt_uuid_text")]
+    pub reversal_of: Option<Uuid>,
 }
 
 /// One line of a [`VoucherPosted`].
@@ -78,6 +92,9 @@ pub struct VoucherLine {
     pub debit: i64,
     pub credit: i64,
     pub description: String,
+    /// Revision 2: the department the line is charged to, if any.
+    #[serde(with = "opt_uuid_text")]
+    pub department_id: Option<Uuid>,
 }
 
 /// Avro's serde serializer is not "human readable", so `Uuid` would default to 16 raw bytes; the schema says
@@ -96,7 +113,7 @@ mod uuid_text {
     }
 }
 
-/// [`uuid_text`] for the optional partner id, a `["null", uuid]` union.
+/// [`uuid_text`] for optional ids, `["null", uuid]` unions.
 mod opt_uuid_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use uuid::Uuid;
@@ -136,11 +153,94 @@ pub struct AccountState {
     pub is_active: bool,
 }
 
+/// A company was created or its settings changed. See the `.avsc` for field documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanyChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    pub name: String,
+    /// 사업자등록번호, if the company has one.
+    pub business_number: Option<String>,
+    /// The month the fiscal year starts in, 1 = January.
+    pub fiscal_start_month: i32,
+}
+
+/// Partners (거래처) of a company were created or changed. See the `.avsc` for field documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnersChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    pub partners: Vec<PartnerState>,
+}
+
+/// One partner of a [`PartnersChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerState {
+    #[serde(with = "uuid_text")]
+    pub partner_id: Uuid,
+    pub code: String,
+    pub name: String,
+    /// 사업자등록번호, if the partner has one.
+    pub business_number: Option<String>,
+    /// `customer`, `supplier` or `both`.
+    pub partner_type: String,
+    pub representative: String,
+    pub address: String,
+    pub is_active: bool,
+}
+
+/// Departments of a company were created or changed. See the `.avsc` for field documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartmentsChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    pub departments: Vec<DepartmentState>,
+}
+
+/// One department of a [`DepartmentsChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartmentState {
+    #[serde(with = "uuid_text")]
+    pub department_id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub is_active: bool,
+}
+
 /// Any event this crate can decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     VoucherPosted(VoucherPosted),
     AccountsChanged(AccountsChanged),
+    CompanyChanged(CompanyChanged),
+    PartnersChanged(PartnersChanged),
+    DepartmentsChanged(DepartmentsChanged),
+}
+
+impl Event {
+    /// The company the event belongs to (every event names one, and is keyed by it on the topic).
+    #[must_use]
+    pub fn company_id(&self) -> Uuid {
+        match self {
+            Event::VoucherPosted(e) => e.company_id,
+            Event::AccountsChanged(e) => e.company_id,
+            Event::CompanyChanged(e) => e.company_id,
+            Event::PartnersChanged(e) => e.company_id,
+            Event::DepartmentsChanged(e) => e.company_id,
+        }
+    }
 }
 
 /// The fingerprint that `VoucherPosted` v1 messages carried before the codec followed the spec: apache-avro 0.21's
@@ -151,18 +251,19 @@ const VOUCHER_POSTED_V1_LEGACY_FINGERPRINT: u64 = 0x4883_7d3c_977b_1179;
 /// [`VOUCHER_POSTED_V1_LEGACY_FINGERPRINT`] for `AccountsChanged` v1.
 const ACCOUNTS_CHANGED_V1_LEGACY_FINGERPRINT: u64 = 0x8168_7b99_d899_080c;
 
-/// A schema this crate writes and reads, with the fingerprints its messages carry.
+/// A schema this crate writes or reads, with the fingerprints its messages carry.
 struct Known {
     schema: Schema,
     /// CRC-64-AVRO of the Parsing Canonical Form, as the spec and every other Avro implementation compute it. The
     /// only fingerprint written.
     fingerprint: u64,
-    /// The fingerprint of messages written before the codec followed the spec; read, never written.
-    legacy_fingerprint: u64,
+    /// The fingerprint of messages written before the codec followed the spec; read, never written. Schemas added
+    /// after that never had one.
+    legacy_fingerprint: Option<u64>,
 }
 
 impl Known {
-    fn parse(avsc: &str, legacy_fingerprint: u64) -> Self {
+    fn parse(avsc: &str, legacy_fingerprint: Option<u64>) -> Self {
         // Schemas are compiled in and covered by tests, so failing to parse one is a build defect.
         let schema = Schema::parse_str(avsc).expect("compiled-in .avsc is valid Avro");
         let pcf = parsing_canonical_form(avsc).expect("compiled-in .avsc has a canonical form");
@@ -170,7 +271,7 @@ impl Known {
     }
 
     fn recognises(&self, fingerprint: u64) -> bool {
-        fingerprint == self.fingerprint || fingerprint == self.legacy_fingerprint
+        fingerprint == self.fingerprint || Some(fingerprint) == self.legacy_fingerprint
     }
 
     fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>> {
@@ -184,37 +285,46 @@ impl Known {
         Ok(out)
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, message: &[u8]) -> Result<T> {
+    /// Reads a message written with this schema. With a `reader` schema (a later revision) the datum goes through
+    /// Avro schema resolution: fields the writer did not have get the reader's defaults.
+    fn decode<T: serde::de::DeserializeOwned>(&self, message: &[u8], reader: Option<&Schema>) -> Result<T> {
         // The datum is the same under both fingerprints: they name one schema, computed two ways.
         let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
-        let value = apache_avro::from_avro_datum(&self.schema, &mut datum, None)?;
+        let value = apache_avro::from_avro_datum(&self.schema, &mut datum, reader)?;
         Ok(apache_avro::from_value(&value)?)
     }
 }
 
-fn voucher_posted_v1() -> &'static Known {
-    static KNOWN: OnceLock<Known> = OnceLock::new();
-    KNOWN.get_or_init(|| Known::parse(VOUCHER_POSTED_V1_AVSC, VOUCHER_POSTED_V1_LEGACY_FINGERPRINT))
+/// One compiled-in schema, parsed once.
+macro_rules! known {
+    ($name:ident, $avsc:expr, $legacy:expr) => {
+        fn $name() -> &'static Known {
+            static KNOWN: OnceLock<Known> = OnceLock::new();
+            KNOWN.get_or_init(|| Known::parse($avsc, $legacy))
+        }
+    };
 }
 
-fn accounts_changed_v1() -> &'static Known {
-    static KNOWN: OnceLock<Known> = OnceLock::new();
-    KNOWN.get_or_init(|| Known::parse(ACCOUNTS_CHANGED_V1_AVSC, ACCOUNTS_CHANGED_V1_LEGACY_FINGERPRINT))
-}
+known!(voucher_posted_v1, VOUCHER_POSTED_V1_AVSC, Some(VOUCHER_POSTED_V1_LEGACY_FINGERPRINT));
+known!(voucher_posted_v2, VOUCHER_POSTED_V2_AVSC, None);
+known!(accounts_changed_v1, ACCOUNTS_CHANGED_V1_AVSC, Some(ACCOUNTS_CHANGED_V1_LEGACY_FINGERPRINT));
+known!(company_changed_v1, COMPANY_CHANGED_V1_AVSC, None);
+known!(partners_changed_v1, PARTNERS_CHANGED_V1_AVSC, None);
+known!(departments_changed_v1, DEPARTMENTS_CHANGED_V1_AVSC, None);
 
-/// The fingerprint of the current `VoucherPosted` schema as [`encode_voucher_posted`] writes it: CRC-64-AVRO of the
-/// Parsing Canonical Form, which the header carries little-endian.
+/// The fingerprint of the current `VoucherPosted` schema (revision 2) as [`encode_voucher_posted`] writes it:
+/// CRC-64-AVRO of the Parsing Canonical Form, which the header carries little-endian.
 #[must_use]
 pub fn voucher_posted_fingerprint() -> u64 {
-    voucher_posted_v1().fingerprint
+    voucher_posted_v2().fingerprint
 }
 
-/// Encodes a voucher event as an Avro single-object message.
+/// Encodes a voucher event as an Avro single-object message, with revision 2 of the schema.
 ///
 /// # Errors
 /// Only if the value does not fit the schema, which the types prevent.
 pub fn encode_voucher_posted(event: &VoucherPosted) -> Result<Vec<u8>> {
-    voucher_posted_v1().encode(event)
+    voucher_posted_v2().encode(event)
 }
 
 /// Encodes an accounts event as an Avro single-object message.
@@ -223,6 +333,30 @@ pub fn encode_voucher_posted(event: &VoucherPosted) -> Result<Vec<u8>> {
 /// Only if the value does not fit the schema, which the types prevent.
 pub fn encode_accounts_changed(event: &AccountsChanged) -> Result<Vec<u8>> {
     accounts_changed_v1().encode(event)
+}
+
+/// Encodes a company event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_company_changed(event: &CompanyChanged) -> Result<Vec<u8>> {
+    company_changed_v1().encode(event)
+}
+
+/// Encodes a partners event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_partners_changed(event: &PartnersChanged) -> Result<Vec<u8>> {
+    partners_changed_v1().encode(event)
+}
+
+/// Encodes a departments event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_departments_changed(event: &DepartmentsChanged) -> Result<Vec<u8>> {
+    departments_changed_v1().encode(event)
 }
 
 /// Reads the writer-schema fingerprint from a single-object message's header.
@@ -239,19 +373,29 @@ pub fn fingerprint_of(message: &[u8]) -> Result<u64> {
 }
 
 /// Decodes a single-object message, choosing the schema by the fingerprint in its header. Both the spec's fingerprint
-/// and the legacy one that messages written before it carry pick the same schema.
+/// and the legacy one that messages written before it carry pick the same schema. A `VoucherPosted` revision 1
+/// message is read through revision 2 (Avro schema resolution), so its new fields are `None`.
 ///
 /// # Errors
 /// A bad header, an unknown writer schema, or a datum that does not decode.
 pub fn decode(message: &[u8]) -> Result<Event> {
     let fp = fingerprint_of(message)?;
-    if voucher_posted_v1().recognises(fp) {
-        Ok(Event::VoucherPosted(voucher_posted_v1().decode(message)?))
+    let event = if voucher_posted_v2().recognises(fp) {
+        Event::VoucherPosted(voucher_posted_v2().decode(message, None)?)
+    } else if voucher_posted_v1().recognises(fp) {
+        Event::VoucherPosted(voucher_posted_v1().decode(message, Some(&voucher_posted_v2().schema))?)
     } else if accounts_changed_v1().recognises(fp) {
-        Ok(Event::AccountsChanged(accounts_changed_v1().decode(message)?))
+        Event::AccountsChanged(accounts_changed_v1().decode(message, None)?)
+    } else if company_changed_v1().recognises(fp) {
+        Event::CompanyChanged(company_changed_v1().decode(message, None)?)
+    } else if partners_changed_v1().recognises(fp) {
+        Event::PartnersChanged(partners_changed_v1().decode(message, None)?)
+    } else if departments_changed_v1().recognises(fp) {
+        Event::DepartmentsChanged(departments_changed_v1().decode(message, None)?)
     } else {
-        Err(Error::UnknownSchema(fp))
-    }
+        return Err(Error::UnknownSchema(fp));
+    };
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -281,6 +425,7 @@ mod tests {
                     debit: 110_000,
                     credit: 0,
                     description: "".into(),
+                    department_id: Some(Uuid::new_v4()),
                 },
                 VoucherLine {
                     line_no: 2,
@@ -292,9 +437,21 @@ mod tests {
                     debit: 0,
                     credit: 110_000,
                     description: "cash".into(),
+                    department_id: None,
                 },
             ],
+            reversal_of: Some(Uuid::new_v4()),
         }
+    }
+
+    /// `e` as a revision 1 message carries it: without the fields revision 2 added.
+    fn as_v1(e: &VoucherPosted) -> VoucherPosted {
+        let mut e = e.clone();
+        e.reversal_of = None;
+        for l in &mut e.lines {
+            l.department_id = None;
+        }
+        e
     }
 
     #[test]
@@ -302,7 +459,10 @@ mod tests {
         let e = sample();
         let bytes = encode_voucher_posted(&e).unwrap();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-        assert_eq!(decode(&bytes).unwrap(), Event::VoucherPosted(e));
+        assert_eq!(decode(&bytes).unwrap(), Event::VoucherPosted(e.clone()));
+        // And with every optional field absent.
+        let none = as_v1(&e);
+        assert_eq!(decode(&encode_voucher_posted(&none).unwrap()).unwrap(), Event::VoucherPosted(none));
     }
 
     fn sample_accounts() -> AccountsChanged {
@@ -318,6 +478,83 @@ mod tests {
                 is_active: true,
             }],
         }
+    }
+
+    fn sample_company(business_number: Option<&str>) -> CompanyChanged {
+        CompanyChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            name: "주식회사 케이이알피".into(),
+            business_number: business_number.map(str::to_owned),
+            fiscal_start_month: 4,
+        }
+    }
+
+    fn sample_partners() -> PartnersChanged {
+        PartnersChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            partners: vec![
+                PartnerState {
+                    partner_id: Uuid::new_v4(),
+                    code: "P001".into(),
+                    name: "한빛상사".into(),
+                    business_number: Some("123-45-67890".into()),
+                    partner_type: "customer".into(),
+                    representative: "김철수".into(),
+                    address: "서울특별시 중구 세종대로 110".into(),
+                    is_active: true,
+                },
+                PartnerState {
+                    partner_id: Uuid::new_v4(),
+                    code: "P002".into(),
+                    name: "개인 거래처".into(),
+                    business_number: None,
+                    partner_type: "both".into(),
+                    representative: String::new(),
+                    address: String::new(),
+                    is_active: false,
+                },
+            ],
+        }
+    }
+
+    fn sample_departments() -> DepartmentsChanged {
+        DepartmentsChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            departments: vec![
+                DepartmentState { department_id: Uuid::new_v4(), code: "D10".into(), name: "영업부".into(), is_active: true },
+                DepartmentState { department_id: Uuid::new_v4(), code: "D20".into(), name: "관리부".into(), is_active: false },
+            ],
+        }
+    }
+
+    #[test]
+    fn dimension_events_round_trip() {
+        for c in [sample_company(Some("220-81-62517")), sample_company(None)] {
+            assert_eq!(decode(&encode_company_changed(&c).unwrap()).unwrap(), Event::CompanyChanged(c));
+        }
+        let p = sample_partners();
+        assert_eq!(decode(&encode_partners_changed(&p).unwrap()).unwrap(), Event::PartnersChanged(p));
+        let d = sample_departments();
+        assert_eq!(decode(&encode_departments_changed(&d).unwrap()).unwrap(), Event::DepartmentsChanged(d));
+        // An empty list is a valid event (nothing changed), not an error.
+        let empty = DepartmentsChanged { departments: Vec::new(), ..sample_departments() };
+        assert_eq!(decode(&encode_departments_changed(&empty).unwrap()).unwrap(), Event::DepartmentsChanged(empty));
+    }
+
+    #[test]
+    fn every_event_names_its_company() {
+        let v = sample();
+        assert_eq!(Event::VoucherPosted(v.clone()).company_id(), v.company_id);
+        let c = sample_company(None);
+        assert_eq!(Event::CompanyChanged(c.clone()).company_id(), c.company_id);
+        let p = sample_partners();
+        assert_eq!(Event::PartnersChanged(p.clone()).company_id(), p.company_id);
     }
 
     /// The fingerprint as the 8 header bytes in hex, the way fastavro prints it.
@@ -373,12 +610,20 @@ mod tests {
 
     #[test]
     fn headers_carry_the_spec_fingerprint() {
-        // The values of test-vectors.json, so a change to either side shows here by name.
+        // The values of test-vectors.json (and of docs/events.md), so a change to either side shows here by name.
         let vp = encode_voucher_posted(&sample()).unwrap();
-        assert_eq!(le_hex(fingerprint_of(&vp).unwrap()), "e5308ff00b02208a");
+        assert_eq!(le_hex(fingerprint_of(&vp).unwrap()), "413760da995e71ff");
         assert_eq!(fingerprint_of(&vp).unwrap(), voucher_posted_fingerprint());
+        assert_eq!(fingerprint_of(&vp).unwrap(), 0xff71_5e99_da60_3741);
+        assert_eq!(le_hex(voucher_posted_v1().fingerprint), "e5308ff00b02208a");
         let ac = encode_accounts_changed(&sample_accounts()).unwrap();
         assert_eq!(le_hex(fingerprint_of(&ac).unwrap()), "16358e684895a928");
+        let cc = encode_company_changed(&sample_company(None)).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&cc).unwrap()), "2dc51e062e658f47");
+        let pc = encode_partners_changed(&sample_partners()).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&pc).unwrap()), "19102add4a999c86");
+        let dc = encode_departments_changed(&sample_departments()).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&dc).unwrap()), "5bfe396f5be5d231");
     }
 
     #[test]
@@ -403,67 +648,168 @@ mod tests {
 
     #[test]
     fn a_message_with_the_legacy_header_decodes() {
+        // Legacy headers only ever framed revision 1 datums, which decode through revision 2.
         let e = sample();
-        let legacy = with_fingerprint(&encode_voucher_posted(&e).unwrap(), VOUCHER_POSTED_V1_LEGACY_FINGERPRINT);
-        assert_eq!(decode(&legacy).unwrap(), Event::VoucherPosted(e.clone()));
+        let v1 = voucher_posted_v1();
+        let legacy = with_fingerprint(&v1.encode(&e).unwrap(), VOUCHER_POSTED_V1_LEGACY_FINGERPRINT);
+        assert_eq!(decode(&legacy).unwrap(), Event::VoucherPosted(as_v1(&e)));
         let a = sample_accounts();
         let legacy = with_fingerprint(&encode_accounts_changed(&a).unwrap(), ACCOUNTS_CHANGED_V1_LEGACY_FINGERPRINT);
         assert_eq!(decode(&legacy).unwrap(), Event::AccountsChanged(a));
 
         // What the codec wrote before is what apache-avro's own single-object writer still writes: same framing and
         // datum, under the legacy fingerprint. It decodes too.
-        let known = voucher_posted_v1();
-        let value = apache_avro::to_value(&e).unwrap().resolve(&known.schema).unwrap();
+        let value = apache_avro::to_value(&e).unwrap().resolve(&v1.schema).unwrap();
         let mut reference = Vec::new();
-        apache_avro::GenericSingleObjectWriter::new_with_capacity(&known.schema, 1024).unwrap().write_value(value, &mut reference).unwrap();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(&v1.schema, 1024).unwrap().write_value(value, &mut reference).unwrap();
         assert_eq!(fingerprint_of(&reference).unwrap(), VOUCHER_POSTED_V1_LEGACY_FINGERPRINT);
-        assert_eq!(with_fingerprint(&reference, voucher_posted_fingerprint()), encode_voucher_posted(&e).unwrap());
-        assert_eq!(decode(&reference).unwrap(), Event::VoucherPosted(e));
+        assert_eq!(with_fingerprint(&reference, v1.fingerprint), v1.encode(&e).unwrap());
+        assert_eq!(decode(&reference).unwrap(), Event::VoucherPosted(as_v1(&e)));
     }
 
-    const VOUCHER_POSTED_V2_AVSC: &str = include_str!("../avro/test/voucher_posted_v2.avsc");
+    /// The messages on existing topics: revision 1 under the spec's and under the legacy fingerprint. Both decode into
+    /// today's type, through Avro schema resolution with revision 2 as the reader, with the new fields `None`.
+    #[test]
+    fn revision_1_messages_decode_with_the_new_fields_none() {
+        let e = sample();
+        let v1 = voucher_posted_v1();
+        // Written with revision 1: `resolve` against it leaves the fields revision 1 does not have out of the datum.
+        let message = v1.encode(&e).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&message).unwrap()), "e5308ff00b02208a");
+        assert!(message.len() < encode_voucher_posted(&e).unwrap().len(), "the revision 1 datum lacks the new fields");
+        let Event::VoucherPosted(read) = decode(&message).unwrap() else { panic!("not a voucher") };
+        assert_eq!(read.reversal_of, None);
+        assert!(read.lines.iter().all(|l| l.department_id.is_none()));
+        assert_eq!(read, as_v1(&e));
+        let legacy = with_fingerprint(&message, VOUCHER_POSTED_V1_LEGACY_FINGERPRINT);
+        assert_eq!(decode(&legacy).unwrap(), Event::VoucherPosted(as_v1(&e)));
+        // A revision 1 message read as if it were revision 2 would misread its datum; the fingerprint prevents that.
+        assert_ne!(v1.fingerprint, voucher_posted_fingerprint());
+    }
 
-    fn v1_record(e: &VoucherPosted) -> Vec<(String, apache_avro::types::Value)> {
-        match apache_avro::to_value(e).unwrap().resolve(&voucher_posted_v1().schema).unwrap() {
+    /// The rule of docs/events.md, checked on the JSON of two revisions: every field of `old` is in `new`, in the
+    /// same place, with the same type (records compared the same way, recursively), and every field `new` adds comes
+    /// after them and has a default. `doc` is free to change.
+    fn only_adds_fields_with_defaults(old: &serde_json::Value, new: &serde_json::Value, at: &str) {
+        use serde_json::Value;
+        let strip_doc = |v: &Value| {
+            let mut v = v.clone();
+            if let Value::Object(m) = &mut v {
+                m.remove("doc");
+            }
+            v
+        };
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) if o.get("type") == Some(&Value::from("record")) => {
+                assert_eq!((o.get("name"), o.get("namespace")), (n.get("name"), n.get("namespace")), "{at}: record renamed");
+                let (of, nf) = (o["fields"].as_array().unwrap(), n["fields"].as_array().unwrap());
+                assert!(nf.len() >= of.len(), "{at}: fields removed");
+                for (f, g) in of.iter().zip(nf) {
+                    let at = format!("{at}.{}", f["name"].as_str().unwrap());
+                    assert_eq!(f["name"], g["name"], "{at}: field renamed or moved");
+                    assert_eq!(f.get("default"), g.get("default"), "{at}: default changed");
+                    only_adds_fields_with_defaults(&f["type"], &g["type"], &at);
+                }
+                for g in &nf[of.len()..] {
+                    assert!(g.get("default").is_some(), "{at}.{}: added without a default", g["name"]);
+                }
+            }
+            (Value::Object(o), Value::Object(n)) if o.get("type") == Some(&Value::from("array")) => {
+                assert_eq!(n.get("type"), Some(&Value::from("array")), "{at}: retyped");
+                only_adds_fields_with_defaults(&o["items"], &n["items"], &format!("{at}[]"));
+            }
+            _ => assert_eq!(strip_doc(old), strip_doc(new), "{at}: retyped"),
+        }
+    }
+
+    #[test]
+    fn revision_2_only_adds_fields_with_defaults_and_reads_both_ways() {
+        let json = |avsc: &str| serde_json::from_str::<serde_json::Value>(avsc).unwrap();
+        only_adds_fields_with_defaults(&json(VOUCHER_POSTED_V1_AVSC), &json(VOUCHER_POSTED_V2_AVSC), "VoucherPosted");
+        only_adds_fields_with_defaults(
+            &json(VOUCHER_POSTED_V2_AVSC),
+            &json(VOUCHER_POSTED_TEST_REVISION_AVSC),
+            "VoucherPosted (test revision)",
+        );
+        // apache-avro's own check of Avro schema resolution: each revision reads the other's messages.
+        let (v1, v2) = (&voucher_posted_v1().schema, &voucher_posted_v2().schema);
+        apache_avro::schema_compatibility::SchemaCompatibility::mutual_read(v1, v2).unwrap();
+        // And the other way round from decode: a consumer still on revision 1 reads a revision 2 message, skipping
+        // the new fields.
+        let e = sample();
+        let message = encode_voucher_posted(&e).unwrap();
+        let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
+        let read = apache_avro::from_avro_datum(v2, &mut datum, Some(v1)).unwrap();
+        assert!(datum.is_empty(), "the whole datum was read");
+        let v1_message = voucher_posted_v1().encode(&e).unwrap();
+        let expected = apache_avro::from_avro_datum(v1, &mut &v1_message[SINGLE_OBJECT_HEADER_BYTES..], None).unwrap();
+        assert_eq!(read, expected, "a revision 1 reader sees what a revision 1 message of the same voucher holds");
+    }
+
+    #[test]
+    #[should_panic(expected = "added without a default")]
+    fn the_rule_check_catches_a_field_added_without_a_default() {
+        let old = serde_json::json!({"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]});
+        let new =
+            serde_json::json!({"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "int"}]});
+        only_adds_fields_with_defaults(&old, &new, "R");
+    }
+
+    #[test]
+    #[should_panic(expected = "renamed or moved")]
+    fn the_rule_check_catches_a_field_added_in_the_middle() {
+        let old = serde_json::json!({"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]});
+        let new = serde_json::json!({"type": "record", "name": "R",
+            "fields": [{"name": "b", "type": "int", "default": 0}, {"name": "a", "type": "int"}]});
+        only_adds_fields_with_defaults(&old, &new, "R");
+    }
+
+    /// A revision after revision 2 (test-only: an added `source`, default "api"), to show that the current writer's
+    /// messages stay readable by the next reader and the other way round, and that the codec refuses a revision it
+    /// does not know instead of guessing at it.
+    const VOUCHER_POSTED_TEST_REVISION_AVSC: &str = include_str!("../avro/test/voucher_posted_test_revision.avsc");
+
+    fn v2_record(e: &VoucherPosted) -> Vec<(String, apache_avro::types::Value)> {
+        match apache_avro::to_value(e).unwrap().resolve(&voucher_posted_v2().schema).unwrap() {
             apache_avro::types::Value::Record(fields) => fields,
             other => panic!("not a record: {other:?}"),
         }
     }
 
     #[test]
-    fn written_with_v1_read_with_v2_gets_the_default() {
+    fn written_with_v2_read_with_the_next_revision_gets_the_default() {
         use apache_avro::types::Value;
-        let v2 = Schema::parse_str(VOUCHER_POSTED_V2_AVSC).unwrap();
+        let next = Schema::parse_str(VOUCHER_POSTED_TEST_REVISION_AVSC).unwrap();
         let e = sample();
         let message = encode_voucher_posted(&e).unwrap();
         let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
-        let read = apache_avro::from_avro_datum(&voucher_posted_v1().schema, &mut datum, Some(&v2)).unwrap();
+        let read = apache_avro::from_avro_datum(&voucher_posted_v2().schema, &mut datum, Some(&next)).unwrap();
         assert!(datum.is_empty(), "the whole datum was read");
         let Value::Record(fields) = read else { panic!("not a record: {read:?}") };
-        let (source, v1_fields) = fields.split_last().unwrap();
+        let (source, v2_fields) = fields.split_last().unwrap();
         assert_eq!(source, &("source".to_owned(), Value::String("api".into())));
-        assert_eq!(v1_fields, &v1_record(&e)[..]);
+        assert_eq!(v2_fields, &v2_record(&e)[..]);
     }
 
     #[test]
-    fn written_with_v2_read_with_v1_skips_the_new_field() {
+    fn written_with_the_next_revision_read_with_v2_skips_the_new_field() {
         use apache_avro::types::Value;
-        let v2 = Schema::parse_str(VOUCHER_POSTED_V2_AVSC).unwrap();
+        let next = Schema::parse_str(VOUCHER_POSTED_TEST_REVISION_AVSC).unwrap();
         let e = sample();
-        let mut fields = v1_record(&e);
+        let mut fields = v2_record(&e);
         fields.push(("source".into(), Value::String("import".into())));
-        let datum = apache_avro::to_avro_datum(&v2, Value::Record(fields)).unwrap();
+        let datum = apache_avro::to_avro_datum(&next, Value::Record(fields)).unwrap();
         let mut rest = &datum[..];
-        let read = apache_avro::from_avro_datum(&v2, &mut rest, Some(&voucher_posted_v1().schema)).unwrap();
+        let read = apache_avro::from_avro_datum(&next, &mut rest, Some(&voucher_posted_v2().schema)).unwrap();
         assert!(rest.is_empty(), "the whole datum was read");
         assert_eq!(apache_avro::from_value::<VoucherPosted>(&read).unwrap(), e);
 
-        // Our codec has no v2, so it refuses such a message by its fingerprint rather than guess at it.
-        let v2_fingerprint = crc64_avro(parsing_canonical_form(VOUCHER_POSTED_V2_AVSC).unwrap().as_bytes());
+        // Our codec does not know that revision, so it refuses such a message by its fingerprint rather than guess.
+        let next_fingerprint = crc64_avro(parsing_canonical_form(VOUCHER_POSTED_TEST_REVISION_AVSC).unwrap().as_bytes());
         let mut message = Vec::from(SINGLE_OBJECT_MAGIC);
-        message.extend_from_slice(&v2_fingerprint.to_le_bytes());
+        message.extend_from_slice(&next_fingerprint.to_le_bytes());
         message.extend_from_slice(&datum);
-        assert!(matches!(decode(&message), Err(Error::UnknownSchema(fp)) if fp == v2_fingerprint));
+        assert!(matches!(decode(&message), Err(Error::UnknownSchema(fp)) if fp == next_fingerprint));
     }
 
     #[test]
@@ -479,6 +825,8 @@ mod tests {
     fn truncated_datum_is_an_error_not_a_panic() {
         let bytes = encode_voucher_posted(&sample()).unwrap();
         assert!(decode(&bytes[..bytes.len() - 5]).is_err());
+        let bytes = encode_partners_changed(&sample_partners()).unwrap();
+        assert!(decode(&bytes[..bytes.len() - 5]).is_err());
     }
 
     #[test]
@@ -490,5 +838,20 @@ mod tests {
         // A legacy fingerprint of one schema never picks the other.
         let crossed = with_fingerprint(&bytes, VOUCHER_POSTED_V1_LEGACY_FINGERPRINT);
         assert!(decode(&crossed).is_err());
+        // Every schema the codec knows has a fingerprint of its own, legacy aliases included.
+        let mut all = Vec::new();
+        for k in [
+            voucher_posted_v1(),
+            voucher_posted_v2(),
+            accounts_changed_v1(),
+            company_changed_v1(),
+            partners_changed_v1(),
+            departments_changed_v1(),
+        ] {
+            all.push(k.fingerprint);
+            all.extend(k.legacy_fingerprint);
+        }
+        let distinct: std::collections::HashSet<u64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len());
     }
 }

@@ -95,8 +95,7 @@ pub struct Message {
 impl Message {
     fn company(&self) -> Option<Uuid> {
         match &self.event {
-            Ok(Event::VoucherPosted(e)) => Some(e.company_id),
-            Ok(Event::AccountsChanged(e)) => Some(e.company_id),
+            Ok(e) => Some(e.company_id()),
             Err(_) => self.key_company,
         }
     }
@@ -368,6 +367,10 @@ pub fn fold(messages: &[Message], state: &mut FoldState, skips: &HashSet<Skip>) 
                 out.accounts.extend(account_rows(e));
                 None
             }
+            // Not folded by this version yet: held rather than skipped, like any message it cannot use.
+            Ok(Event::CompanyChanged(_) | Event::PartnersChanged(_) | Event::DepartmentsChanged(_)) => {
+                Some((HoldReason::Invalid("this worker does not fold master-data events yet".into()), None))
+            }
             Ok(Event::VoucherPosted(e)) => {
                 let before = state.watermarks.get(&company).copied().unwrap_or(0);
                 let mut w = before;
@@ -442,8 +445,10 @@ mod tests {
                     debit: *debit,
                     credit: *credit,
                     description: String::new(),
+                    department_id: None,
                 })
                 .collect(),
+            reversal_of: None,
         }
     }
 

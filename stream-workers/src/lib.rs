@@ -213,6 +213,9 @@ impl Fetched {
         match &self.message.event {
             Ok(Event::VoucherPosted(e)) => e.lines.len().max(1),
             Ok(Event::AccountsChanged(e)) => e.accounts.len().max(1),
+            Ok(Event::CompanyChanged(_)) => 1,
+            Ok(Event::PartnersChanged(e)) => e.partners.len().max(1),
+            Ok(Event::DepartmentsChanged(e)) => e.departments.len().max(1),
             Err(_) => 1,
         }
     }

@@ -97,6 +97,7 @@ pub fn event(rng: &mut impl Rng, company: Uuid, seq: i64, accounts: &[Uuid]) -> 
         debit,
         credit,
         description: String::new(),
+        department_id: None,
     };
     VoucherPosted {
         event_id: Uuid::new_v4(),
@@ -110,6 +111,7 @@ pub fn event(rng: &mut impl Rng, company: Uuid, seq: i64, accounts: &[Uuid]) -> 
         description: String::new(),
         posted_at: chrono::Utc::now().timestamp_micros(),
         lines: vec![line(1, dr, amount, 0), line(2, cr, 0, amount)],
+        reversal_of: None,
     }
 }
 
