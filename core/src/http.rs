@@ -199,6 +199,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body that may be left out: an empty body (with or without `Content-Type: application/json`, as the
+/// contract's clients send `POST …/issue`) is `None`; anything else is read and parsed like [`JsonBody`].
+#[derive(Debug)]
+pub struct MaybeJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeJsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        if declared == Some(0) || (declared.is_none() && !chunked) {
+            return Ok(MaybeJsonBody(None));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+            .await
+            .map_err(|_| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {BODY_BYTES_MAX} bytes")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJsonBody(None));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        JsonBody::from_request(req, state).await.map(|JsonBody(v)| MaybeJsonBody(Some(v)))
+    }
+}
+
 /// Parses JSON and words the error the way a client can act on.
 ///
 /// # Errors

@@ -51,6 +51,9 @@ pub struct LineInput {
     pub account_code: Option<String>,
     #[serde(default)]
     pub partner_id: Option<String>,
+    /// Optional; the department the line's amount belongs to, for reports by department.
+    #[serde(default)]
+    pub department_id: Option<String>,
     #[serde(default)]
     pub debit_amount: Option<i64>,
     #[serde(default)]
@@ -73,6 +76,7 @@ pub enum AccountRef {
 pub struct ValidLine {
     pub account: AccountRef,
     pub partner_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
     pub debit: i64,
     pub credit: i64,
     pub description: String,
@@ -187,6 +191,10 @@ pub fn validate(input: &VoucherInput) -> Result<ValidVoucher, Vec<FieldError>> {
             None | Some("") => None,
             Some(s) => Uuid::parse_str(s).map_err(|_| errors.push(FieldError::new(at("partner_id"), "partner not found"))).ok(),
         };
+        let department_id = match line.department_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Uuid::parse_str(s).map_err(|_| errors.push(FieldError::new(at("department_id"), "department not found"))).ok(),
+        };
 
         let debit = line.debit_amount.unwrap_or(0);
         let credit = line.credit_amount.unwrap_or(0);
@@ -207,7 +215,7 @@ pub fn validate(input: &VoucherInput) -> Result<ValidVoucher, Vec<FieldError>> {
 
         let line_description = check_text(&mut errors, &at("description"), line.description.as_ref());
         if let (Some(account), true) = (account, errors.len() == before) {
-            lines.push(ValidLine { account, partner_id, debit, credit, description: line_description });
+            lines.push(ValidLine { account, partner_id, department_id, debit, credit, description: line_description });
         }
     }
 
@@ -244,6 +252,7 @@ mod tests {
             account_id: None,
             account_code: Some("1101".into()),
             partner_id: None,
+            department_id: None,
             debit_amount: debit,
             credit_amount: credit,
             description: None,

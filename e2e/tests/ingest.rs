@@ -72,7 +72,7 @@ async fn lines_may_name_accounts_by_id_and_partners_must_be_the_companys() {
     let c = company(&pool).await;
     let cash = account_id(&c.token, "1101").await;
     let sales = account_id(&c.token, "4101").await;
-    let partner = kerp_ingest::company::create_partner(&pool, c.id, "P007", "Partner 7").await.unwrap();
+    let partner = kerp_ingest::company::create_partner(&pool, c.id, &stack().topic, "P007", "Partner 7").await.unwrap();
     let body = json!({"voucher_date": "2025-03-01", "lines": [
         {"account_id": cash, "partner_id": partner, "debit_amount": 5000},
         {"account_id": sales, "account_code": "4101", "credit_amount": 5000}]});
@@ -80,7 +80,7 @@ async fn lines_may_name_accounts_by_id_and_partners_must_be_the_companys() {
     assert_eq!(status, 201, "{b}");
 
     let other = company(&pool).await;
-    let foreign_partner = kerp_ingest::company::create_partner(&pool, other.id, "P001", "Not yours").await.unwrap();
+    let foreign_partner = kerp_ingest::company::create_partner(&pool, other.id, &stack().topic, "P001", "Not yours").await.unwrap();
     let body = json!({"voucher_date": "2025-03-01", "lines": [
         {"account_id": cash, "partner_id": foreign_partner, "debit_amount": 5000},
         {"account_code": "4101", "credit_amount": 5000}]});

@@ -144,8 +144,8 @@ async fn postgres_refuses_a_voucher_line_with_another_companys_account_or_partne
         }
     };
     let (a_cash, b_cash) = (cash(a.id).await, cash(b.id).await);
-    let a_partner = kerp_ingest::company::create_partner(&pool, a.id, "P-A", "Partner of A").await.expect("partner");
-    let b_partner = kerp_ingest::company::create_partner(&pool, b.id, "P-B", "Partner of B").await.expect("partner");
+    let a_partner = kerp_ingest::company::create_partner(&pool, a.id, &stack().topic, "P-A", "Partner of A").await.expect("partner");
+    let b_partner = kerp_ingest::company::create_partner(&pool, b.id, &stack().topic, "P-B", "Partner of B").await.expect("partner");
 
     assert_eq!(insert_line(&pool, voucher, a.id, a_cash, Some(a_partner)).await, None, "a line within the company is refused");
     assert_eq!(insert_line(&pool, voucher, a.id, b_cash, None).await.as_deref(), Some("voucher_lines_company_account_fkey"));

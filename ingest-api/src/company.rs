@@ -79,6 +79,10 @@ pub async fn create_company(
             .collect(),
     };
     crate::store::enqueue(&mut tx, company_id, topic, kerp_schemas::encode_accounts_changed(&event)?).await?;
+    // The settings the reports need (the fiscal year's first month) reach ClickHouse the same way.
+    if let Some(company) = crate::store::master::company_in(&mut tx, company_id).await? {
+        crate::store::master::company_changed(&mut tx, topic, &company).await?;
+    }
     tx.commit().await?;
     Ok(NewCompany { company_id, admin_user_id })
 }
@@ -100,20 +104,22 @@ pub async fn create_user(pool: &PgPool, company_id: Uuid, email: &str, role: Rol
     Ok(id)
 }
 
-/// Adds a partner (거래처) to a company and returns its id.
+/// Adds a partner (거래처) of both kinds, with no business number, to a company and returns its id; its event goes to
+/// `topic` like any partner change.
 ///
 /// # Errors
 /// Database errors, including a duplicate code.
-pub async fn create_partner(pool: &PgPool, company_id: Uuid, code: &str, name: &str) -> Result<Uuid> {
-    let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO partners (id, company_id, code, name, partner_type) VALUES ($1, $2, $3, $4, 'both')")
-        .bind(id)
-        .bind(company_id)
-        .bind(code)
-        .bind(name)
-        .execute(pool)
-        .await?;
-    Ok(id)
+pub async fn create_partner(pool: &PgPool, company_id: Uuid, topic: &str, code: &str, name: &str) -> Result<Uuid> {
+    let p = kerp_core::master::ValidPartner {
+        code: code.to_owned(),
+        name: name.to_owned(),
+        business_number: None,
+        partner_type: kerp_core::master::PartnerType::Both,
+        representative: String::new(),
+        address: String::new(),
+        is_active: true,
+    };
+    Ok(crate::store::master::create_partner(pool, company_id, topic, &p).await?.id)
 }
 
 /// Mints a token for a user of a company, valid for `ttl_seconds`.

@@ -46,11 +46,15 @@ fn constraint_status(name: &str) -> Option<(StatusCode, &'static str)> {
         "users_email_key" => (StatusCode::CONFLICT, "a user with this email already exists"),
         "accounts_company_code_key" => (StatusCode::CONFLICT, "an account with this code already exists"),
         "partners_company_code_key" => (StatusCode::CONFLICT, "a partner with this code already exists"),
+        "partners_company_business_number_key" => (StatusCode::CONFLICT, "a partner with this business number already exists"),
+        "departments_company_code_key" => (StatusCode::CONFLICT, "a department with this code already exists"),
+        "companies_fiscal_start_month_check" => (StatusCode::UNPROCESSABLE_ENTITY, "fiscal_start_month must be 1 to 12"),
         "vouchers_balanced" | "voucher_lines_one_side" => (StatusCode::UNPROCESSABLE_ENTITY, "the voucher does not balance"),
         // The composite keys of 0003_security.sql also refuse another company's account or partner; the words are
         // the same as for one that does not exist, so that a client cannot probe for other companies' ids.
         "voucher_lines_company_account_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "account not found"),
         "voucher_lines_company_partner_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "partner not found"),
+        "voucher_lines_company_department_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "department not found"),
         _ => return None,
     })
 }

@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/vouchers", get(list_vouchers).post(post_voucher))
         .route("/api/v1/vouchers/{id}", get(get_voucher))
-        .route("/api/v1/accounts", get(list_accounts))
+        .route("/api/v1/accounts", get(list_accounts).post(crate::master::create_account))
 }
 
 /// Answers 200 when the database answers, 503 otherwise, so a load balancer stops sending writes that would fail.

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::Result;
 
+pub mod master;
+
 /// Status of every voucher posted through the API today: posting is approval. Drafts arrive with a later issue.
 pub const STATUS_APPROVED: &str = "approved";
 
@@ -59,6 +61,7 @@ pub struct LineRow {
     pub account_code: String,
     pub account_name: String,
     pub partner_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
     pub debit_amount: i64,
     pub credit_amount: i64,
     pub description: String,
@@ -156,6 +159,31 @@ async fn check_partners(pool: &PgPool, company_id: Uuid, v: &ValidVoucher) -> Re
     }
 }
 
+/// Refuses lines that name a department the company does not have or has switched off.
+async fn check_departments(pool: &PgPool, company_id: Uuid, v: &ValidVoucher) -> Result<()> {
+    let wanted: Vec<Uuid> = v.lines.iter().filter_map(|l| l.department_id).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM departments WHERE company_id = $1 AND is_active AND id = ANY($2)")
+        .bind(company_id)
+        .bind(&wanted)
+        .fetch_all(pool)
+        .await?;
+    let errors: Vec<FieldError> = v
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.department_id.is_some_and(|d| !found.contains(&d)))
+        .map(|(i, _)| FieldError::new(format!("lines[{i}].department_id"), "department not found"))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::invalid(errors).into())
+    }
+}
+
 /// Stores a validated voucher, its lines and its outbox event in one transaction and returns what was stored.
 ///
 /// # Errors
@@ -164,6 +192,7 @@ async fn check_partners(pool: &PgPool, company_id: Uuid, v: &ValidVoucher) -> Re
 pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic: &str, v: &ValidVoucher) -> Result<Posted> {
     let accounts = resolve_accounts(pool, company_id, v).await?;
     check_partners(pool, company_id, v).await?;
+    check_departments(pool, company_id, v).await?;
 
     let mut tx = pool.begin().await?;
     let period = NaiveDate::from_ymd_opt(v.voucher_date.year(), v.voucher_date.month(), 1).unwrap_or(v.voucher_date);
@@ -189,14 +218,15 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
     let line_nos: Vec<i32> = (1..=i32::try_from(n).unwrap_or(i32::MAX)).collect();
     let account_ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
     let partner_ids: Vec<Option<Uuid>> = v.lines.iter().map(|l| l.partner_id).collect();
+    let department_ids: Vec<Option<Uuid>> = v.lines.iter().map(|l| l.department_id).collect();
     let debits: Vec<i64> = v.lines.iter().map(|l| l.debit).collect();
     let credits: Vec<i64> = v.lines.iter().map(|l| l.credit).collect();
     let descriptions: Vec<&str> = v.lines.iter().map(|l| l.description.as_str()).collect();
     sqlx::query(
-        "INSERT INTO voucher_lines (voucher_id, line_no, company_id, account_id, partner_id, debit, credit, description)
-         SELECT $1, line_no, $2, account_id, partner_id, debit, credit, description
-         FROM UNNEST($3::int[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bigint[], $8::text[])
-              AS t(line_no, account_id, partner_id, debit, credit, description)",
+        "INSERT INTO voucher_lines (voucher_id, line_no, company_id, account_id, partner_id, department_id, debit, credit, description)
+         SELECT $1, line_no, $2, account_id, partner_id, department_id, debit, credit, description
+         FROM UNNEST($3::int[], $4::uuid[], $5::uuid[], $9::uuid[], $6::bigint[], $7::bigint[], $8::text[])
+              AS t(line_no, account_id, partner_id, department_id, debit, credit, description)",
     )
     .bind(id)
     .bind(company_id)
@@ -206,6 +236,7 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
     .bind(&debits)
     .bind(&credits)
     .bind(&descriptions)
+    .bind(&department_ids)
     .execute(&mut *tx)
     .await?;
 
@@ -266,7 +297,7 @@ pub async fn post_voucher(pool: &PgPool, company_id: Uuid, user_id: Uuid, topic:
                 debit: l.debit,
                 credit: l.credit,
                 description: l.description.clone(),
-                department_id: None,
+                department_id: l.department_id,
             })
             .collect(),
         reversal_of: None,
@@ -357,7 +388,7 @@ pub async fn get_voucher(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Op
     .await?;
     let Some(v) = v else { return Ok(None) };
     let lines = sqlx::query_as(
-        "SELECT l.line_no, l.account_id, a.code AS account_code, a.name AS account_name, l.partner_id,
+        "SELECT l.line_no, l.account_id, a.code AS account_code, a.name AS account_name, l.partner_id, l.department_id,
                 l.debit AS debit_amount, l.credit AS credit_amount, l.description
          FROM voucher_lines l JOIN accounts a ON a.id = l.account_id
          WHERE l.voucher_id = $1 ORDER BY l.line_no",

@@ -226,6 +226,29 @@ pub async fn get(svc: Svc, token: &str, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends `method` to a path of ingest-api or query-api with an optional JSON body and returns status and JSON body.
+pub async fn send(method: reqwest::Method, svc: Svc, token: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let s = stack();
+    let base = match svc {
+        Svc::Ingest => &s.ingest_url,
+        Svc::Query => &s.query_url,
+    };
+    let mut r = http().request(method, format!("{base}{path}")).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let r = r.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A token of a new user with `role` in the company.
+pub async fn token_with_role(pool: &PgPool, company: Uuid, role: Role) -> String {
+    let email = format!("{}-{}@example.test", role.as_str(), Uuid::new_v4().simple());
+    let user = kerp_ingest::company::create_user(pool, company, &email, role).await.expect("user");
+    kerp_ingest::company::token(SECRET, user, company, role, 3600).expect("token")
+}
+
 /// The id of the company's account with this code, read through `GET /api/v1/accounts`.
 pub async fn account_id(token: &str, code: &str) -> String {
     let (status, accounts) = get(Svc::Ingest, token, "/api/v1/accounts").await;

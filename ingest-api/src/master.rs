@@ -1,0 +1,326 @@
+//! HTTP handlers of master data: partners, departments, accounts beyond the seeded chart, users and the company's
+//! settings. Requests flow in, are checked by `kerp_core::master`, stored by [`crate::store::master`] (which queues
+//! the change's event) and answered in the contract's envelopes.
+//!
+//! Every role reads; only an admin changes master data, users and settings (403 for the others).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kerp_core::auth::{self, Claims};
+use kerp_core::http::{Auth, Data, JsonBody, MaybeJsonBody, Page, Pagination, Problem};
+use kerp_core::master::{
+    self, AccountInput, AccountUpdate, CompanyUpdate, DepartmentInput, PartnerInput, PartnerType, UserInput,
+};
+use kerp_core::telemetry::timed;
+use kerp_core::voucher::FieldError;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::store::master::{self as store, PartnerFilter};
+use crate::{AppState, Result};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/partners", get(list_partners).post(create_partner))
+        .route("/api/v1/partners/{id}", get(get_partner).put(update_partner))
+        .route("/api/v1/partners/{id}/deactivate", post(deactivate_partner))
+        .route("/api/v1/partners/{id}/activate", post(activate_partner))
+        .route("/api/v1/departments", get(list_departments).post(create_department))
+        .route("/api/v1/departments/{id}", get(get_department).put(update_department))
+        .route("/api/v1/accounts/{id}", get(get_account).patch(update_account))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}", get(get_user).put(update_user))
+        .route("/api/v1/users/{id}/token", post(issue_token))
+        .route("/api/v1/company", get(get_company).patch(update_company))
+}
+
+/// The 403 for a caller who may read but not manage.
+fn require_admin(claims: &Claims) -> Result<(), Problem> {
+    if claims.role.can_manage() {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::FORBIDDEN, "only an admin may change master data, users and settings"))
+    }
+}
+
+/// Parses a path id; anything that is not a UUID names no row, so it is a 404 like an unknown id.
+fn path_id(id: &str, what: &'static str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(id).map_err(|_| not_found(what))
+}
+
+fn not_found(what: &'static str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+fn bad_query(e: &QueryRejection) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+fn created<T: serde::Serialize>(location: String, data: T) -> impl IntoResponse {
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(Data { data }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PartnerQuery {
+    q: Option<String>,
+    partner_type: Option<String>,
+    is_active: Option<bool>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn list_partners(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    query: Result<Query<PartnerQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    let mut errors = Vec::new();
+    let pattern = q.q.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| {
+        master::like_pattern(s).map_err(|m| errors.push(FieldError::new("q", m))).ok()
+    });
+    let partner_type = q.partner_type.as_deref().and_then(|t| {
+        let parsed = PartnerType::parse(t);
+        if parsed.is_none() {
+            errors.push(FieldError::new("partner_type", format!("'{t}' is not a partner type (customer, supplier, both)")));
+        }
+        parsed
+    });
+    if !errors.is_empty() {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")).into());
+    }
+    let filter = PartnerFilter { pattern, partner_type, is_active: q.is_active };
+    let mut pagination = Pagination::clamp(q.page, q.page_size);
+    let (rows, total) =
+        timed("list_partners", store::list_partners(&state.pool, claims.company_id, &filter, pagination.page_size, pagination.offset()))
+            .await?;
+    pagination.total = total;
+    Ok(Json(Page { data: rows, pagination }))
+}
+
+async fn create_partner(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    JsonBody(input): JsonBody<PartnerInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let valid = master::validate_partner(&input).map_err(Problem::invalid)?;
+    let p = timed("create_partner", store::create_partner(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    Ok(created(format!("/api/v1/partners/{}", p.id), p))
+}
+
+async fn get_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let id = path_id(&id, "partner")?;
+    let p = timed("get_partner", store::partner(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("partner"))?;
+    Ok(Json(Data { data: p }))
+}
+
+async fn update_partner(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<PartnerInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let id = path_id(&id, "partner")?;
+    let valid = master::validate_partner(&input).map_err(Problem::invalid)?;
+    let p = timed("update_partner", store::update_partner(&state.pool, claims.company_id, &state.config.voucher_topic, id, &valid))
+        .await?
+        .ok_or_else(|| not_found("partner"))?;
+    Ok(Json(Data { data: p }))
+}
+
+async fn set_partner_active(state: &AppState, claims: &Claims, id: &str, active: bool) -> Result<impl IntoResponse> {
+    require_admin(claims)?;
+    let id = path_id(id, "partner")?;
+    let p = timed("set_partner_active", store::set_partner_active(&state.pool, claims.company_id, &state.config.voucher_topic, id, active))
+        .await?
+        .ok_or_else(|| not_found("partner"))?;
+    Ok(Json(Data { data: p }))
+}
+
+async fn deactivate_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    set_partner_active(&state, &claims, &id, false).await
+}
+
+async fn activate_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    set_partner_active(&state, &claims, &id, true).await
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn list_departments(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    let mut pagination = Pagination::clamp(q.page, q.page_size);
+    let (rows, total) =
+        timed("list_departments", store::list_departments(&state.pool, claims.company_id, pagination.page_size, pagination.offset())).await?;
+    pagination.total = total;
+    Ok(Json(Page { data: rows, pagination }))
+}
+
+async fn create_department(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    JsonBody(input): JsonBody<DepartmentInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let valid = master::validate_department(&input).map_err(Problem::invalid)?;
+    let d =
+        timed("create_department", store::create_department(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    Ok(created(format!("/api/v1/departments/{}", d.id), d))
+}
+
+async fn get_department(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let id = path_id(&id, "department")?;
+    let d = timed("get_department", store::department(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("department"))?;
+    Ok(Json(Data { data: d }))
+}
+
+async fn update_department(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<DepartmentInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let id = path_id(&id, "department")?;
+    let valid = master::validate_department(&input).map_err(Problem::invalid)?;
+    let d = timed("update_department", store::update_department(&state.pool, claims.company_id, &state.config.voucher_topic, id, &valid))
+        .await?
+        .ok_or_else(|| not_found("department"))?;
+    Ok(Json(Data { data: d }))
+}
+
+/// `POST /api/v1/accounts`: adds an account to the chart. Routed from [`crate::routes`], which owns the path's GET.
+pub async fn create_account(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    JsonBody(input): JsonBody<AccountInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let valid = master::validate_account(&input).map_err(Problem::invalid)?;
+    let a = timed("create_account", store::create_account(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    Ok(created(format!("/api/v1/accounts/{}", a.id), a))
+}
+
+async fn get_account(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let id = path_id(&id, "account")?;
+    let a = timed("get_account", store::account(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("account"))?;
+    Ok(Json(Data { data: a }))
+}
+
+async fn update_account(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<AccountUpdate>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let id = path_id(&id, "account")?;
+    let valid = master::validate_account_update(&input).map_err(Problem::invalid)?;
+    let a = timed("update_account", store::update_account(&state.pool, claims.company_id, &state.config.voucher_topic, id, &valid))
+        .await?
+        .ok_or_else(|| not_found("account"))?;
+    Ok(Json(Data { data: a }))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    let mut pagination = Pagination::clamp(q.page, q.page_size);
+    let (rows, total) = timed("list_users", store::list_users(&state.pool, claims.company_id, pagination.page_size, pagination.offset())).await?;
+    pagination.total = total;
+    Ok(Json(Page { data: rows, pagination }))
+}
+
+async fn create_user(State(state): State<AppState>, Auth(claims): Auth, JsonBody(input): JsonBody<UserInput>) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let valid = master::validate_user(&input).map_err(Problem::invalid)?;
+    let u = timed("create_user", store::create_user(&state.pool, claims.company_id, &valid)).await?;
+    Ok(created(format!("/api/v1/users/{}", u.id), u))
+}
+
+async fn get_user(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let id = path_id(&id, "user")?;
+    let u = timed("get_user", store::user(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("user"))?;
+    Ok(Json(Data { data: u }))
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<UserInput>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let id = path_id(&id, "user")?;
+    let valid = master::validate_user(&input).map_err(Problem::invalid)?;
+    if id == claims.sub && (valid.role != claims.role || !valid.is_active) {
+        // An admin who demotes or switches off themselves could leave the company with no one to manage it.
+        return Err(Problem::new(StatusCode::CONFLICT, "an admin cannot change their own role or switch themselves off").into());
+    }
+    let u = timed("update_user", store::update_user(&state.pool, claims.company_id, id, &valid)).await?.ok_or_else(|| not_found("user"))?;
+    Ok(Json(Data { data: u }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenRequest {
+    /// Lifetime of the token, in seconds; at most `auth::TOKEN_TTL_SECONDS_MAX`, which is also the default.
+    ttl_seconds: Option<i64>,
+}
+
+/// Issues a bearer token for an active user of the company, with that user's role. Only an admin may: this is how
+/// the people and integrations the admin created get their access.
+async fn issue_token(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    Path(id): Path<String>,
+    MaybeJsonBody(body): MaybeJsonBody<TokenRequest>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let id = path_id(&id, "user")?;
+    let ttl = body.and_then(|b| b.ttl_seconds).unwrap_or(auth::TOKEN_TTL_SECONDS_MAX);
+    if !(1..=auth::TOKEN_TTL_SECONDS_MAX).contains(&ttl) {
+        return Err(Problem::invalid(vec![FieldError::new("ttl_seconds", format!("must be between 1 and {}", auth::TOKEN_TTL_SECONDS_MAX))]).into());
+    }
+    let u = timed("get_user", store::user(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("user"))?;
+    if !u.is_active {
+        return Err(Problem::new(StatusCode::CONFLICT, "the user is switched off").into());
+    }
+    let token = crate::company::token(&state.config.jwt_secret, u.id, claims.company_id, u.role, ttl)?;
+    Ok(Json(Data { data: json!({"token": token, "token_type": "Bearer", "expires_in": ttl, "role": u.role}) }))
+}
+
+async fn get_company(State(state): State<AppState>, Auth(claims): Auth) -> Result<impl IntoResponse> {
+    let c = timed("get_company", store::company(&state.pool, claims.company_id)).await?.ok_or_else(Problem::unauthorized)?;
+    Ok(Json(Data { data: c }))
+}
+
+async fn update_company(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    JsonBody(input): JsonBody<CompanyUpdate>,
+) -> Result<impl IntoResponse> {
+    require_admin(&claims)?;
+    let valid = master::validate_company_update(&input).map_err(Problem::invalid)?;
+    let c = timed("update_company", store::update_company(&state.pool, claims.company_id, &state.config.voucher_topic, &valid))
+        .await?
+        .ok_or_else(Problem::unauthorized)?;
+    Ok(Json(Data { data: c }))
+}
