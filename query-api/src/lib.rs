@@ -1,5 +1,6 @@
-//! query-api: the read side of K-ERP. Authenticated report requests come in, ClickHouse aggregates are read, and the
-//! pure [`report`] module shapes them (net balances, running balances) into the contract's JSON.
+//! query-api: the read side of K-ERP. Authenticated report requests come in, the `store` module's ClickHouse queries
+//! read the aggregates (never Postgres), and the pure [`report`] module shapes them (fiscal years, statements, net and
+//! running balances) into the contract's JSON.
 
 mod error;
 pub mod report;
@@ -15,7 +16,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
-pub use routes::{LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX};
+pub use routes::{
+    LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX, PARTNER_LEDGER_PAGE_SIZE_DEFAULT, PARTNER_LEDGER_PAGE_SIZE_MAX,
+    PARTNER_PAGE_SIZE_DEFAULT, PARTNER_PAGE_SIZE_MAX, SEOUL_UTC_OFFSET_HOURS,
+};
 
 /// Settings of query-api.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "query-api", about = "K-ERP query-api: trial balances and account ledgers from ClickHouse")]
+#[command(name = "query-api", about = "K-ERP query-api: trial balances, ledgers and financial statements from ClickHouse")]
 struct Cli {
     #[command(flatten)]
     config: kerp_query::Config,

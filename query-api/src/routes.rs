@@ -8,13 +8,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate};
-use kerp_core::http::{Auth, Data, Pagination, Problem};
+use kerp_core::http::{Auth, Data, Page, Pagination, Problem};
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{report, store, AppState, Result};
+
+/// Largest page of the partner list (partner ledger without `partner_id`); a bigger `page_size` is clamped to it.
+pub const PARTNER_PAGE_SIZE_MAX: u32 = 500;
+/// Partner-list page size when the client does not ask for one.
+pub const PARTNER_PAGE_SIZE_DEFAULT: u32 = 50;
+/// Largest page of one partner's ledger entries; a bigger `page_size` is clamped to it.
+pub const PARTNER_LEDGER_PAGE_SIZE_MAX: u32 = 1000;
+/// Partner-ledger page size when the client does not ask for one.
+pub const PARTNER_LEDGER_PAGE_SIZE_DEFAULT: u32 = 200;
 
 /// Largest page of ledger entries; a bigger `page_size` is clamped to it.
 pub const LEDGER_PAGE_SIZE_MAX: u32 = 1000;
@@ -26,6 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/api/v1/reports/trial-balance", get(trial_balance))
         .route("/api/v1/reports/account-ledger", get(account_ledger))
+        .route("/api/v1/reports/income-statement", get(income_statement))
+        .route("/api/v1/reports/balance-sheet", get(balance_sheet))
+        .route("/api/v1/reports/partner-ledger", get(partner_ledger))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -46,36 +58,160 @@ fn first_of_month(year: i32, month: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, 1).filter(|d| *d >= VOUCHER_DATE_MIN && *d <= VOUCHER_DATE_MAX)
 }
 
+/// What is wrong with a request's parameters. A parameter that cannot be read at all (not a number, not a
+/// `YYYY-MM-DD` date, not a UUID, not a four-digit code) is *malformed* and gets 400; one that reads but is not
+/// acceptable (a missing required one, month 13, a range that ends before it starts) is *invalid* and gets 422, as
+/// the trial balance and the ledger have always answered. Both list every offending field.
+#[derive(Debug, Default)]
+struct Checks {
+    malformed: Vec<FieldError>,
+    invalid: Vec<FieldError>,
+}
+
+impl Checks {
+    fn malformed(&mut self, field: &str, message: impl Into<String>) {
+        self.malformed.push(FieldError::new(field, message));
+    }
+
+    fn invalid(&mut self, field: &str, message: impl Into<String>) {
+        self.invalid.push(FieldError::new(field, message));
+    }
+
+    /// The problem to answer with, if any.
+    fn finish(self) -> Result<(), Problem> {
+        if !self.malformed.is_empty() {
+            let mut errors = self.malformed;
+            errors.extend(self.invalid);
+            let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+            return Err(Problem { errors, ..Problem::new(StatusCode::BAD_REQUEST, detail) });
+        }
+        if !self.invalid.is_empty() {
+            return Err(Problem::invalid(self.invalid));
+        }
+        Ok(())
+    }
+
+    /// The year and month of a monthly report, both required.
+    fn year_month(&mut self, year: Option<i32>, month: Option<u32>) -> Option<(i32, u32)> {
+        if year.is_none() {
+            self.invalid("year", "required");
+        }
+        if month.is_none() {
+            self.invalid("month", "required");
+        }
+        let (y, m) = (year?, month?);
+        if !(1..=12).contains(&m) {
+            self.invalid("month", "must be 1 to 12");
+            return None;
+        }
+        if first_of_month(y, m).is_none() {
+            self.invalid("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year()));
+            return None;
+        }
+        Some((y, m))
+    }
+
+    /// An optional `YYYY-MM-DD` date inside the supported range.
+    fn date(&mut self, field: &str, value: Option<&str>) -> Option<NaiveDate> {
+        let s = present(value)?;
+        let Some(d) = (s.len() == 10).then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten() else {
+            self.malformed(field, format!("'{s}' is not a date (YYYY-MM-DD)"));
+            return None;
+        };
+        if d < VOUCHER_DATE_MIN || d > VOUCHER_DATE_MAX {
+            self.invalid(field, format!("must be between {VOUCHER_DATE_MIN} and {VOUCHER_DATE_MAX}"));
+            return None;
+        }
+        Some(d)
+    }
+
+    /// An optional UUID.
+    fn uuid(&mut self, field: &str, value: Option<&str>) -> Option<Uuid> {
+        let s = present(value)?;
+        Uuid::parse_str(s).map_err(|_| self.malformed(field, format!("'{s}' is not a UUID"))).ok()
+    }
+
+    /// An optional four-digit account code.
+    fn code(&mut self, field: &str, value: Option<&str>) -> Option<String> {
+        let s = present(value)?;
+        if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Some(s.to_owned())
+        } else {
+            self.malformed(field, format!("'{s}' is not a four-digit account code"));
+            None
+        }
+    }
+}
+
+/// A parameter's value, trimmed, with an empty value taken as absent (as clients send `?department_id=`).
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Hours Korea is ahead of UTC (no daylight saving), for "today" when a report's date is not given.
+pub const SEOUL_UTC_OFFSET_HOURS: i32 = 9;
+
+/// Today in Korea, clamped into the supported date range.
+fn today() -> NaiveDate {
+    let offset = chrono::FixedOffset::east_opt(SEOUL_UTC_OFFSET_HOURS * 3600).unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC"));
+    chrono::Utc::now().with_timezone(&offset).date_naive().clamp(VOUCHER_DATE_MIN, VOUCHER_DATE_MAX)
+}
+
+/// A checked year and month with the month's first and last day. `period` is `None` only when [`Checks::year_month`]
+/// recorded an error, which [`Checks::finish`] has answered before this is called.
+fn month_bounds(period: Option<(i32, u32)>) -> Result<(i32, u32, NaiveDate, NaiveDate)> {
+    let bounds = period.and_then(|(y, m)| Some((y, m, first_of_month(y, m)?, report::month_end(y, m)?)));
+    bounds.ok_or_else(|| crate::Error::Other("a month passed the checks without bounds".into()))
+}
+
+/// The month a company's fiscal year starts in.
+async fn fiscal_start_month(state: &AppState, company: Uuid) -> Result<u32> {
+    Ok(report::fiscal_start_month(store::fiscal_start_month(&state.ch, company).await?))
+}
+
 #[derive(Debug, Deserialize)]
 struct TrialBalanceQuery {
     year: Option<i32>,
     month: Option<u32>,
+    account_code_from: Option<String>,
+    account_code_to: Option<String>,
+    department_id: Option<String>,
 }
 
+/// `GET /api/v1/reports/trial-balance?year=&month=[&account_code_from=&account_code_to=][&department_id=]`: the
+/// fiscal-year trial balance of a month (see [`report::fiscal_trial_balance`]). With a department, its lines are summed
+/// from `ledger_lines`; otherwise the cheaper `period_balances` serve.
 async fn trial_balance(
     State(state): State<AppState>,
     Auth(claims): Auth,
     q: Result<Query<TrialBalanceQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse> {
     let Query(q) = q.map_err(|e| bad_query(&e))?;
-    let mut errors = Vec::new();
-    let year = q.year.ok_or(()).map_err(|()| errors.push(FieldError::new("year", "required"))).ok();
-    let month = q.month.ok_or(()).map_err(|()| errors.push(FieldError::new("month", "required"))).ok();
-    if let (Some(y), Some(m)) = (year, month) {
-        if !(1..=12).contains(&m) {
-            errors.push(FieldError::new("month", "must be 1 to 12"));
-        } else if first_of_month(y, m).is_none() {
-            errors.push(FieldError::new("year", format!("must be between {} and {}", VOUCHER_DATE_MIN.year(), VOUCHER_DATE_MAX.year())));
+    let mut checks = Checks::default();
+    let period = checks.year_month(q.year, q.month);
+    let codes = report::CodeRange {
+        from: checks.code("account_code_from", q.account_code_from.as_deref()),
+        to: checks.code("account_code_to", q.account_code_to.as_deref()),
+    };
+    if let (Some(f), Some(t)) = (&codes.from, &codes.to) {
+        if f > t {
+            checks.invalid("account_code_from", "must not be after account_code_to");
         }
     }
-    let (Some(year), Some(month), true) = (year, month, errors.is_empty()) else {
-        return Err(Problem::invalid(errors).into());
-    };
-    let start = first_of_month(year, month).unwrap_or(VOUCHER_DATE_MIN);
+    let department = checks.uuid("department_id", q.department_id.as_deref());
+    checks.finish()?;
+    let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
-    let sums = store::month_sums(&state.ch, company, start).await?;
-    let infos = store::account_infos(&state.ch, company, None, None).await?;
-    Ok(Json(Data { data: report::trial_balance(year, month, &sums, &infos) }))
+    let source = match department {
+        Some(d) => store::Source::Lines { department: Some(d) },
+        None => store::Source::Balances,
+    };
+    let rows = async {
+        let fiscal_start = report::fiscal_year_start(start, fiscal_start_month(&state, company).await?);
+        store::bucket_sums(&state.ch, company, source, None, &[fiscal_start, start], end).await
+    };
+    let (rows, infos) = tokio::try_join!(rows, store::account_infos(&state.ch, company, None, None))?;
+    Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,4 +347,192 @@ async fn account_ledger(
         },
         pagination,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+struct IncomeStatementQuery {
+    year: Option<i32>,
+    month: Option<u32>,
+}
+
+/// `GET /api/v1/reports/income-statement?year=&month=`: the month and the fiscal year to its end, in the Korean
+/// structure (see [`report::income_statement`]).
+async fn income_statement(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    q: Result<Query<IncomeStatementQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    let mut checks = Checks::default();
+    let period = checks.year_month(q.year, q.month);
+    checks.finish()?;
+    let (year, month, start, end) = month_bounds(period)?;
+    let company = claims.company_id;
+    let read = async {
+        let fiscal_year_start = report::fiscal_year_start(start, fiscal_start_month(&state, company).await?);
+        let rows = store::bucket_sums(&state.ch, company, store::Source::Balances, Some(fiscal_year_start), &[start], end).await?;
+        Ok::<_, crate::Error>((fiscal_year_start, rows))
+    };
+    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
+    let period = report::IsPeriod { year, month, fiscal_year_start, month_start: start, month_end: end };
+    Ok(Json(Data { data: report::income_statement(period, &rows, &infos) }))
+}
+
+#[derive(Debug, Deserialize)]
+struct BalanceSheetQuery {
+    as_of: Option<String>,
+}
+
+/// `GET /api/v1/reports/balance-sheet?as_of=YYYY-MM-DD` (default today in Korea): balances at the end of that day
+/// (see [`report::balance_sheet`]). Whole months come from `period_balances`, the days of a partial month from
+/// `ledger_lines`.
+async fn balance_sheet(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    q: Result<Query<BalanceSheetQuery>, QueryRejection>,
+) -> Result<impl IntoResponse> {
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    let mut checks = Checks::default();
+    let as_of = checks.date("as_of", q.as_of.as_deref());
+    checks.finish()?;
+    let as_of = as_of.unwrap_or_else(today);
+    let company = claims.company_id;
+    let read = async {
+        let fiscal_year_start = report::fiscal_year_start(as_of, fiscal_start_month(&state, company).await?);
+        let cuts = [fiscal_year_start];
+        let (months, days) = report::split_at_month(as_of);
+        let whole = async {
+            match months {
+                Some(through) => store::bucket_sums(&state.ch, company, store::Source::Balances, None, &cuts, through).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let partial = async {
+            match days {
+                Some((from, to)) => {
+                    store::bucket_sums(&state.ch, company, store::Source::Lines { department: None }, Some(from), &cuts, to).await
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mut rows, more) = tokio::try_join!(whole, partial)?;
+        rows.extend(more);
+        Ok::<_, crate::Error>((fiscal_year_start, rows))
+    };
+    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
+    Ok(Json(Data { data: report::balance_sheet(as_of, fiscal_year_start, &rows, &infos) }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PartnerLedgerQuery {
+    partner_id: Option<String>,
+    from_date: Option<String>,
+    to_date: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartnerLedger {
+    partner: report::PartnerInfo,
+    from_date: NaiveDate,
+    to_date: NaiveDate,
+    /// Receivable minus payable before `from_date`: what the partner owes the company, net.
+    opening_balance: i128,
+    opening_receivable: i128,
+    opening_payable: i128,
+    entries: Vec<report::PartnerEntry>,
+    period_debit: i128,
+    period_credit: i128,
+    closing_balance: i128,
+    closing_receivable: i128,
+    closing_payable: i128,
+}
+
+#[derive(Debug, Serialize)]
+struct PartnerLedgerPage {
+    data: PartnerLedger,
+    pagination: Pagination,
+}
+
+/// `GET /api/v1/reports/partner-ledger`: without `partner_id`, a page of partners with their receivable (1103) and
+/// payable (2101) balances at the end of `to_date` (default today in Korea); with `partner_id`, that partner's lines
+/// on those two accounts from `from_date` (default the start of `to_date`'s fiscal year) to `to_date`, each with the
+/// running net balance, after the opening balance. Pages carry the running balance over, as the account ledger's do.
+async fn partner_ledger(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    q: Result<Query<PartnerLedgerQuery>, QueryRejection>,
+) -> Result<axum::response::Response> {
+    let Query(q) = q.map_err(|e| bad_query(&e))?;
+    let mut checks = Checks::default();
+    let partner = checks.uuid("partner_id", q.partner_id.as_deref());
+    if partner.is_some_and(|p| p.is_nil()) {
+        checks.invalid("partner_id", "the nil UUID names no partner");
+    }
+    let from = checks.date("from_date", q.from_date.as_deref());
+    let to = checks.date("to_date", q.to_date.as_deref());
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            checks.invalid("from_date", "must not be after to_date");
+        }
+    }
+    checks.finish()?;
+    let to = to.unwrap_or_else(today);
+    let company = claims.company_id;
+    let infos = store::account_infos(&state.ch, company, None, None).await?;
+    let account = |code: &str| infos.iter().filter(|i| i.code == code).min_by_key(|i| i.account_id).cloned();
+    let accounts: Vec<report::AccountInfo> = [report::RECEIVABLE_CODE, report::PAYABLE_CODE].into_iter().filter_map(account).collect();
+    let id_of = |code: &str| accounts.iter().find(|a| a.code == code).map_or(Uuid::nil(), |a| a.account_id);
+    let (receivable_id, payable_id) = (id_of(report::RECEIVABLE_CODE), id_of(report::PAYABLE_CODE));
+
+    let Some(partner) = partner else {
+        let mut pagination = Pagination::clamp_with(q.page, q.page_size, PARTNER_PAGE_SIZE_DEFAULT, PARTNER_PAGE_SIZE_MAX);
+        let (rows, total) =
+            store::partner_balances(&state.ch, company, receivable_id, payable_id, to, pagination.offset(), pagination.page_size).await?;
+        pagination.total = total;
+        return Ok(Json(Page { data: rows, pagination }).into_response());
+    };
+
+    let from = match from {
+        Some(f) => f,
+        None => report::fiscal_year_start(to, fiscal_start_month(&state, company).await?).max(VOUCHER_DATE_MIN),
+    };
+    let ids: Vec<Uuid> = accounts.iter().map(|a| a.account_id).collect();
+    let mut pagination = Pagination::clamp_with(q.page, q.page_size, PARTNER_LEDGER_PAGE_SIZE_DEFAULT, PARTNER_LEDGER_PAGE_SIZE_MAX);
+    let offset = pagination.offset();
+    let until = to.succ_opt().unwrap_or(to);
+    let (info, opening, range, carried, lines) = tokio::try_join!(
+        store::partner(&state.ch, company, partner),
+        store::partner_sums(&state.ch, company, partner, &ids, None, from),
+        store::partner_sums(&state.ch, company, partner, &ids, Some(from), until),
+        store::partner_carry(&state.ch, company, partner, &ids, (from, to), offset),
+        store::partner_lines(&state.ch, company, partner, &ids, (from, to), offset, pagination.page_size),
+    )?;
+    let on = |sums: &[(Uuid, u64, report::Movement)], id: Uuid| {
+        sums.iter().filter(|(a, _, _)| *a == id).fold(report::Movement::default(), |acc, (_, _, m)| acc + *m)
+    };
+    let (opening_ar, opening_ap) = (on(&opening, receivable_id), on(&opening, payable_id));
+    let (period_ar, period_ap) = (on(&range, receivable_id), on(&range, payable_id));
+    let period = period_ar + period_ap;
+    pagination.total = range.iter().map(|(_, n, _)| n).sum();
+    let opening_balance = report::partner_net(opening_ar, opening_ap);
+    let start = opening_balance + carried.net_debit();
+    let entries = report::partner_running(start, lines, &accounts);
+    let closing = report::partner_net(opening_ar + period_ar, opening_ap + period_ap);
+    let ledger = PartnerLedger {
+        partner: info.unwrap_or(report::PartnerInfo { partner_id: partner, ..report::PartnerInfo::default() }),
+        from_date: from,
+        to_date: to,
+        opening_balance,
+        opening_receivable: opening_ar.net_debit(),
+        opening_payable: opening_ap.net_credit(),
+        entries,
+        period_debit: period.debit,
+        period_credit: period.credit,
+        closing_balance: closing,
+        closing_receivable: (opening_ar + period_ar).net_debit(),
+        closing_payable: (opening_ap + period_ap).net_credit(),
+    };
+    Ok(Json(PartnerLedgerPage { data: ledger, pagination }).into_response())
 }

@@ -14,20 +14,16 @@ use chrono::NaiveDate;
 use clickhouse::{Client, Row};
 use kerp_core::clickhouse::uuid_literal;
 use kerp_core::telemetry::timed;
+use kerp_core::voucher::VOUCHER_DATE_MIN;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::report::{AccountInfo, AccountSums, LedgerLine};
+use crate::report::{AccountInfo, BucketSums, LedgerLine, Movement, PartnerBalance, PartnerInfo, PartnerLine};
 use crate::{Error, Result};
 
 /// `sum(col)` in Decimal128, as text.
 fn wide_sum(col: &str) -> String {
     format!("toString(sum(toDecimal128({col}, 0)))")
-}
-
-/// `sumIf(col, cond)` in Decimal128, as text.
-fn wide_sum_if(col: &str, cond: &str) -> String {
-    format!("toString(sumIf(toDecimal128({col}, 0), {cond}))")
 }
 
 /// A Decimal128 sum sent as text, back as an integer.
@@ -36,8 +32,12 @@ fn wide(text: &str) -> Result<i128> {
 }
 
 /// A date as a ClickHouse literal. Dates come from validated input, never from raw client text.
+///
+/// A date before [`VOUCHER_DATE_MIN`] (the start of a fiscal year that began in 1969) is raised to it: ClickHouse's
+/// `Date` starts at 1970-01-01 and no posting is older, so `col < d` and `col >= d` select the same rows either way.
+/// Callers never compare with `<=` against such a date.
 fn date(d: NaiveDate) -> String {
-    format!("toDate('{d}')")
+    format!("toDate('{}')", d.max(VOUCHER_DATE_MIN))
 }
 
 /// Whether ClickHouse answers at all, for `/health`.
@@ -77,49 +77,6 @@ pub async fn account_infos(ch: &Client, company: Uuid, only: Option<Uuid>, code:
         .into_iter()
         .map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type })
         .collect())
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct SumsRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    account_id: Uuid,
-    opening_debit: String,
-    opening_credit: String,
-    period_debit: String,
-    period_credit: String,
-}
-
-impl SumsRow {
-    fn into_sums(self) -> Result<AccountSums> {
-        Ok(AccountSums {
-            account_id: self.account_id,
-            opening_debit: wide(&self.opening_debit)?,
-            opening_credit: wide(&self.opening_credit)?,
-            period_debit: wide(&self.period_debit)?,
-            period_credit: wide(&self.period_credit)?,
-        })
-    }
-}
-
-/// Per account: debits and credits of every month before `month` (opening) and of `month` itself (period), from
-/// `period_balances`. `month` is the first day of a month.
-pub async fn month_sums(ch: &Client, company: Uuid, month: NaiveDate) -> Result<Vec<AccountSums>> {
-    let before = format!("period < {}", date(month));
-    let within = format!("period = {}", date(month));
-    let sql = format!(
-        "SELECT account_id, {} AS opening_debit_sum, {} AS opening_credit_sum, {} AS period_debit_sum, {} AS period_credit_sum
-         FROM period_balances FINAL
-         WHERE company_id = {} AND period <= {}
-         GROUP BY account_id",
-        wide_sum_if("debit", &before),
-        wide_sum_if("credit", &before),
-        wide_sum_if("debit", &within),
-        wide_sum_if("credit", &within),
-        uuid_literal(&company),
-        date(month),
-    );
-    let rows: Vec<SumsRow> = timed("trial_balance", ch.query(&sql).fetch_all()).await?;
-    rows.into_iter().map(SumsRow::into_sums).collect()
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -284,4 +241,344 @@ pub async fn ledger_lines(
     )
     .await?;
     Ok(rows.into_iter().map(LedgerLine::from).collect())
+}
+
+/// The month the company's fiscal year starts in, as stored in `company_settings` (newest version); `None` for a
+/// company with no settings row yet.
+pub async fn fiscal_start_month(ch: &Client, company: Uuid) -> Result<Option<u8>> {
+    let sql = format!(
+        "SELECT argMax(fiscal_start_month, version) AS start_month FROM company_settings WHERE company_id = {} GROUP BY company_id",
+        uuid_literal(&company)
+    );
+    Ok(timed("fiscal_start_month", ch.query(&sql).fetch_optional::<u8>()).await?)
+}
+
+/// Where per-account sums are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `period_balances`: one row per event, account and month, so whole months only and the cheaper read.
+    Balances,
+    /// `ledger_lines`: any days, and optionally the lines of one department only.
+    Lines { department: Option<Uuid> },
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct BucketRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    bucket: u8,
+    debit: String,
+    credit: String,
+}
+
+/// Per account and date bucket, the debits and credits dated from `from` (inclusive; `None` from the first posting)
+/// through `through` (inclusive). `cuts` are ascending dates: bucket 0 lies before `cuts[0]`, bucket `i` from
+/// `cuts[i - 1]` up to `cuts[i]`, the last bucket from the last cut on.
+///
+/// From [`Source::Balances`] the dates are months: `from` and the cuts must be first days of months (fiscal-year and
+/// month starts always are), and `through` stands for its whole month.
+pub async fn bucket_sums(
+    ch: &Client,
+    company: Uuid,
+    source: Source,
+    from: Option<NaiveDate>,
+    cuts: &[NaiveDate],
+    through: NaiveDate,
+) -> Result<Vec<BucketSums>> {
+    let (table, col, mut filter, name) = match source {
+        Source::Balances => ("period_balances", "period", String::new(), "bucket_sums_balances"),
+        Source::Lines { department } => (
+            "ledger_lines",
+            "voucher_date",
+            department.map(|d| format!(" AND department_id = {}", uuid_literal(&d))).unwrap_or_default(),
+            "bucket_sums_lines",
+        ),
+    };
+    let through = if source == Source::Balances { crate::report::month_start(through) } else { through };
+    if let Some(from) = from {
+        filter.push_str(&format!(" AND {col} >= {}", date(from)));
+    }
+    let bucket = if cuts.is_empty() {
+        "toUInt8(0)".to_owned()
+    } else {
+        let arms: Vec<String> = cuts.iter().enumerate().map(|(i, c)| format!("{col} < {}, {i}", date(*c))).collect();
+        format!("toUInt8(multiIf({}, {}))", arms.join(", "), cuts.len())
+    };
+    let sql = format!(
+        "SELECT account_id, {bucket} AS bucket_no, {} AS debit_sum, {} AS credit_sum
+         FROM {table} FINAL
+         WHERE company_id = {}{filter} AND {col} <= {}
+         GROUP BY account_id, bucket_no",
+        wide_sum("debit"),
+        wide_sum("credit"),
+        uuid_literal(&company),
+        date(through),
+    );
+    let rows: Vec<BucketRow> = timed(name, ch.query(&sql).fetch_all()).await?;
+    rows.into_iter()
+        .map(|r| Ok(BucketSums { account_id: r.account_id, bucket: r.bucket, movement: Movement::new(wide(&r.debit)?, wide(&r.credit)?) }))
+        .collect()
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct PartnerRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    partner_id: Uuid,
+    known: u8,
+    code: String,
+    name: String,
+    business_number: String,
+    partner_type: String,
+    is_active: u8,
+}
+
+impl PartnerRow {
+    fn info(&self) -> PartnerInfo {
+        let known = self.known != 0;
+        let text = |s: &String| known.then(|| s.clone());
+        PartnerInfo {
+            partner_id: self.partner_id,
+            partner_code: text(&self.code),
+            partner_name: text(&self.name),
+            business_number: text(&self.business_number),
+            partner_type: text(&self.partner_type),
+            is_active: known.then_some(self.is_active != 0),
+        }
+    }
+}
+
+/// One partner from the `partners` dimension (newest version); `None` while the dimension does not have it.
+pub async fn partner(ch: &Client, company: Uuid, partner: Uuid) -> Result<Option<PartnerInfo>> {
+    let sql = format!(
+        "SELECT partner_id, toUInt8(1) AS known, argMax(code, version) AS code_text, argMax(name, version) AS name_text,
+                argMax(business_number, version) AS number_text, argMax(partner_type, version) AS type_text,
+                argMax(is_active, version) AS active_flag
+         FROM partners WHERE company_id = {} AND partner_id = {} GROUP BY partner_id",
+        uuid_literal(&company),
+        uuid_literal(&partner)
+    );
+    let row: Option<PartnerRow> = timed("partner", ch.query(&sql).fetch_optional()).await?;
+    Ok(row.map(|r| r.info()))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct PartnerBalanceRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    partner_id: Uuid,
+    known: u8,
+    code: String,
+    name: String,
+    business_number: String,
+    partner_type: String,
+    is_active: u8,
+    receivable_debit: String,
+    receivable_credit: String,
+    payable_debit: String,
+    payable_credit: String,
+}
+
+/// The partners of a company with their balances on the receivable and payable accounts (`Uuid::nil()` for one the
+/// chart lacks) through `through`: every partner of the dimension and every partner named on such a line, the known
+/// ones first by code, then by id. Returns one page and the number of partners.
+///
+/// Dimension rows and line sums are brought together with `UNION ALL` and one `GROUP BY` rather than a join, which
+/// 18.16 and current servers read alike.
+pub async fn partner_balances(
+    ch: &Client,
+    company: Uuid,
+    receivable: Uuid,
+    payable: Uuid,
+    through: NaiveDate,
+    offset: u64,
+    limit: u32,
+) -> Result<(Vec<PartnerBalance>, u64)> {
+    let company_key = uuid_literal(&company);
+    let (ar, ap) = (uuid_literal(&receivable), uuid_literal(&payable));
+    let amount = |account: &str, col: &str| format!("toDecimal128(if(account_id = {account}, {col}, 0), 0)");
+    let zero = "toDecimal128(0, 0)";
+    let union = format!(
+        "SELECT partner_id, toUInt8(0) AS in_dimension, '' AS p_code, '' AS p_name, '' AS p_number, '' AS p_type,
+                toUInt8(0) AS p_active, toUInt64(0) AS p_version,
+                {} AS ar_debit, {} AS ar_credit, {} AS ap_debit, {} AS ap_credit
+         FROM ledger_lines FINAL
+         WHERE company_id = {company_key} AND account_id IN ({ar}, {ap}) AND partner_id != {} AND voucher_date <= {}
+         UNION ALL
+         SELECT partner_id, toUInt8(1), code, name, business_number, partner_type, is_active, version, {zero}, {zero}, {zero}, {zero}
+         FROM partners WHERE company_id = {company_key}",
+        amount(&ar, "debit"),
+        amount(&ar, "credit"),
+        amount(&ap, "debit"),
+        amount(&ap, "credit"),
+        uuid_literal(&Uuid::nil()),
+        date(through),
+    );
+    let total: u64 = timed(
+        "partner_count",
+        ch.query(&format!("SELECT count() FROM (SELECT partner_id FROM ({union}) GROUP BY partner_id)")).fetch_one(),
+    )
+    .await?;
+    let sql = format!(
+        "SELECT partner_id, max(in_dimension) AS known,
+                argMaxIf(p_code, p_version, in_dimension = 1) AS code_text, argMaxIf(p_name, p_version, in_dimension = 1) AS name_text,
+                argMaxIf(p_number, p_version, in_dimension = 1) AS number_text,
+                argMaxIf(p_type, p_version, in_dimension = 1) AS type_text,
+                argMaxIf(p_active, p_version, in_dimension = 1) AS active_flag,
+                toString(sum(ar_debit)) AS ar_debit_sum, toString(sum(ar_credit)) AS ar_credit_sum,
+                toString(sum(ap_debit)) AS ap_debit_sum, toString(sum(ap_credit)) AS ap_credit_sum
+         FROM ({union})
+         GROUP BY partner_id
+         ORDER BY known DESC, code_text, partner_id
+         LIMIT {offset}, {limit}"
+    );
+    let rows: Vec<PartnerBalanceRow> = timed("partner_balances", ch.query(&sql).fetch_all()).await?;
+    let page = rows
+        .into_iter()
+        .map(|r| {
+            let partner = PartnerRow {
+                partner_id: r.partner_id,
+                known: r.known,
+                code: r.code,
+                name: r.name,
+                business_number: r.business_number,
+                partner_type: r.partner_type,
+                is_active: r.is_active,
+            };
+            Ok(PartnerBalance::new(
+                partner.info(),
+                Movement::new(wide(&r.receivable_debit)?, wide(&r.receivable_credit)?),
+                Movement::new(wide(&r.payable_debit)?, wide(&r.payable_credit)?),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((page, total))
+}
+
+/// The filter of one partner's lines on the given accounts.
+fn partner_key(company: Uuid, partner: Uuid, accounts: &[Uuid]) -> String {
+    let ids: Vec<String> = accounts.iter().map(uuid_literal).collect();
+    // An empty IN list is a syntax error; the nil id stands for "no account" and matches no line.
+    let ids = if ids.is_empty() { uuid_literal(&Uuid::nil()) } else { ids.join(", ") };
+    format!("company_id = {} AND partner_id = {} AND account_id IN ({ids})", uuid_literal(&company), uuid_literal(&partner))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct AccountLinesRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    lines: u64,
+    debit: String,
+    credit: String,
+}
+
+/// Per account, the number of a partner's lines and their debits and credits dated from `from` (inclusive; `None`
+/// from the first) up to `until` (exclusive).
+pub async fn partner_sums(
+    ch: &Client,
+    company: Uuid,
+    partner: Uuid,
+    accounts: &[Uuid],
+    from: Option<NaiveDate>,
+    until: NaiveDate,
+) -> Result<Vec<(Uuid, u64, Movement)>> {
+    let from = from.map(|f| format!(" AND voucher_date >= {}", date(f))).unwrap_or_default();
+    let sql = format!(
+        "SELECT account_id, count() AS line_count, {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
+         WHERE {}{from} AND voucher_date < {} GROUP BY account_id",
+        wide_sum("debit"),
+        wide_sum("credit"),
+        partner_key(company, partner, accounts),
+        date(until),
+    );
+    let rows: Vec<AccountLinesRow> = timed("partner_sums", ch.query(&sql).fetch_all()).await?;
+    rows.into_iter().map(|r| Ok((r.account_id, r.lines, Movement::new(wide(&r.debit)?, wide(&r.credit)?)))).collect()
+}
+
+fn partner_range(company: Uuid, partner: Uuid, accounts: &[Uuid], from: NaiveDate, to: NaiveDate) -> String {
+    format!("{} AND voucher_date >= {} AND voucher_date <= {}", partner_key(company, partner, accounts), date(from), date(to))
+}
+
+/// Debits and credits of the first `offset` lines of a partner's range in ledger order: what earlier pages carried.
+pub async fn partner_carry(
+    ch: &Client,
+    company: Uuid,
+    partner: Uuid,
+    accounts: &[Uuid],
+    (from, to): (NaiveDate, NaiveDate),
+    offset: u64,
+) -> Result<Movement> {
+    if offset == 0 {
+        return Ok(Movement::default());
+    }
+    let before: TwoSums = timed(
+        "partner_page_carry",
+        ch.query(&format!(
+            "SELECT {} AS debit_sum, {} AS credit_sum FROM
+             (SELECT debit, credit FROM ledger_lines FINAL WHERE {} {LEDGER_ORDER} LIMIT {offset})",
+            wide_sum("debit"),
+            wide_sum("credit"),
+            partner_range(company, partner, accounts, from, to),
+        ))
+        .fetch_one(),
+    )
+    .await?;
+    let (debit, credit) = before.pair()?;
+    Ok(Movement::new(debit, credit))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct PartnerLineRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    voucher_day: String,
+    voucher_number: String,
+    line_no: u32,
+    #[serde(with = "clickhouse::serde::uuid")]
+    voucher_id: Uuid,
+    voucher_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    partner_id: Uuid,
+    description: String,
+    debit: i64,
+    credit: i64,
+}
+
+/// One page of a partner's lines on the given accounts in the range, in ledger order (date, voucher number, line).
+pub async fn partner_lines(
+    ch: &Client,
+    company: Uuid,
+    partner: Uuid,
+    accounts: &[Uuid],
+    (from, to): (NaiveDate, NaiveDate),
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<PartnerLine>> {
+    let rows: Vec<PartnerLineRow> = timed(
+        "partner_entries",
+        ch.query(&format!(
+            "SELECT account_id, toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type,
+                    partner_id, description, debit, credit
+             FROM ledger_lines FINAL WHERE {} {LEDGER_ORDER} LIMIT {offset}, {limit}",
+            partner_range(company, partner, accounts, from, to),
+        ))
+        .fetch_all(),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PartnerLine {
+            account_id: r.account_id,
+            line: LineRow {
+                voucher_day: r.voucher_day,
+                voucher_number: r.voucher_number,
+                line_no: r.line_no,
+                voucher_id: r.voucher_id,
+                voucher_type: r.voucher_type,
+                partner_id: r.partner_id,
+                description: r.description,
+                debit: r.debit,
+                credit: r.credit,
+            }
+            .into(),
+        })
+        .collect())
 }
