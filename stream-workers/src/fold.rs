@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate};
 use clickhouse::Row;
-use kerp_schemas::{AccountsChanged, Event, VoucherPosted};
+use kerp_schemas::{AccountsChanged, CompanyChanged, DepartmentsChanged, Event, PartnersChanged, VoucherPosted};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -33,6 +33,9 @@ pub struct LedgerLineRow {
     /// Nil when the line has no partner.
     #[serde(with = "clickhouse::serde::uuid")]
     pub partner_id: Uuid,
+    /// Nil when the line has no department (always so for `VoucherPosted` revision 1 messages).
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub department_id: Uuid,
     pub debit: i64,
     pub credit: i64,
     pub description: String,
@@ -78,6 +81,53 @@ pub struct AccountRow {
     pub name: String,
     pub account_type: String,
     /// When the event that carried it was written (microseconds since the epoch), so the newest name wins.
+    pub version: u64,
+}
+
+/// A row of the `company_settings` dimension. `CompanyChanged` carries more (the business number) than reports need
+/// today; what the table has no column for stays in Postgres.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct CompanySettingsRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    pub name: String,
+    /// 1 = January.
+    pub fiscal_start_month: u8,
+    /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
+    pub version: u64,
+}
+
+/// A row of the `partners` dimension. The representative and the address of `PartnersChanged` have no column: the
+/// partner ledger does not show them.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct PartnerRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub partner_id: Uuid,
+    pub code: String,
+    pub name: String,
+    /// Empty when the partner has none.
+    pub business_number: String,
+    pub partner_type: String,
+    /// 1 or 0 (ClickHouse 18.16 has no `Bool`).
+    pub is_active: u8,
+    /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
+    pub version: u64,
+}
+
+/// A row of the `departments` dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct DepartmentRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub department_id: Uuid,
+    pub code: String,
+    pub name: String,
+    /// 1 or 0 (ClickHouse 18.16 has no `Bool`).
+    pub is_active: u8,
+    /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
     pub version: u64,
 }
 
@@ -220,6 +270,9 @@ pub struct FoldOutput {
     pub lines: Vec<LedgerLineRow>,
     pub balances: Vec<BalanceRow>,
     pub accounts: Vec<AccountRow>,
+    pub company_settings: Vec<CompanySettingsRow>,
+    pub partners: Vec<PartnerRow>,
+    pub departments: Vec<DepartmentRow>,
     /// Watermark advances; write them after every other row of the batch.
     pub watermarks: Vec<WatermarkRow>,
     /// Holds that began in this batch.
@@ -275,7 +328,7 @@ fn check(e: &VoucherPosted) -> Result<((u16, u16), PerAccount), String> {
 /// The dimension rows an accounts event carries.
 #[must_use]
 pub fn account_rows(e: &AccountsChanged) -> Vec<AccountRow> {
-    let version = u64::try_from(e.changed_at).unwrap_or(0);
+    let version = dimension_version(e.changed_at);
     e.accounts
         .iter()
         .map(|a| AccountRow {
@@ -284,6 +337,61 @@ pub fn account_rows(e: &AccountsChanged) -> Vec<AccountRow> {
             code: a.code.clone(),
             name: a.name.clone(),
             account_type: a.account_type.clone(),
+            version,
+        })
+        .collect()
+}
+
+/// The version of a dimension row: the change's time in microseconds. A time before the epoch cannot be a real change
+/// and sorts as the oldest.
+fn dimension_version(changed_at: i64) -> u64 {
+    u64::try_from(changed_at).unwrap_or(0)
+}
+
+/// The dimension row a company event carries, or why it cannot be folded: a fiscal year cannot start in a month
+/// that does not exist, and clamping it would put a wrong setting in every report.
+///
+/// # Errors
+/// A `fiscal_start_month` outside 1..=12.
+pub fn company_settings_row(e: &CompanyChanged) -> Result<CompanySettingsRow, String> {
+    let fiscal_start_month = u8::try_from(e.fiscal_start_month)
+        .ok()
+        .filter(|m| (1..=12).contains(m))
+        .ok_or_else(|| format!("fiscal_start_month {} is not a month (1..=12)", e.fiscal_start_month))?;
+    Ok(CompanySettingsRow { company_id: e.company_id, name: e.name.clone(), fiscal_start_month, version: dimension_version(e.changed_at) })
+}
+
+/// The dimension rows a partners event carries.
+#[must_use]
+pub fn partner_rows(e: &PartnersChanged) -> Vec<PartnerRow> {
+    let version = dimension_version(e.changed_at);
+    e.partners
+        .iter()
+        .map(|p| PartnerRow {
+            company_id: e.company_id,
+            partner_id: p.partner_id,
+            code: p.code.clone(),
+            name: p.name.clone(),
+            business_number: p.business_number.clone().unwrap_or_default(),
+            partner_type: p.partner_type.clone(),
+            is_active: u8::from(p.is_active),
+            version,
+        })
+        .collect()
+}
+
+/// The dimension rows a departments event carries.
+#[must_use]
+pub fn department_rows(e: &DepartmentsChanged) -> Vec<DepartmentRow> {
+    let version = dimension_version(e.changed_at);
+    e.departments
+        .iter()
+        .map(|d| DepartmentRow {
+            company_id: e.company_id,
+            department_id: d.department_id,
+            code: d.code.clone(),
+            name: d.name.clone(),
+            is_active: u8::from(d.is_active),
             version,
         })
         .collect()
@@ -303,6 +411,7 @@ fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: PerAccou
             voucher_id: e.voucher_id,
             voucher_type: e.voucher_type.clone(),
             partner_id: l.partner_id.unwrap_or_default(),
+            department_id: l.department_id.unwrap_or_default(),
             debit: l.debit,
             credit: l.credit,
             description: l.description.clone(),
@@ -362,14 +471,27 @@ pub fn fold(messages: &[Message], state: &mut FoldState, skips: &HashSet<Skip>) 
         }
         let blocked = match &m.event {
             Err(e) => Some((HoldReason::Undecodable(e.clone()), None)),
-            // Account changes carry no sequence: they are upserts by version and idempotent by nature.
+            // Master-data changes carry no sequence: they are upserts by version and idempotent by nature. They are
+            // still folded in their company's order, so one that arrives after a hold waits for the hold like the
+            // company's vouchers do.
             Ok(Event::AccountsChanged(e)) => {
                 out.accounts.extend(account_rows(e));
                 None
             }
-            // Not folded by this version yet: held rather than skipped, like any message it cannot use.
-            Ok(Event::CompanyChanged(_) | Event::PartnersChanged(_) | Event::DepartmentsChanged(_)) => {
-                Some((HoldReason::Invalid("this worker does not fold master-data events yet".into()), None))
+            Ok(Event::CompanyChanged(e)) => match company_settings_row(e) {
+                Ok(row) => {
+                    out.company_settings.push(row);
+                    None
+                }
+                Err(reason) => Some((HoldReason::Invalid(reason), None)),
+            },
+            Ok(Event::PartnersChanged(e)) => {
+                out.partners.extend(partner_rows(e));
+                None
+            }
+            Ok(Event::DepartmentsChanged(e)) => {
+                out.departments.extend(department_rows(e));
+                None
             }
             Ok(Event::VoucherPosted(e)) => {
                 let before = state.watermarks.get(&company).copied().unwrap_or(0);
@@ -681,6 +803,187 @@ mod tests {
         let rows = account_rows(&e);
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].company_id, rows[0].code.as_str(), rows[0].version), (e.company_id, "1101", 42));
+    }
+
+    fn company_event(company: Uuid, changed_at: i64, name: &str, fiscal_start_month: i32) -> CompanyChanged {
+        CompanyChanged {
+            event_id: Uuid::new_v4(),
+            company_id: company,
+            changed_at,
+            name: name.into(),
+            business_number: Some("220-81-62517".into()),
+            fiscal_start_month,
+        }
+    }
+
+    fn partners_event(company: Uuid, changed_at: i64) -> PartnersChanged {
+        let partner = |code: &str, business_number: Option<&str>, is_active| kerp_schemas::PartnerState {
+            partner_id: Uuid::new_v4(),
+            code: code.into(),
+            name: format!("거래처 {code}"),
+            business_number: business_number.map(str::to_owned),
+            partner_type: "supplier".into(),
+            representative: "김철수".into(),
+            address: "서울특별시 중구".into(),
+            is_active,
+        };
+        PartnersChanged {
+            event_id: Uuid::new_v4(),
+            company_id: company,
+            changed_at,
+            partners: vec![partner("P001", Some("123-45-67890"), true), partner("P002", None, false)],
+        }
+    }
+
+    fn departments_event(company: Uuid, changed_at: i64) -> DepartmentsChanged {
+        let department = |code: &str, is_active| kerp_schemas::DepartmentState {
+            department_id: Uuid::new_v4(),
+            code: code.into(),
+            name: format!("부서 {code}"),
+            is_active,
+        };
+        DepartmentsChanged {
+            event_id: Uuid::new_v4(),
+            company_id: company,
+            changed_at,
+            departments: vec![department("D10", true), department("D20", false)],
+        }
+    }
+
+    /// Messages of any kind of event, on partition 0 in offset order, keyed by their company.
+    fn event_msgs(events: &[Event]) -> Vec<Message> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Message {
+                partition: 0,
+                offset: i64::try_from(i).unwrap(),
+                key_company: Some(e.company_id()),
+                event: Ok(e.clone()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_company_event_becomes_a_settings_row() {
+        let c = Uuid::new_v4();
+        let out = fold(
+            &event_msgs(&[Event::CompanyChanged(company_event(c, 1_700_000_000_000_001, "케이상사", 4))]),
+            &mut FoldState::default(),
+            &HashSet::new(),
+        );
+        assert_eq!(
+            out.company_settings,
+            [CompanySettingsRow { company_id: c, name: "케이상사".into(), fiscal_start_month: 4, version: 1_700_000_000_000_001 }]
+        );
+        assert!(out.watermarks.is_empty() && out.folded.is_empty() && out.new_holds.is_empty(), "no sequence, no hold");
+    }
+
+    #[test]
+    fn a_fiscal_year_starting_in_no_month_holds_the_company() {
+        let (c, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for month in [0, 13, -1, 256 + 4] {
+            let mut state = FoldState::default();
+            let messages = event_msgs(&[
+                Event::CompanyChanged(company_event(c, 1, "케이상사", month)),
+                Event::VoucherPosted(event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            ]);
+            let out = fold(&messages, &mut state, &HashSet::new());
+            assert!(out.company_settings.is_empty() && out.lines.is_empty(), "month {month}: nothing of the company is folded");
+            assert!(matches!(state.held[&c].reason, HoldReason::Invalid(_)), "month {month}");
+            assert_eq!(state.commit_limit(0), Some(0));
+        }
+    }
+
+    #[test]
+    fn a_partners_event_becomes_dimension_rows() {
+        let c = Uuid::new_v4();
+        let e = partners_event(c, 42);
+        let out = fold(&event_msgs(&[Event::PartnersChanged(e.clone())]), &mut FoldState::default(), &HashSet::new());
+        assert_eq!(out.partners, partner_rows(&e));
+        let (p1, p2) = (&out.partners[0], &out.partners[1]);
+        assert_eq!(
+            (p1.company_id, p1.partner_id, p1.code.as_str(), p1.name.as_str()),
+            (c, e.partners[0].partner_id, "P001", "거래처 P001")
+        );
+        assert_eq!((p1.business_number.as_str(), p1.partner_type.as_str(), p1.is_active, p1.version), ("123-45-67890", "supplier", 1, 42));
+        assert_eq!((p2.business_number.as_str(), p2.is_active), ("", 0), "no business number is ''; inactive is 0");
+    }
+
+    #[test]
+    fn a_departments_event_becomes_dimension_rows() {
+        let c = Uuid::new_v4();
+        let e = departments_event(c, 7);
+        let out = fold(&event_msgs(&[Event::DepartmentsChanged(e.clone())]), &mut FoldState::default(), &HashSet::new());
+        assert_eq!(
+            out.departments,
+            [
+                DepartmentRow {
+                    company_id: c,
+                    department_id: e.departments[0].department_id,
+                    code: "D10".into(),
+                    name: "부서 D10".into(),
+                    is_active: 1,
+                    version: 7
+                },
+                DepartmentRow {
+                    company_id: c,
+                    department_id: e.departments[1].department_id,
+                    code: "D20".into(),
+                    name: "부서 D20".into(),
+                    is_active: 0,
+                    version: 7
+                },
+            ]
+        );
+    }
+
+    /// Master-data events carry no sequence. Between vouchers they move no watermark and break no sequence, a second
+    /// copy writes the same rows (which collapse by key and version), and those of a held company wait for the hold.
+    #[test]
+    fn master_data_events_fold_in_order_without_sequences() {
+        let (c, held, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let events = [
+            Event::CompanyChanged(company_event(c, 1, "케이상사", 1)),
+            Event::VoucherPosted(event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::PartnersChanged(partners_event(c, 2)),
+            Event::DepartmentsChanged(departments_event(c, 3)),
+            Event::VoucherPosted(event(c, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::CompanyChanged(company_event(c, 4, "케이상사 (주)", 3)),
+            // The other company has a gap first, so its master data is held behind it.
+            Event::VoucherPosted(event(held, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::DepartmentsChanged(departments_event(held, 5)),
+        ];
+        let mut state = FoldState::default();
+        let out = fold(&event_msgs(&events), &mut state, &HashSet::new());
+        assert_eq!(out.folded, [1, 4]);
+        assert_eq!(out.watermarks, [WatermarkRow { company_id: c, partition: 0, seq: 2 }]);
+        assert_eq!((out.company_settings.len(), out.partners.len(), out.departments.len()), (2, 2, 2));
+        assert!(out.departments.iter().all(|d| d.company_id == c), "the held company's departments wait");
+        assert_eq!(out.held_messages, 2);
+        // The newest version is what ReplacingMergeTree(version) keeps.
+        let newest = out.company_settings.iter().max_by_key(|r| r.version).unwrap();
+        assert_eq!((newest.name.as_str(), newest.fiscal_start_month), ("케이상사 (주)", 3));
+
+        // Redelivered to a worker that has folded the vouchers: the vouchers are duplicates, and the master data is
+        // written again with the same keys and versions, which collapse.
+        let again = fold(&event_msgs(&events[..6]), &mut state, &HashSet::new());
+        assert_eq!((again.duplicates, again.lines.len()), (2, 0));
+        assert_eq!(again.company_settings, out.company_settings);
+        assert_eq!(again.partners, out.partners);
+        assert_eq!(again.departments, out.departments);
+    }
+
+    #[test]
+    fn a_line_keeps_its_department_and_a_line_without_one_gets_the_nil_uuid() {
+        let (c, a, b, sales) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut e = event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)]);
+        e.lines[0].department_id = Some(sales);
+        e.reversal_of = Some(Uuid::new_v4());
+        let out = fold(&msgs(&[e]), &mut FoldState::default(), &HashSet::new());
+        assert_eq!(out.lines.iter().map(|l| l.department_id).collect::<Vec<_>>(), [sales, Uuid::nil()]);
+        // A department changes no balance: the per-event, per-account rows are the same as without one.
+        assert_eq!(collapsed(&out.balances)[&(c, a, dates(JAN_15).unwrap().1)], (5, 0));
     }
 
     #[test]

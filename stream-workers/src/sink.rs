@@ -11,7 +11,7 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::fold::{AccountRow, BalanceRow, FoldOutput, LedgerLineRow, Skip, WatermarkRow};
+use crate::fold::{AccountRow, BalanceRow, CompanySettingsRow, DepartmentRow, FoldOutput, LedgerLineRow, PartnerRow, Skip, WatermarkRow};
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
@@ -241,15 +241,20 @@ pub struct DeadLetterRow {
     pub received_at: u32,
 }
 
-/// Writes one folded batch into the aggregate tables of version `suffix`: ledger lines, dimension rows and balances
-/// (each an idempotent upsert keyed by event), then the watermarks. A crash anywhere is repaired by writing the
-/// batch again.
+/// Writes one folded batch into the aggregate tables of version `suffix`: ledger lines, dimension rows (accounts,
+/// company settings, partners, departments) and balances, each an idempotent upsert (keyed by event, or by entity
+/// and version for the dimensions), then the watermarks. A crash anywhere is repaired by writing the batch again.
+/// The dimension rows come before the watermarks although they claim no sequence: the offsets of their messages are
+/// committed after this returns, so they too must be durable by then.
 ///
 /// # Errors
 /// ClickHouse errors; the caller retries the whole batch.
 pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[DeadLetterRow]) -> Result<()> {
     insert_all::<LedgerLineRow>(client, &format!("ledger_lines{suffix}"), &out.lines).await?;
     insert_all::<AccountRow>(client, &format!("accounts{suffix}"), &out.accounts).await?;
+    insert_all::<CompanySettingsRow>(client, &format!("company_settings{suffix}"), &out.company_settings).await?;
+    insert_all::<PartnerRow>(client, &format!("partners{suffix}"), &out.partners).await?;
+    insert_all::<DepartmentRow>(client, &format!("departments{suffix}"), &out.departments).await?;
     insert_all::<BalanceRow>(client, &format!("period_balances{suffix}"), &out.balances).await?;
     insert_all::<DeadLetterRow>(client, "dead_letters", dead).await?;
     insert_all::<WatermarkRow>(client, &format!("fold_watermarks{suffix}"), &out.watermarks).await?;
@@ -279,6 +284,33 @@ mod tests {
         let mut swapped: Vec<String> = super::AGGREGATE_TABLES.iter().map(|t| (*t).to_owned()).collect();
         swapped.sort();
         assert_eq!(versioned, swapped);
+    }
+
+    /// Each row type writes exactly its table's columns, in the DDL's order. An INSERT names its columns, so a field
+    /// the table lacks would fail every batch at run time; this says so at test time.
+    #[test]
+    fn row_types_write_the_columns_of_their_tables() {
+        use super::*;
+        let columns = |table: &str| -> Vec<String> {
+            let head = format!("CREATE TABLE IF NOT EXISTS {table} (");
+            let stmt =
+                DDL.iter().flat_map(|f| statements(f, "")).find(|s| s.starts_with(&head)).unwrap_or_else(|| panic!("no table {table}"));
+            let body = &stmt[head.len()..stmt.find(") ENGINE").unwrap()];
+            body.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
+        };
+        for (table, names) in [
+            ("ledger_lines", LedgerLineRow::COLUMN_NAMES),
+            ("period_balances", BalanceRow::COLUMN_NAMES),
+            ("accounts", AccountRow::COLUMN_NAMES),
+            ("company_settings", CompanySettingsRow::COLUMN_NAMES),
+            ("partners", PartnerRow::COLUMN_NAMES),
+            ("departments", DepartmentRow::COLUMN_NAMES),
+            ("fold_watermarks", WatermarkRow::COLUMN_NAMES),
+            ("dead_letters", DeadLetterRow::COLUMN_NAMES),
+            ("fold_skips", SkipRow::COLUMN_NAMES),
+        ] {
+            assert_eq!(columns(table), names, "columns of {table}");
+        }
     }
 
     #[test]

@@ -155,6 +155,85 @@ pub async fn balances(ch: &clickhouse::Client, companies: &[Uuid]) -> (Totals, B
     (totals, marks.into_iter().map(|m| (m.company_id, m.seq)).collect())
 }
 
+/// A company's settings as readers see them (`FINAL`: the newest version of each row).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct CompanySettings {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    pub name: String,
+    pub fiscal_start_month: u8,
+    pub version: u64,
+}
+
+/// A partner as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct Partner {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub partner_id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub business_number: String,
+    pub partner_type: String,
+    pub is_active: u8,
+    pub version: u64,
+}
+
+/// A department as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct Department {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub department_id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub is_active: u8,
+    pub version: u64,
+}
+
+/// The master data of `company` as the fold left it, each table read with `FINAL`, ordered by code.
+pub async fn master_data(ch: &clickhouse::Client, company: Uuid) -> (Vec<CompanySettings>, Vec<Partner>, Vec<Department>) {
+    let c = uuid_literal(&company);
+    let settings = ch
+        .query(&format!("SELECT company_id, name, fiscal_start_month, version FROM company_settings FINAL WHERE company_id = {c}"))
+        .fetch_all()
+        .await
+        .expect("company_settings");
+    let partners = ch
+        .query(&format!(
+            "SELECT partner_id, code, name, business_number, partner_type, is_active, version FROM partners FINAL
+             WHERE company_id = {c} ORDER BY code"
+        ))
+        .fetch_all()
+        .await
+        .expect("partners");
+    let departments = ch
+        .query(&format!("SELECT department_id, code, name, is_active, version FROM departments FINAL WHERE company_id = {c} ORDER BY code"))
+        .fetch_all()
+        .await
+        .expect("departments");
+    (settings, partners, departments)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LineDepartment {
+    voucher_number: String,
+    line_no: u32,
+    #[serde(with = "clickhouse::serde::uuid")]
+    department_id: Uuid,
+}
+
+/// Each ledger line's department (nil for none) by (voucher number, line number), read with `FINAL`.
+pub async fn line_departments(ch: &clickhouse::Client, company: Uuid) -> BTreeMap<(String, u32), Uuid> {
+    let rows: Vec<LineDepartment> = ch
+        .query(&format!(
+            "SELECT voucher_number, line_no, department_id FROM ledger_lines FINAL WHERE company_id = {}",
+            uuid_literal(&company)
+        ))
+        .fetch_all()
+        .await
+        .expect("ledger line departments");
+    rows.into_iter().map(|r| ((r.voucher_number, r.line_no), r.department_id)).collect()
+}
+
 pub async fn ledger_line_count(ch: &clickhouse::Client, companies: &[Uuid]) -> u64 {
     let list = companies.iter().map(uuid_literal).collect::<Vec<_>>().join(",");
     ch.query(&format!("SELECT count() FROM ledger_lines FINAL WHERE company_id IN ({list})")).fetch_one::<u64>().await.expect("count")
