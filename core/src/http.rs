@@ -164,39 +164,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-        if !is_json {
+        if !is_json(req.headers()) {
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"));
         }
-        let too_large = || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {BODY_BYTES_MAX} bytes"));
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > BODY_DRAIN_BYTES_MAX) {
-            // Too big to be worth reading: answer now; the client may see the connection close while it still sends.
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        let mut seen = 0usize;
-        let mut stream = req.into_body().into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
-            seen += chunk.len();
-            if seen > BODY_DRAIN_BYTES_MAX {
-                return Err(too_large());
-            }
-            // Past the limit the rest is read and dropped, so that the client is not cut off mid-send and gets the 413.
-            if seen <= BODY_BYTES_MAX {
-                body.extend_from_slice(&chunk);
-            }
-        }
-        if seen > BODY_BYTES_MAX {
-            return Err(too_large());
-        }
-        parse_json(&body).map(JsonBody)
+        parse_json(&read_body(req).await?).map(JsonBody)
     }
+}
+
+/// Reads a request body of at most [`BODY_BYTES_MAX`] bytes.
+///
+/// # Errors
+/// 413 for a larger body, 400 when it cannot be read.
+pub async fn read_body(req: Request) -> Result<Vec<u8>, Problem> {
+    let too_large = || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {BODY_BYTES_MAX} bytes"));
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_DRAIN_BYTES_MAX) {
+        // Too big to be worth reading: answer now; the client may see the connection close while it still sends.
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
+        seen += chunk.len();
+        if seen > BODY_DRAIN_BYTES_MAX {
+            return Err(too_large());
+        }
+        // Past the limit the rest is read and dropped, so that the client is not cut off mid-send and gets the 413.
+        if seen <= BODY_BYTES_MAX {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > BODY_BYTES_MAX {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// Whether the request says its body is JSON (`application/json` or a `+json` type).
+#[must_use]
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"))
 }
 
 /// A JSON body that may be left out: an empty body (with or without `Content-Type: application/json`, as the

@@ -29,6 +29,43 @@ pub const VOUCHER_DATE_MAX: NaiveDate = match NaiveDate::from_ymd_opt(2099, 12, 
 /// The voucher types a client may send; `general` when absent.
 pub const VOUCHER_TYPES: &[&str] = &["general", "sales", "purchase", "receipt", "payment", "transfer", "adjustment", "closing"];
 
+/// Where a voucher is in its life. Only approved vouchers (reversals included) become events and reach the reports;
+/// a reversed voucher stays in them, netted by its reversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum VoucherStatus {
+    /// Editable and deletable; no number yet, not in the reports.
+    Draft,
+    /// Numbered, published and final: corrected only by a reversal.
+    Approved,
+    /// Approved, then reversed by a later voucher.
+    Reversed,
+}
+
+impl VoucherStatus {
+    /// The lower-case name used in the API, the database and the events.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoucherStatus::Draft => "draft",
+            VoucherStatus::Approved => "approved",
+            VoucherStatus::Reversed => "reversed",
+        }
+    }
+
+    /// Parses the lower-case name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => VoucherStatus::Draft,
+            "approved" => VoucherStatus::Approved,
+            "reversed" => VoucherStatus::Reversed,
+            _ => return None,
+        })
+    }
+}
+
 /// The body of `POST /api/v1/vouchers`, as the contract's clients send it.
 ///
 /// Dates and ids stay strings here so that a bad one is reported as a named field error rather than a parse failure.
@@ -39,6 +76,9 @@ pub struct VoucherInput {
     pub voucher_type: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// `draft` or `approved` (the default, as clients that do not know drafts expect).
+    #[serde(default)]
+    pub status: Option<String>,
     pub lines: Vec<LineInput>,
 }
 
@@ -91,6 +131,8 @@ pub struct ValidVoucher {
     pub lines: Vec<ValidLine>,
     /// Σdebit, equal to Σcredit.
     pub total: i64,
+    /// Draft or approved; never reversed (only a reversal makes that).
+    pub status: VoucherStatus,
 }
 
 /// One problem with one field, reported to the client under `errors` in the problem+json body.
@@ -227,8 +269,17 @@ pub fn validate(input: &VoucherInput) -> Result<ValidVoucher, Vec<FieldError>> {
         _ => errors.push(FieldError::new("lines", "the total amount overflows")),
     }
 
+    let status = match input.status.as_deref() {
+        None | Some("approved") => VoucherStatus::Approved,
+        Some("draft") => VoucherStatus::Draft,
+        Some(s) => {
+            errors.push(FieldError::new("status", format!("'{s}' is not a status a voucher can be posted with (draft, approved)")));
+            VoucherStatus::Approved
+        }
+    };
+
     match (errors.is_empty(), voucher_date, total_debit) {
-        (true, Some(voucher_date), Some(total)) => Ok(ValidVoucher { voucher_date, voucher_type, description, lines, total }),
+        (true, Some(voucher_date), Some(total)) => Ok(ValidVoucher { voucher_date, voucher_type, description, lines, total, status }),
         _ => Err(errors),
     }
 }
@@ -260,7 +311,7 @@ mod tests {
     }
 
     fn voucher(lines: Vec<LineInput>) -> VoucherInput {
-        VoucherInput { voucher_date: "2025-01-15".into(), voucher_type: None, description: Some("x".into()), lines }
+        VoucherInput { voucher_date: "2025-01-15".into(), voucher_type: None, description: Some("x".into()), status: None, lines }
     }
 
     fn fields(r: Result<ValidVoucher, Vec<FieldError>>) -> Vec<String> {

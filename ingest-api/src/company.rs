@@ -119,7 +119,10 @@ pub async fn create_partner(pool: &PgPool, company_id: Uuid, topic: &str, code: 
         address: String::new(),
         is_active: true,
     };
-    Ok(crate::store::master::create_partner(pool, company_id, topic, &p).await?.id)
+    let mut tx = pool.begin().await?;
+    let id = crate::store::master::create_partner(&mut tx, company_id, topic, &p).await?.id;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// Mints a token for a user of a company, valid for `ttl_seconds`.

@@ -6,6 +6,7 @@
 
 pub mod company;
 mod error;
+mod idempotency;
 mod master;
 pub mod relay;
 mod routes;
@@ -167,6 +168,27 @@ async fn check_topic_at_start(config: &Config) -> Result<()> {
     }
 }
 
+/// How often expired idempotency keys are deleted, in milliseconds.
+const IDEMPOTENCY_PURGE_INTERVAL_MS: u64 = 600_000;
+/// Most expired idempotency keys one purge deletes; the next one takes the rest.
+const IDEMPOTENCY_PURGE_ROWS_MAX: i64 = 10_000;
+
+/// Deletes idempotency keys past their time every [`IDEMPOTENCY_PURGE_INTERVAL_MS`], so the table holds about a day
+/// of keys. Every instance may run it: the deletes are idempotent.
+async fn purge_idempotency_keys(pool: PgPool, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(IDEMPOTENCY_PURGE_INTERVAL_MS)) => {}
+        }
+        match store::idempotency::purge(&pool, IDEMPOTENCY_PURGE_ROWS_MAX).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "expired idempotency keys deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not delete expired idempotency keys"),
+        }
+    }
+}
+
 /// Binds the configured address and serves until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -209,6 +231,7 @@ pub async fn serve_with_metrics(
     if let Some(metrics) = metrics {
         kerp_core::http::spawn_metrics(metrics, shutdown.clone());
     }
+    tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
     tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
     let app = router(AppState { pool, config });
     kerp_core::http::serve(listener, app, shutdown).await?;

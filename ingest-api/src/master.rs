@@ -6,21 +6,20 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kerp_core::auth::{self, Claims};
 use kerp_core::http::{Auth, Data, JsonBody, MaybeJsonBody, Page, Pagination, Problem};
-use kerp_core::master::{
-    self, AccountInput, AccountUpdate, CompanyUpdate, DepartmentInput, PartnerInput, PartnerType, UserInput,
-};
+use kerp_core::master::{self, AccountInput, AccountUpdate, CompanyUpdate, DepartmentInput, PartnerInput, PartnerType, UserInput};
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::FieldError;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::idempotency::{self, Idempotent};
 use crate::store::master::{self as store, PartnerFilter};
 use crate::{AppState, Result};
 
@@ -61,10 +60,6 @@ fn bad_query(e: &QueryRejection) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
-fn created<T: serde::Serialize>(location: String, data: T) -> impl IntoResponse {
-    (StatusCode::CREATED, [(header::LOCATION, location)], Json(Data { data }))
-}
-
 #[derive(Debug, Deserialize)]
 struct PartnerQuery {
     q: Option<String>,
@@ -81,9 +76,10 @@ async fn list_partners(
 ) -> Result<impl IntoResponse> {
     let Query(q) = query.map_err(|e| bad_query(&e))?;
     let mut errors = Vec::new();
-    let pattern = q.q.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| {
-        master::like_pattern(s).map_err(|m| errors.push(FieldError::new("q", m))).ok()
-    });
+    let pattern =
+        q.q.as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| master::like_pattern(s).map_err(|m| errors.push(FieldError::new("q", m))).ok());
     let partner_type = q.partner_type.as_deref().and_then(|t| {
         let parsed = PartnerType::parse(t);
         if parsed.is_none() {
@@ -92,7 +88,11 @@ async fn list_partners(
         parsed
     });
     if !errors.is_empty() {
-        return Err(Problem::new(StatusCode::BAD_REQUEST, errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")).into());
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        )
+        .into());
     }
     let filter = PartnerFilter { pattern, partner_type, is_active: q.is_active };
     let mut pagination = Pagination::clamp(q.page, q.page_size);
@@ -103,15 +103,16 @@ async fn list_partners(
     Ok(Json(Page { data: rows, pagination }))
 }
 
-async fn create_partner(
-    State(state): State<AppState>,
-    Auth(claims): Auth,
-    JsonBody(input): JsonBody<PartnerInput>,
-) -> Result<impl IntoResponse> {
+async fn create_partner(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<PartnerInput>) -> Result<Response> {
     require_admin(&claims)?;
-    let valid = master::validate_partner(&input).map_err(Problem::invalid)?;
-    let p = timed("create_partner", store::create_partner(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    Ok(created(format!("/api/v1/partners/{}", p.id), p))
+    let valid = master::validate_partner(&req.require_body()?).map_err(Problem::invalid)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
+        return Ok(replay);
+    }
+    let p = timed("create_partner", store::create_partner(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    let location = format!("/api/v1/partners/{}", p.id);
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: p }, Some(location)).await
 }
 
 async fn get_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
@@ -166,21 +167,22 @@ async fn list_departments(
     let Query(q) = query.map_err(|e| bad_query(&e))?;
     let mut pagination = Pagination::clamp(q.page, q.page_size);
     let (rows, total) =
-        timed("list_departments", store::list_departments(&state.pool, claims.company_id, pagination.page_size, pagination.offset())).await?;
+        timed("list_departments", store::list_departments(&state.pool, claims.company_id, pagination.page_size, pagination.offset()))
+            .await?;
     pagination.total = total;
     Ok(Json(Page { data: rows, pagination }))
 }
 
-async fn create_department(
-    State(state): State<AppState>,
-    Auth(claims): Auth,
-    JsonBody(input): JsonBody<DepartmentInput>,
-) -> Result<impl IntoResponse> {
+async fn create_department(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<DepartmentInput>) -> Result<Response> {
     require_admin(&claims)?;
-    let valid = master::validate_department(&input).map_err(Problem::invalid)?;
-    let d =
-        timed("create_department", store::create_department(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    Ok(created(format!("/api/v1/departments/{}", d.id), d))
+    let valid = master::validate_department(&req.require_body()?).map_err(Problem::invalid)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
+        return Ok(replay);
+    }
+    let d = timed("create_department", store::create_department(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    let location = format!("/api/v1/departments/{}", d.id);
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: d }, Some(location)).await
 }
 
 async fn get_department(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
@@ -205,15 +207,16 @@ async fn update_department(
 }
 
 /// `POST /api/v1/accounts`: adds an account to the chart. Routed from [`crate::routes`], which owns the path's GET.
-pub async fn create_account(
-    State(state): State<AppState>,
-    Auth(claims): Auth,
-    JsonBody(input): JsonBody<AccountInput>,
-) -> Result<impl IntoResponse> {
+pub async fn create_account(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<AccountInput>) -> Result<Response> {
     require_admin(&claims)?;
-    let valid = master::validate_account(&input).map_err(Problem::invalid)?;
-    let a = timed("create_account", store::create_account(&state.pool, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    Ok(created(format!("/api/v1/accounts/{}", a.id), a))
+    let valid = master::validate_account(&req.require_body()?).map_err(Problem::invalid)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
+        return Ok(replay);
+    }
+    let a = timed("create_account", store::create_account(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
+    let location = format!("/api/v1/accounts/{}", a.id);
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: a }, Some(location)).await
 }
 
 async fn get_account(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
@@ -244,16 +247,22 @@ async fn list_users(
 ) -> Result<impl IntoResponse> {
     let Query(q) = query.map_err(|e| bad_query(&e))?;
     let mut pagination = Pagination::clamp(q.page, q.page_size);
-    let (rows, total) = timed("list_users", store::list_users(&state.pool, claims.company_id, pagination.page_size, pagination.offset())).await?;
+    let (rows, total) =
+        timed("list_users", store::list_users(&state.pool, claims.company_id, pagination.page_size, pagination.offset())).await?;
     pagination.total = total;
     Ok(Json(Page { data: rows, pagination }))
 }
 
-async fn create_user(State(state): State<AppState>, Auth(claims): Auth, JsonBody(input): JsonBody<UserInput>) -> Result<impl IntoResponse> {
+async fn create_user(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<UserInput>) -> Result<Response> {
     require_admin(&claims)?;
-    let valid = master::validate_user(&input).map_err(Problem::invalid)?;
-    let u = timed("create_user", store::create_user(&state.pool, claims.company_id, &valid)).await?;
-    Ok(created(format!("/api/v1/users/{}", u.id), u))
+    let valid = master::validate_user(&req.require_body()?).map_err(Problem::invalid)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
+        return Ok(replay);
+    }
+    let u = timed("create_user", store::create_user(&mut tx, claims.company_id, &valid)).await?;
+    let location = format!("/api/v1/users/{}", u.id);
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: u }, Some(location)).await
 }
 
 async fn get_user(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
@@ -297,7 +306,11 @@ async fn issue_token(
     let id = path_id(&id, "user")?;
     let ttl = body.and_then(|b| b.ttl_seconds).unwrap_or(auth::TOKEN_TTL_SECONDS_MAX);
     if !(1..=auth::TOKEN_TTL_SECONDS_MAX).contains(&ttl) {
-        return Err(Problem::invalid(vec![FieldError::new("ttl_seconds", format!("must be between 1 and {}", auth::TOKEN_TTL_SECONDS_MAX))]).into());
+        return Err(Problem::invalid(vec![FieldError::new(
+            "ttl_seconds",
+            format!("must be between 1 and {}", auth::TOKEN_TTL_SECONDS_MAX),
+        )])
+        .into());
     }
     let u = timed("get_user", store::user(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("user"))?;
     if !u.is_active {

@@ -218,7 +218,7 @@ async fn postgres_sums(pg: &PgPool, ids: &[Uuid], seqs: &[i64], scope: &Scope) -
          FROM UNNEST($1::uuid[], $2::bigint[]) AS w(company_id, seq)
          JOIN vouchers v ON v.company_id = w.company_id AND v.company_seq <= w.seq
          JOIN voucher_lines l ON l.voucher_id = v.id
-         WHERE v.status = 'approved' AND ($3::date IS NULL OR date_trunc('month', v.voucher_date)::date = $3)
+         WHERE v.status IN ('approved', 'reversed') AND ($3::date IS NULL OR date_trunc('month', v.voucher_date)::date = $3)
          GROUP BY 1, 2, 3",
     )
     .bind(ids)

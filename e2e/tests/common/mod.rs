@@ -375,7 +375,7 @@ pub async fn pg_trial_balance(pool: &PgPool, company: Uuid, year: i32, month: u3
                    COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pd,
                    COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pc
             FROM voucher_lines l JOIN vouchers v ON v.id = l.voucher_id
-            WHERE v.company_id = $1 AND v.status = 'approved' AND v.voucher_date < $3
+            WHERE v.company_id = $1 AND v.status IN ('approved', 'reversed') AND v.voucher_date < $3
             GROUP BY l.account_id)
          SELECT account_id,
                 GREATEST(opening, 0), GREATEST(-opening, 0), pd, pc,

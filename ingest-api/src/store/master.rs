@@ -6,9 +6,7 @@
 use chrono::{DateTime, Utc};
 use kerp_core::auth::Role;
 use kerp_core::master::{PartnerType, ValidAccount, ValidAccountUpdate, ValidCompanyUpdate, ValidDepartment, ValidPartner, ValidUser};
-use kerp_schemas::{
-    AccountState, AccountsChanged, CompanyChanged, DepartmentState, DepartmentsChanged, PartnerState, PartnersChanged,
-};
+use kerp_schemas::{AccountState, AccountsChanged, CompanyChanged, DepartmentState, DepartmentsChanged, PartnerState, PartnersChanged};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
@@ -93,12 +91,11 @@ async fn partner_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str, p
     enqueue(tx, company_id, topic, kerp_schemas::encode_partners_changed(&event)?).await
 }
 
-/// Creates a partner and queues its event.
+/// Creates a partner and queues its event, inside the caller's transaction.
 ///
 /// # Errors
 /// 409 for a code or business number the company already has (constraint mapping), database errors.
-pub async fn create_partner(pool: &PgPool, company_id: Uuid, topic: &str, p: &ValidPartner) -> Result<Partner> {
-    let mut tx = pool.begin().await?;
+pub async fn create_partner(tx: &mut PgConnection, company_id: Uuid, topic: &str, p: &ValidPartner) -> Result<Partner> {
     let row: Partner = sqlx::query_as(&format!(
         "INSERT INTO partners (id, company_id, code, name, business_number, partner_type, representative, address, is_active)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PARTNER_COLUMNS}"
@@ -114,8 +111,7 @@ pub async fn create_partner(pool: &PgPool, company_id: Uuid, topic: &str, p: &Va
     .bind(p.is_active)
     .fetch_one(&mut *tx)
     .await?;
-    partner_changed(&mut tx, company_id, topic, &row).await?;
-    tx.commit().await?;
+    partner_changed(tx, company_id, topic, &row).await?;
     Ok(row)
 }
 
@@ -221,12 +217,11 @@ async fn department_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str
     enqueue(tx, company_id, topic, kerp_schemas::encode_departments_changed(&event)?).await
 }
 
-/// Creates a department and queues its event.
+/// Creates a department and queues its event, inside the caller's transaction.
 ///
 /// # Errors
 /// 409 for a code the company already has, database errors.
-pub async fn create_department(pool: &PgPool, company_id: Uuid, topic: &str, d: &ValidDepartment) -> Result<Department> {
-    let mut tx = pool.begin().await?;
+pub async fn create_department(tx: &mut PgConnection, company_id: Uuid, topic: &str, d: &ValidDepartment) -> Result<Department> {
     let row: Department = sqlx::query_as(&format!(
         "INSERT INTO departments (id, company_id, code, name, is_active) VALUES ($1, $2, $3, $4, $5) RETURNING {DEPARTMENT_COLUMNS}"
     ))
@@ -237,8 +232,7 @@ pub async fn create_department(pool: &PgPool, company_id: Uuid, topic: &str, d: 
     .bind(d.is_active)
     .fetch_one(&mut *tx)
     .await?;
-    department_changed(&mut tx, company_id, topic, &row).await?;
-    tx.commit().await?;
+    department_changed(tx, company_id, topic, &row).await?;
     Ok(row)
 }
 
@@ -284,14 +278,13 @@ pub async fn department(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Opt
 /// Database errors.
 pub async fn list_departments(pool: &PgPool, company_id: Uuid, limit: u32, offset: u64) -> Result<(Vec<Department>, u64)> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM departments WHERE company_id = $1").bind(company_id).fetch_one(pool).await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {DEPARTMENT_COLUMNS} FROM departments WHERE company_id = $1 ORDER BY code LIMIT $2 OFFSET $3"
-    ))
-    .bind(company_id)
-    .bind(i64::from(limit))
-    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
+    let rows =
+        sqlx::query_as(&format!("SELECT {DEPARTMENT_COLUMNS} FROM departments WHERE company_id = $1 ORDER BY code LIMIT $2 OFFSET $3"))
+            .bind(company_id)
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?;
     Ok((rows, u64::try_from(total).unwrap_or(0)))
 }
 
@@ -313,12 +306,11 @@ async fn account_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str, a
 
 const ACCOUNT_COLUMNS: &str = "id, code, name, name_en, account_type, is_active";
 
-/// Adds an account to the company's chart and queues its event.
+/// Adds an account to the company's chart and queues its event, inside the caller's transaction.
 ///
 /// # Errors
 /// 409 for a code the chart already has, database errors.
-pub async fn create_account(pool: &PgPool, company_id: Uuid, topic: &str, a: &ValidAccount) -> Result<Account> {
-    let mut tx = pool.begin().await?;
+pub async fn create_account(tx: &mut PgConnection, company_id: Uuid, topic: &str, a: &ValidAccount) -> Result<Account> {
     let row: Account = sqlx::query_as(&format!(
         "INSERT INTO accounts (id, company_id, code, name, name_en, account_type) VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING {ACCOUNT_COLUMNS}"
@@ -331,8 +323,7 @@ pub async fn create_account(pool: &PgPool, company_id: Uuid, topic: &str, a: &Va
     .bind(a.account_type)
     .fetch_one(&mut *tx)
     .await?;
-    account_changed(&mut tx, company_id, topic, &row).await?;
-    tx.commit().await?;
+    account_changed(tx, company_id, topic, &row).await?;
     Ok(row)
 }
 
@@ -376,11 +367,11 @@ pub async fn account(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option
 
 const USER_COLUMNS: &str = "id, email, name, role, is_active, created_at";
 
-/// Creates a user of the company.
+/// Creates a user of the company, inside the caller's transaction.
 ///
 /// # Errors
 /// 409 for an e-mail address any company's user already has, database errors.
-pub async fn create_user(pool: &PgPool, company_id: Uuid, u: &ValidUser) -> Result<User> {
+pub async fn create_user(tx: &mut PgConnection, company_id: Uuid, u: &ValidUser) -> Result<User> {
     Ok(sqlx::query_as(&format!(
         "INSERT INTO users (id, company_id, email, name, role, is_active) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
     ))
@@ -390,7 +381,7 @@ pub async fn create_user(pool: &PgPool, company_id: Uuid, u: &ValidUser) -> Resu
     .bind(&u.name)
     .bind(u.role)
     .bind(u.is_active)
-    .fetch_one(pool)
+    .fetch_one(tx)
     .await?)
 }
 
@@ -498,4 +489,3 @@ pub async fn update_company(pool: &PgPool, company_id: Uuid, topic: &str, u: &Va
     }
     Ok(row)
 }
-
