@@ -236,10 +236,9 @@ pub fn validate_account(a: &AccountInput) -> Result<ValidAccount, Vec<FieldError
     if let (Some(sent), Some(class)) = (a.account_type.as_deref(), class) {
         match AccountType::parse(sent) {
             None => errors.push(FieldError::new("account_type", format!("'{sent}' is not an account type"))),
-            Some(t) if t != class => errors.push(FieldError::new(
-                "account_type",
-                format!("code {code} is in the {} class, not {sent}", class.as_str()),
-            )),
+            Some(t) if t != class => {
+                errors.push(FieldError::new("account_type", format!("code {code} is in the {} class, not {sent}", class.as_str())))
+            }
             Some(_) => {}
         }
     }
@@ -411,15 +410,29 @@ mod tests {
 
     #[test]
     fn business_numbers_that_are_never_issued_or_malformed() {
-        for bad in ["100-82-00276", "116-00-00276", "116-82-00000", "116-82-0027", "116-82-002760", "11-682-00276", "abc-de-fghij", "", "116 82 00276"] {
+        for bad in [
+            "100-82-00276",
+            "116-00-00276",
+            "116-82-00000",
+            "116-82-0027",
+            "116-82-002760",
+            "11-682-00276",
+            "abc-de-fghij",
+            "",
+            "116 82 00276",
+        ] {
             assert!(business_number(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn a_partner_needs_code_and_name_and_a_valid_number() {
-        let e = validate_partner(&PartnerInput { business_number: Some("116-82-00278".into()), partner_type: Some("vendor".into()), ..Default::default() })
-            .unwrap_err();
+        let e = validate_partner(&PartnerInput {
+            business_number: Some("116-82-00278".into()),
+            partner_type: Some("vendor".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["code", "name", "business_number", "partner_type"]);
         let ok = validate_partner(&PartnerInput {
@@ -446,7 +459,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(e[0].field, "account_type");
         for bad in ["9001", "0101", "12345", "12a4", ""] {
-            assert!(validate_account(&AccountInput { code: Some(bad.into()), name: Some("x".into()), ..Default::default() }).is_err(), "{bad}");
+            assert!(
+                validate_account(&AccountInput { code: Some(bad.into()), name: Some("x".into()), ..Default::default() }).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -454,16 +470,30 @@ mod tests {
     fn an_account_update_must_change_something() {
         assert!(validate_account_update(&AccountUpdate::default()).is_err());
         assert!(validate_account_update(&AccountUpdate { name: Some("  ".into()), ..Default::default() }).is_err());
-        assert_eq!(validate_account_update(&AccountUpdate { is_active: Some(false), ..Default::default() }).unwrap().is_active, Some(false));
+        assert_eq!(
+            validate_account_update(&AccountUpdate { is_active: Some(false), ..Default::default() }).unwrap().is_active,
+            Some(false)
+        );
     }
 
     #[test]
     fn users_need_an_address_a_name_and_a_known_role() {
-        let u = validate_user(&UserInput { email: Some("Kim@Example.KR".into()), name: Some("김".into()), role: Some("viewer".into()), is_active: None })
-            .unwrap();
+        let u = validate_user(&UserInput {
+            email: Some("Kim@Example.KR".into()),
+            name: Some("김".into()),
+            role: Some("viewer".into()),
+            is_active: None,
+        })
+        .unwrap();
         assert_eq!((u.email.as_str(), u.role), ("kim@example.kr", Role::Viewer));
         for (email, role) in [("kim", "viewer"), ("a@b", "viewer"), ("a b@c.kr", "viewer"), ("a@c.kr", "owner")] {
-            assert!(validate_user(&UserInput { email: Some(email.into()), name: Some("n".into()), role: Some(role.into()), is_active: None }).is_err());
+            assert!(validate_user(&UserInput {
+                email: Some(email.into()),
+                name: Some("n".into()),
+                role: Some(role.into()),
+                is_active: None
+            })
+            .is_err());
         }
     }
 
@@ -471,7 +501,8 @@ mod tests {
     fn company_settings_take_a_month_and_a_valid_number() {
         assert!(validate_company_update(&CompanyUpdate { fiscal_start_month: Some(13), ..Default::default() }).is_err());
         assert!(validate_company_update(&CompanyUpdate { business_number: Some("116-82-00278".into()), ..Default::default() }).is_err());
-        let v = validate_company_update(&CompanyUpdate { fiscal_start_month: Some(4), business_number: Some(String::new()), name: None }).unwrap();
+        let v = validate_company_update(&CompanyUpdate { fiscal_start_month: Some(4), business_number: Some(String::new()), name: None })
+            .unwrap();
         assert_eq!((v.fiscal_start_month, v.business_number), (Some(4), Some(None)));
     }
 

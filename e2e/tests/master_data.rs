@@ -199,8 +199,9 @@ async fn accounts_are_added_by_class_renamed_in_the_reports_and_switched_off() {
     // The rename reaches the trial balance through the event: query-api reads no Postgres.
     eventually(Duration::from_secs(60), "the renamed account in the trial balance", || async {
         let (status, tb) = get(Svc::Query, &a.token, "/api/v1/reports/trial-balance?year=2025&month=5").await;
-        (status == 200 && tb["data"]["accounts"].as_array()?.iter().any(|r| r["account_id"] == id.as_str() && r["account_name"] == "잡손비"))
-            .then_some(())
+        (status == 200
+            && tb["data"]["accounts"].as_array()?.iter().any(|r| r["account_id"] == id.as_str() && r["account_name"] == "잡손비"))
+        .then_some(())
     })
     .await;
 
@@ -251,18 +252,28 @@ async fn admins_create_users_whose_tokens_carry_their_role() {
     assert_eq!(post(&viewer, &format!("/api/v1/users/{viewer_id}/token"), &json!({})).await.0, 403);
 
     // Promoted to accountant, a new token posts vouchers; a switched-off user gets no token.
-    let (status, _) = put(&a.token, &format!("/api/v1/users/{viewer_id}"), &json!({"email": email, "name": "이회계", "role": "accountant"})).await;
+    let (status, _) =
+        put(&a.token, &format!("/api/v1/users/{viewer_id}"), &json!({"email": email, "name": "이회계", "role": "accountant"})).await;
     assert_eq!(status, 200);
     let (_, issued) = post(&a.token, &format!("/api/v1/users/{viewer_id}/token"), &json!({"ttl_seconds": 600})).await;
     assert_eq!(issued["data"]["role"], "accountant");
     let accountant = issued["data"]["token"].as_str().unwrap();
     assert_eq!(post_voucher(accountant, &common::simple_voucher("2025-01-05", "5212", "1101", 100)).await.0, 201);
     assert_eq!(post(&a.token, &format!("/api/v1/users/{viewer_id}/token"), &json!({"ttl_seconds": 0})).await.0, 422);
-    put(&a.token, &format!("/api/v1/users/{viewer_id}"), &json!({"email": email, "name": "이회계", "role": "accountant", "is_active": false})).await;
+    put(
+        &a.token,
+        &format!("/api/v1/users/{viewer_id}"),
+        &json!({"email": email, "name": "이회계", "role": "accountant", "is_active": false}),
+    )
+    .await;
     assert_eq!(post(&a.token, &format!("/api/v1/users/{viewer_id}/token"), &json!({})).await.0, 409);
     // An admin cannot demote themselves and leave the company without one.
-    let (status, _) =
-        put(&a.token, &format!("/api/v1/users/{}", a.admin), &json!({"email": format!("{}@x.test", a.admin), "name": "a", "role": "viewer"})).await;
+    let (status, _) = put(
+        &a.token,
+        &format!("/api/v1/users/{}", a.admin),
+        &json!({"email": format!("{}@x.test", a.admin), "name": "a", "role": "viewer"}),
+    )
+    .await;
     assert_eq!(status, 409);
 }
 
