@@ -32,6 +32,8 @@ pub const COMPANY_CHANGED_V1_AVSC: &str = include_str!("../avro/company_changed.
 pub const PARTNERS_CHANGED_V1_AVSC: &str = include_str!("../avro/partners_changed.avsc");
 /// The Avro schema text of [`DepartmentsChanged`], version 1.
 pub const DEPARTMENTS_CHANGED_V1_AVSC: &str = include_str!("../avro/departments_changed.avsc");
+/// The Avro schema text of [`InvoiceChanged`], version 1.
+pub const INVOICE_CHANGED_V1_AVSC: &str = include_str!("../avro/invoice_changed.avsc");
 
 /// The two magic bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -219,6 +221,39 @@ pub struct DepartmentState {
     pub is_active: bool,
 }
 
+/// A tax invoice (세금계산서) of a company was created, updated, issued, cancelled or given its approval number. It
+/// carries the invoice's whole new state; see the `.avsc` for field documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    #[serde(with = "uuid_text")]
+    pub invoice_id: Uuid,
+    /// `sales` or `purchase`.
+    pub invoice_type: String,
+    /// `taxable`, `zero_rated` or `exempt`.
+    pub vat_type: String,
+    #[serde(with = "uuid_text")]
+    pub partner_id: Uuid,
+    /// Days since 1970-01-01.
+    pub invoice_date: i32,
+    /// Won.
+    pub supply_amount: i64,
+    /// Won.
+    pub tax_amount: i64,
+    /// `draft`, `issued` or `cancelled`.
+    pub status: String,
+    /// The 24-digit NTS approval number, once transmitted.
+    pub approval_number: Option<String>,
+    /// The voucher that issuing the invoice posted.
+    #[serde(with = "opt_uuid_text")]
+    pub voucher_id: Option<Uuid>,
+}
+
 /// Any event this crate can decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -227,6 +262,7 @@ pub enum Event {
     CompanyChanged(CompanyChanged),
     PartnersChanged(PartnersChanged),
     DepartmentsChanged(DepartmentsChanged),
+    InvoiceChanged(InvoiceChanged),
 }
 
 impl Event {
@@ -239,6 +275,7 @@ impl Event {
             Event::CompanyChanged(e) => e.company_id,
             Event::PartnersChanged(e) => e.company_id,
             Event::DepartmentsChanged(e) => e.company_id,
+            Event::InvoiceChanged(e) => e.company_id,
         }
     }
 }
@@ -289,9 +326,26 @@ impl Known {
     /// Avro schema resolution: fields the writer did not have get the reader's defaults.
     fn decode<T: serde::de::DeserializeOwned>(&self, message: &[u8], reader: Option<&Schema>) -> Result<T> {
         // The datum is the same under both fingerprints: they name one schema, computed two ways.
-        let mut datum = &message[SINGLE_OBJECT_HEADER_BYTES..];
+        let mut datum = Strict(&message[SINGLE_OBJECT_HEADER_BYTES..]);
         let value = apache_avro::from_avro_datum(&self.schema, &mut datum, reader)?;
         Ok(apache_avro::from_value(&value)?)
+    }
+}
+
+/// A datum reader that calls running out of bytes an error apache-avro passes on. apache-avro 0.21 reads an
+/// end of input inside a string as `null` and one where a union's index should be as the union's first branch
+/// (`null` in ours), so a message cut short inside or just before a trailing optional field (`approval_number`,
+/// `voucher_id`, `reversal_of`) would decode as if the field were absent. It only treats
+/// [`std::io::ErrorKind::UnexpectedEof`] that way, so this reader reports the end as `InvalidData`. A whole datum is
+/// never read past its end: the schema says how many bytes each value has.
+struct Strict<'a>(&'a [u8]);
+
+impl std::io::Read for Strict<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() && !buf.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the datum ends before its schema does"));
+        }
+        self.0.read(buf)
     }
 }
 
@@ -311,6 +365,7 @@ known!(accounts_changed_v1, ACCOUNTS_CHANGED_V1_AVSC, Some(ACCOUNTS_CHANGED_V1_L
 known!(company_changed_v1, COMPANY_CHANGED_V1_AVSC, None);
 known!(partners_changed_v1, PARTNERS_CHANGED_V1_AVSC, None);
 known!(departments_changed_v1, DEPARTMENTS_CHANGED_V1_AVSC, None);
+known!(invoice_changed_v1, INVOICE_CHANGED_V1_AVSC, None);
 
 /// The fingerprint of the current `VoucherPosted` schema (revision 2) as [`encode_voucher_posted`] writes it:
 /// CRC-64-AVRO of the Parsing Canonical Form, which the header carries little-endian.
@@ -359,6 +414,14 @@ pub fn encode_departments_changed(event: &DepartmentsChanged) -> Result<Vec<u8>>
     departments_changed_v1().encode(event)
 }
 
+/// Encodes an invoice event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_invoice_changed(event: &InvoiceChanged) -> Result<Vec<u8>> {
+    invoice_changed_v1().encode(event)
+}
+
 /// Reads the writer-schema fingerprint from a single-object message's header.
 ///
 /// # Errors
@@ -392,6 +455,8 @@ pub fn decode(message: &[u8]) -> Result<Event> {
         Event::PartnersChanged(partners_changed_v1().decode(message, None)?)
     } else if departments_changed_v1().recognises(fp) {
         Event::DepartmentsChanged(departments_changed_v1().decode(message, None)?)
+    } else if invoice_changed_v1().recognises(fp) {
+        Event::InvoiceChanged(invoice_changed_v1().decode(message, None)?)
     } else {
         return Err(Error::UnknownSchema(fp));
     };
@@ -533,6 +598,35 @@ mod tests {
         }
     }
 
+    fn sample_invoice(approval_number: Option<&str>, voucher_id: Option<Uuid>) -> InvoiceChanged {
+        InvoiceChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            invoice_id: Uuid::new_v4(),
+            invoice_type: "sales".into(),
+            vat_type: "taxable".into(),
+            partner_id: Uuid::new_v4(),
+            invoice_date: 20_103,
+            supply_amount: 1_000_000,
+            tax_amount: 100_000,
+            status: "issued".into(),
+            approval_number: approval_number.map(str::to_owned),
+            voucher_id,
+        }
+    }
+
+    #[test]
+    fn invoice_events_round_trip() {
+        // Both optional fields present (issued and transmitted) and absent (a draft).
+        for i in [sample_invoice(Some("202501158000000012345678"), Some(Uuid::new_v4())), sample_invoice(None, None)] {
+            assert_eq!(decode(&encode_invoice_changed(&i).unwrap()).unwrap(), Event::InvoiceChanged(i));
+        }
+        // Amounts at the ends of the range, and a date before 1970, survive the trip.
+        let extreme = InvoiceChanged { supply_amount: i64::MAX, tax_amount: i64::MIN, invoice_date: -1, ..sample_invoice(None, None) };
+        assert_eq!(decode(&encode_invoice_changed(&extreme).unwrap()).unwrap(), Event::InvoiceChanged(extreme));
+    }
+
     #[test]
     fn dimension_events_round_trip() {
         for c in [sample_company(Some("220-81-62517")), sample_company(None)] {
@@ -555,6 +649,8 @@ mod tests {
         assert_eq!(Event::CompanyChanged(c.clone()).company_id(), c.company_id);
         let p = sample_partners();
         assert_eq!(Event::PartnersChanged(p.clone()).company_id(), p.company_id);
+        let i = sample_invoice(None, None);
+        assert_eq!(Event::InvoiceChanged(i.clone()).company_id(), i.company_id);
     }
 
     /// The fingerprint as the 8 header bytes in hex, the way fastavro prints it.
@@ -624,6 +720,9 @@ mod tests {
         assert_eq!(le_hex(fingerprint_of(&pc).unwrap()), "19102add4a999c86");
         let dc = encode_departments_changed(&sample_departments()).unwrap();
         assert_eq!(le_hex(fingerprint_of(&dc).unwrap()), "5bfe396f5be5d231");
+        let ic = encode_invoice_changed(&sample_invoice(None, None)).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&ic).unwrap()), "3326905de00c2f5b");
+        assert_eq!(fingerprint_of(&ic).unwrap(), 0x5b2f_0ce0_5d90_2633);
     }
 
     #[test]
@@ -827,6 +926,27 @@ mod tests {
         assert!(decode(&bytes[..bytes.len() - 5]).is_err());
         let bytes = encode_partners_changed(&sample_partners()).unwrap();
         assert!(decode(&bytes[..bytes.len() - 5]).is_err());
+        let bytes = encode_invoice_changed(&sample_invoice(Some("202501158000000012345678"), None)).unwrap();
+        assert!(decode(&bytes[..bytes.len() - 5]).is_err());
+    }
+
+    /// apache-avro alone reads a datum that ends inside a string as `null` and one that ends where a union's index
+    /// should be as the union's first branch, so these cuts decoded, as if the optional fields at the end were absent.
+    #[test]
+    fn a_datum_cut_inside_or_before_a_trailing_optional_field_is_an_error() {
+        // Every cut of an invoice with both optional fields, from one byte short to the header alone.
+        let bytes = encode_invoice_changed(&sample_invoice(Some("202501158000000012345678"), Some(Uuid::new_v4()))).unwrap();
+        for len in SINGLE_OBJECT_HEADER_BYTES..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "invoice cut to {len} of {} bytes", bytes.len());
+        }
+        // Without them, the last byte is `voucher_id`'s union index: one byte short used to decode as the same event.
+        let bytes = encode_invoice_changed(&sample_invoice(None, None)).unwrap();
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        // The same for a voucher whose `reversal_of` is null, the last byte of its datum.
+        let bytes = encode_voucher_posted(&as_v1(&sample())).unwrap();
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        // And every message still decodes whole.
+        assert!(decode(&bytes).is_ok());
     }
 
     #[test]
@@ -847,6 +967,7 @@ mod tests {
             company_changed_v1(),
             partners_changed_v1(),
             departments_changed_v1(),
+            invoice_changed_v1(),
         ] {
             all.push(k.fingerprint);
             all.extend(k.legacy_fingerprint);
