@@ -45,12 +45,35 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// Where the problem types are documented; every `type` URI starts with it (see `docs/errors.md`).
+pub const PROBLEM_TYPE_BASE: &str = "https://kerp.dev/problems/";
+
+/// The stable `type` URI of each kind of error, by status. Clients branch on it rather than on `detail`, whose words
+/// may change.
+#[must_use]
+pub fn problem_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "https://kerp.dev/problems/bad-request",
+        401 => "https://kerp.dev/problems/unauthorized",
+        403 => "https://kerp.dev/problems/forbidden",
+        404 => "https://kerp.dev/problems/not-found",
+        405 => "https://kerp.dev/problems/method-not-allowed",
+        409 => "https://kerp.dev/problems/conflict",
+        413 => "https://kerp.dev/problems/payload-too-large",
+        415 => "https://kerp.dev/problems/unsupported-media-type",
+        422 => "https://kerp.dev/problems/validation",
+        503 => "https://kerp.dev/problems/unavailable",
+        500 => "https://kerp.dev/problems/internal",
+        _ => "about:blank",
+    }
+}
+
 impl Problem {
-    /// A problem with the standard reason phrase as its title.
+    /// A problem with the standard reason phrase as its title and the status's stable type URI.
     #[must_use]
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
-            kind: "about:blank",
+            kind: problem_type(status),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
@@ -261,7 +284,10 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Adds the request metrics layer to a service's public routes. `/metrics` is not among them: the metrics name every
 /// route's traffic and errors, so they are served on an internal listener that the public proxy does not route.
 pub fn tracked(routes: axum::Router) -> axum::Router {
-    routes.layer(axum::middleware::from_fn(track_metrics))
+    routes
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async { Problem::new(StatusCode::METHOD_NOT_ALLOWED, "the route does not take this method") })
+        .layer(axum::middleware::from_fn(track_metrics))
 }
 
 /// Adds `/metrics` and the request metrics layer to routes that are served on an internal listener only, such as
@@ -345,6 +371,16 @@ mod tests {
         let p = parse_json::<Body>(b"{\"n\": \"x\"}").unwrap_err();
         assert_eq!(p.status, 422);
         assert_eq!(p.errors[0].field, "n");
+    }
+
+    #[test]
+    fn every_kind_of_error_has_a_stable_type() {
+        for code in [400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            let p = Problem::new(status, "x");
+            assert!(p.kind.starts_with(PROBLEM_TYPE_BASE), "{code}: {}", p.kind);
+        }
+        assert_eq!(Problem::invalid(vec![FieldError::new("a", "b")]).kind, "https://kerp.dev/problems/validation");
     }
 
     #[test]

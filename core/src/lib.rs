@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chart;
 pub mod clickhouse;
 pub mod http;
+pub mod invoice;
 pub mod kafka;
 pub mod master;
 pub mod telemetry;

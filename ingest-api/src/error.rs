@@ -48,6 +48,8 @@ fn constraint_status(name: &str) -> Option<(StatusCode, &'static str)> {
         "partners_company_code_key" => (StatusCode::CONFLICT, "a partner with this code already exists"),
         "partners_company_business_number_key" => (StatusCode::CONFLICT, "a partner with this business number already exists"),
         "departments_company_code_key" => (StatusCode::CONFLICT, "a department with this code already exists"),
+        "invoices_company_approval_number_key" => (StatusCode::CONFLICT, "an invoice with this approval number already exists"),
+        "invoices_company_partner_fkey" => (StatusCode::UNPROCESSABLE_ENTITY, "partner not found"),
         "companies_fiscal_start_month_check" => (StatusCode::UNPROCESSABLE_ENTITY, "fiscal_start_month must be 1 to 12"),
         "vouchers_balanced" | "voucher_lines_one_side" => (StatusCode::UNPROCESSABLE_ENTITY, "the voucher does not balance"),
         // The composite keys of 0003_security.sql also refuse another company's account or partner; the words are

@@ -7,6 +7,7 @@
 pub mod company;
 mod error;
 mod idempotency;
+mod invoices;
 mod master;
 pub mod relay;
 mod routes;
@@ -141,7 +142,9 @@ pub async fn connect(config: &Config) -> Result<PgPool> {
 
 /// The public HTTP routes, with request metrics recorded; the metrics themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::tracked(routes::routes().merge(master::routes()).route("/health", get(routes::health)).with_state(state))
+    kerp_core::http::tracked(
+        routes::routes().merge(master::routes()).merge(invoices::routes()).route("/health", get(routes::health)).with_state(state),
+    )
 }
 
 /// How long start-up waits for Kafka to say whether the voucher topic keeps every event, in milliseconds. Past it

@@ -1,5 +1,5 @@
 //! Postgres reads and writes of ingest-api, one submodule per subject: [`vouchers`] (posting and the voucher
-//! lifecycle, periods), [`master`] (partners, departments, accounts, users, company settings) and [`idempotency`]
+//! lifecycle, periods), [`invoices`] (tax invoices), [`master`] (partners, departments, accounts, users, company settings) and [`idempotency`]
 //! (the keys that make a retried POST create nothing twice). What they share lives here: the chart's accounts and
 //! [`enqueue`], which puts an encoded event in the outbox inside the caller's transaction.
 
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::Result;
 
 pub mod idempotency;
+pub mod invoices;
 pub mod master;
 pub mod vouchers;
 

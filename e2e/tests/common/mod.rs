@@ -363,32 +363,71 @@ where
 
 /// The trial balance of a company and month, straight from Postgres, in the API's shape:
 /// account id → (opening_debit, opening_credit, period_debit, period_credit, closing_debit, closing_credit).
+///
+/// It follows the fiscal-year rules independently of query-api: income-statement accounts (revenue, expense) open at
+/// zero on the first day of the company's fiscal year, and every earlier fiscal year's revenue and expense is added to
+/// the opening of retained earnings (3201). An account is listed when it has an opening or a movement.
 pub async fn pg_trial_balance(pool: &PgPool, company: Uuid, year: i32, month: u32) -> std::collections::BTreeMap<Uuid, [i64; 6]> {
     let start = chrono::NaiveDate::from_ymd_opt(year, month, 1).expect("date");
     let end =
         if month == 12 { chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { chrono::NaiveDate::from_ymd_opt(year, month + 1, 1) }
             .expect("date");
-    let rows: Vec<(Uuid, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "WITH s AS (
-            SELECT l.account_id,
-                   COALESCE(SUM(l.debit - l.credit) FILTER (WHERE v.voucher_date < $2), 0)::bigint AS opening,
-                   COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pd,
-                   COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint AS pc
-            FROM voucher_lines l JOIN vouchers v ON v.id = l.voucher_id
-            WHERE v.company_id = $1 AND v.status IN ('approved', 'reversed') AND v.voucher_date < $3
-            GROUP BY l.account_id)
-         SELECT account_id,
-                GREATEST(opening, 0), GREATEST(-opening, 0), pd, pc,
-                GREATEST(opening + pd - pc, 0), GREATEST(-(opening + pd - pc), 0)
-         FROM s",
+    let start_month: i16 =
+        sqlx::query_scalar("SELECT fiscal_start_month FROM companies WHERE id = $1").bind(company).fetch_one(pool).await.expect("company");
+    let start_month = u32::try_from(start_month).expect("month");
+    let fy_year = if month >= start_month { year } else { year - 1 };
+    let fy = chrono::NaiveDate::from_ymd_opt(fy_year, start_month, 1).expect("date");
+    // Debit and credit sums per account in three buckets: before the fiscal year, from its start to the month, the month.
+    // (account, is an income-statement account, debit and credit before the year, in the year, in the month)
+    type Buckets = (Uuid, bool, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Buckets> = sqlx::query_as(
+        "SELECT l.account_id, a.account_type IN ('revenue', 'expense'),
+                COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date < $4), 0)::bigint,
+                COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date < $4), 0)::bigint,
+                COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date >= $4 AND v.voucher_date < $2), 0)::bigint,
+                COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date >= $4 AND v.voucher_date < $2), 0)::bigint,
+                COALESCE(SUM(l.debit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint,
+                COALESCE(SUM(l.credit) FILTER (WHERE v.voucher_date >= $2), 0)::bigint
+         FROM voucher_lines l JOIN vouchers v ON v.id = l.voucher_id JOIN accounts a ON a.id = l.account_id
+         WHERE v.company_id = $1 AND v.status IN ('approved', 'reversed') AND v.voucher_date < $3
+         GROUP BY l.account_id, a.account_type",
     )
     .bind(company)
     .bind(start)
     .bind(end)
+    .bind(fy)
     .fetch_all(pool)
     .await
     .expect("pg trial balance");
-    rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, [a, b, c, d, e, f])).collect()
+    let retained: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE company_id = $1 AND code = '3201'")
+        .bind(company)
+        .fetch_one(pool)
+        .await
+        .expect("retained earnings account");
+    let mut sums: std::collections::BTreeMap<Uuid, [i64; 4]> = std::collections::BTreeMap::new();
+    let (mut closed_d, mut closed_c) = (0, 0);
+    for (id, income, d0, c0, d1, c1, d2, c2) in rows {
+        let (od, oc) = if income {
+            closed_d += d0;
+            closed_c += c0;
+            (d1, c1)
+        } else {
+            (d0 + d1, c0 + c1)
+        };
+        sums.insert(id, [od, oc, d2, c2]);
+    }
+    let re = sums.entry(retained).or_insert([0; 4]);
+    re[0] += closed_d;
+    re[1] += closed_c;
+    let side = |net: i64| (net.max(0), (-net).max(0));
+    sums.into_iter()
+        .filter(|(_, s)| s.iter().any(|v| *v != 0))
+        .map(|(id, [od, oc, pd, pc])| {
+            let (o_d, o_c) = side(od - oc);
+            let (c_d, c_c) = side(od - oc + pd - pc);
+            (id, [o_d, o_c, pd, pc, c_d, c_c])
+        })
+        .collect()
 }
 
 /// The API's trial balance in the same shape as [`pg_trial_balance`], plus its totals.
