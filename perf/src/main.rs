@@ -2,9 +2,11 @@
 //! `ingest-api create-company`) and writes their ids and tokens to a file; `load` posts vouchers for them through the
 //! public URL at a steady rate until SIGTERM and writes one record per request; `check` reads those records and the
 //! scenario's fault marks, asks Postgres and `stream-workers reconcile` whether everything acknowledged arrived once,
-//! prints a table and exits non-zero on any loss or difference. `compose/dev faults` runs the three in turn.
+//! prints a table and exits non-zero on any loss or difference. `compose/dev faults` runs the three in turn. `demo`
+//! fills the dev stack's demo company with two years of books.
 
 mod check;
+mod demo;
 mod load;
 mod record;
 
@@ -25,6 +27,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Check a load's records against Postgres and reconcile; print the scenario's table; exit 1 on any failure.
     Check(check::CheckArgs),
+    /// Fill a company with two fiscal years of demo books through the API (`compose/dev up` runs it once).
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -32,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Companies(args) => load::companies(&args),
         Command::Load(args) => load::run(&args).await,
+        Command::Demo(args) => demo::run(&args).await,
         Command::Check(args) => {
             if !check::run(&args).await? {
                 std::process::exit(1);
