@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate};
 use clickhouse::Row;
-use kerp_schemas::{AccountsChanged, CompanyChanged, DepartmentsChanged, Event, PartnersChanged, VoucherPosted};
+use kerp_schemas::{AccountsChanged, CompanyChanged, DepartmentsChanged, Event, InvoiceChanged, PartnersChanged, VoucherPosted};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -130,6 +130,43 @@ pub struct DepartmentRow {
     /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
     pub version: u64,
 }
+
+/// A row of `invoices`: an invoice's state as its newest `InvoiceChanged` carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct InvoiceRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub invoice_id: Uuid,
+    /// One of [`INVOICE_TYPES`].
+    pub invoice_type: String,
+    /// One of [`VAT_TYPES`].
+    pub vat_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub partner_id: Uuid,
+    /// Days since 1970-01-01.
+    pub invoice_date: u16,
+    /// Won.
+    pub supply_amount: i64,
+    /// Won.
+    pub tax_amount: i64,
+    /// One of [`INVOICE_STATUSES`].
+    pub status: String,
+    /// Empty until the invoice has an NTS approval number.
+    pub approval_number: String,
+    /// Nil until issuing the invoice posted a voucher.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub voucher_id: Uuid,
+    /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
+    pub version: u64,
+}
+
+/// The values of `InvoiceChanged.invoice_type`.
+pub const INVOICE_TYPES: [&str; 2] = ["sales", "purchase"];
+/// The values of `InvoiceChanged.vat_type`.
+pub const VAT_TYPES: [&str; 3] = ["taxable", "zero_rated", "exempt"];
+/// The values of `InvoiceChanged.status`.
+pub const INVOICE_STATUSES: [&str; 3] = ["draft", "issued", "cancelled"];
 
 /// One message as the fold sees it: where it came from, whose it is, and what it decoded to.
 #[derive(Debug, Clone)]
@@ -273,6 +310,7 @@ pub struct FoldOutput {
     pub company_settings: Vec<CompanySettingsRow>,
     pub partners: Vec<PartnerRow>,
     pub departments: Vec<DepartmentRow>,
+    pub invoices: Vec<InvoiceRow>,
     /// Watermark advances; write them after every other row of the batch.
     pub watermarks: Vec<WatermarkRow>,
     /// Holds that began in this batch.
@@ -397,6 +435,42 @@ pub fn department_rows(e: &DepartmentsChanged) -> Vec<DepartmentRow> {
         .collect()
 }
 
+/// The row an invoice event carries, or why it cannot be folded. A type, VAT type or status the VAT summary does not
+/// know would leave the invoice out of every sum without a word, and a date ClickHouse cannot store would be stored
+/// as another date, so such an event holds its company instead, like an unbalanced voucher. Amounts may be negative:
+/// an amending invoice (수정세금계산서) reduces an earlier one.
+///
+/// # Errors
+/// An unknown `invoice_type`, `vat_type` or `status`, or an `invoice_date` outside ClickHouse's `Date`.
+pub fn invoice_row(e: &InvoiceChanged) -> Result<InvoiceRow, String> {
+    let known = |field: &str, value: &str, values: &[&str]| {
+        if values.contains(&value) {
+            Ok(())
+        } else {
+            Err(format!("{field} {value:?} is not one of {values:?}"))
+        }
+    };
+    known("invoice_type", &e.invoice_type, &INVOICE_TYPES)?;
+    known("vat_type", &e.vat_type, &VAT_TYPES)?;
+    known("status", &e.status, &INVOICE_STATUSES)?;
+    let (invoice_date, _) =
+        dates(e.invoice_date).ok_or_else(|| format!("invoice_date {} is outside ClickHouse's Date range", e.invoice_date))?;
+    Ok(InvoiceRow {
+        company_id: e.company_id,
+        invoice_id: e.invoice_id,
+        invoice_type: e.invoice_type.clone(),
+        vat_type: e.vat_type.clone(),
+        partner_id: e.partner_id,
+        invoice_date,
+        supply_amount: e.supply_amount,
+        tax_amount: e.tax_amount,
+        status: e.status.clone(),
+        approval_number: e.approval_number.clone().unwrap_or_default(),
+        voucher_id: e.voucher_id.unwrap_or_default(),
+        version: dimension_version(e.changed_at),
+    })
+}
+
 fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: PerAccount, out: &mut FoldOutput) {
     let posted_at = u32::try_from(e.posted_at.div_euclid(1_000_000)).unwrap_or(0);
     let version = u64::try_from(e.posted_at).unwrap_or(0);
@@ -493,9 +567,14 @@ pub fn fold(messages: &[Message], state: &mut FoldState, skips: &HashSet<Skip>) 
                 out.departments.extend(department_rows(e));
                 None
             }
-            // Until the invoices table exists, an invoice is held rather than dropped: a worker that folds it re-reads
-            // it from the held offset, so nothing is lost in between.
-            Ok(Event::InvoiceChanged(_)) => Some((HoldReason::Invalid("InvoiceChanged is not folded by this worker yet".into()), None)),
+            // An invoice's state, upserted by version like master data: no sequence, in its company's order.
+            Ok(Event::InvoiceChanged(e)) => match invoice_row(e) {
+                Ok(row) => {
+                    out.invoices.push(row);
+                    None
+                }
+                Err(reason) => Some((HoldReason::Invalid(reason), None)),
+            },
             Ok(Event::VoucherPosted(e)) => {
                 let before = state.watermarks.get(&company).copied().unwrap_or(0);
                 let mut w = before;
@@ -975,6 +1054,164 @@ mod tests {
         assert_eq!(again.company_settings, out.company_settings);
         assert_eq!(again.partners, out.partners);
         assert_eq!(again.departments, out.departments);
+    }
+
+    fn invoice_event(company: Uuid, invoice: Uuid, changed_at: i64, status: &str) -> InvoiceChanged {
+        InvoiceChanged {
+            event_id: Uuid::new_v4(),
+            company_id: company,
+            changed_at,
+            invoice_id: invoice,
+            invoice_type: "sales".into(),
+            vat_type: "taxable".into(),
+            partner_id: Uuid::new_v4(),
+            invoice_date: JAN_15,
+            supply_amount: 1_000_000,
+            tax_amount: 100_000,
+            status: status.into(),
+            approval_number: None,
+            voucher_id: None,
+        }
+    }
+
+    /// What `invoices FINAL` shows: per (company, invoice) the row with the highest version.
+    fn newest_invoices(rows: &[InvoiceRow]) -> BTreeMap<(Uuid, Uuid), InvoiceRow> {
+        let mut m: BTreeMap<(Uuid, Uuid), InvoiceRow> = BTreeMap::new();
+        for r in rows {
+            let e = m.entry((r.company_id, r.invoice_id)).or_insert_with(|| r.clone());
+            if r.version > e.version {
+                *e = r.clone();
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn an_invoice_event_becomes_a_row() {
+        let (c, draft_id, issued_id, voucher) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let draft = invoice_event(c, draft_id, 41, "draft");
+        let issued = InvoiceChanged {
+            invoice_type: "purchase".into(),
+            vat_type: "zero_rated".into(),
+            tax_amount: 0,
+            approval_number: Some("202501158000000012345678".into()),
+            voucher_id: Some(voucher),
+            ..invoice_event(c, issued_id, 42, "issued")
+        };
+        let out = fold(
+            &event_msgs(&[Event::InvoiceChanged(draft.clone()), Event::InvoiceChanged(issued.clone())]),
+            &mut FoldState::default(),
+            &HashSet::new(),
+        );
+        assert_eq!(
+            out.invoices,
+            [
+                InvoiceRow {
+                    company_id: c,
+                    invoice_id: draft_id,
+                    invoice_type: "sales".into(),
+                    vat_type: "taxable".into(),
+                    partner_id: draft.partner_id,
+                    invoice_date: 20_103,
+                    supply_amount: 1_000_000,
+                    tax_amount: 100_000,
+                    status: "draft".into(),
+                    approval_number: String::new(),
+                    voucher_id: Uuid::nil(),
+                    version: 41,
+                },
+                InvoiceRow {
+                    company_id: c,
+                    invoice_id: issued_id,
+                    invoice_type: "purchase".into(),
+                    vat_type: "zero_rated".into(),
+                    partner_id: issued.partner_id,
+                    invoice_date: 20_103,
+                    supply_amount: 1_000_000,
+                    tax_amount: 0,
+                    status: "issued".into(),
+                    approval_number: "202501158000000012345678".into(),
+                    voucher_id: voucher,
+                    version: 42,
+                },
+            ]
+        );
+        assert!(out.watermarks.is_empty() && out.folded.is_empty() && out.new_holds.is_empty(), "no sequence, no hold");
+    }
+
+    #[test]
+    fn an_amending_invoice_with_negative_amounts_is_folded() {
+        let c = Uuid::new_v4();
+        let e = InvoiceChanged { supply_amount: -500_000, tax_amount: -50_000, ..invoice_event(c, Uuid::new_v4(), 1, "issued") };
+        let out = fold(&event_msgs(&[Event::InvoiceChanged(e)]), &mut FoldState::default(), &HashSet::new());
+        assert_eq!(out.invoices.iter().map(|r| (r.supply_amount, r.tax_amount)).collect::<Vec<_>>(), [(-500_000, -50_000)]);
+    }
+
+    #[test]
+    fn an_invoice_the_vat_summary_cannot_place_holds_the_company() {
+        let (c, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let base = invoice_event(c, Uuid::new_v4(), 1, "issued");
+        let bad = [
+            InvoiceChanged { invoice_type: "refund".into(), ..base.clone() },
+            InvoiceChanged { vat_type: "reduced".into(), ..base.clone() },
+            InvoiceChanged { status: "ISSUED".into(), ..base.clone() },
+            // 2149-06-07, one day past ClickHouse's last Date, and a day before 1970.
+            InvoiceChanged { invoice_date: 65_536, ..base.clone() },
+            InvoiceChanged { invoice_date: -1, ..base.clone() },
+        ];
+        for e in bad {
+            let mut state = FoldState::default();
+            let what = format!("{} {} {} {}", e.invoice_type, e.vat_type, e.status, e.invoice_date);
+            let messages = event_msgs(&[Event::InvoiceChanged(e), Event::VoucherPosted(event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)]))]);
+            let out = fold(&messages, &mut state, &HashSet::new());
+            assert!(out.invoices.is_empty() && out.lines.is_empty(), "{what}: nothing of the company is folded");
+            assert!(matches!(state.held[&c].reason, HoldReason::Invalid(_)), "{what}");
+            assert_eq!((state.commit_limit(0), out.held_messages), (Some(0), 2), "{what}");
+        }
+        // The last day ClickHouse can store is folded.
+        let out = fold(
+            &event_msgs(&[Event::InvoiceChanged(InvoiceChanged { invoice_date: 65_535, ..base })]),
+            &mut FoldState::default(),
+            &HashSet::new(),
+        );
+        assert_eq!(out.invoices.iter().map(|r| r.invoice_date).collect::<Vec<_>>(), [65_535]);
+    }
+
+    /// An invoice's changes are upserts: between vouchers they move no watermark, the newest version wins whatever
+    /// the order they arrive in, a second copy writes the same rows, and those of a held company wait for the hold.
+    #[test]
+    fn invoice_changes_fold_in_order_and_the_newest_version_wins() {
+        let (c, held, inv, other, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let voucher = Uuid::new_v4();
+        let issued = InvoiceChanged { voucher_id: Some(voucher), ..invoice_event(c, inv, 2, "issued") };
+        let events = [
+            Event::InvoiceChanged(invoice_event(c, inv, 1, "draft")),
+            Event::VoucherPosted(event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::InvoiceChanged(issued.clone()),
+            Event::InvoiceChanged(invoice_event(c, other, 5, "issued")),
+            // Arrives last but is older than the issue: the issued state stays.
+            Event::InvoiceChanged(invoice_event(c, inv, 1, "draft")),
+            Event::VoucherPosted(event(c, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::InvoiceChanged(invoice_event(c, other, 6, "cancelled")),
+            Event::VoucherPosted(event(held, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
+            Event::InvoiceChanged(invoice_event(held, Uuid::new_v4(), 7, "issued")),
+        ];
+        let mut state = FoldState::default();
+        let out = fold(&event_msgs(&events), &mut state, &HashSet::new());
+        assert_eq!(out.folded, [1, 5]);
+        assert_eq!(out.watermarks, [WatermarkRow { company_id: c, partition: 0, seq: 2 }]);
+        assert_eq!(out.held_messages, 2, "the held company's invoice waits");
+        assert!(out.invoices.iter().all(|r| r.company_id == c));
+        let newest = newest_invoices(&out.invoices);
+        assert_eq!(newest.len(), 2);
+        assert_eq!((newest[&(c, inv)].status.as_str(), newest[&(c, inv)].voucher_id, newest[&(c, inv)].version), ("issued", voucher, 2));
+        assert_eq!(newest[&(c, other)].status, "cancelled");
+
+        // Redelivered: the vouchers are duplicates and the invoices are written again with the same keys and versions.
+        let again = fold(&event_msgs(&events[..7]), &mut state, &HashSet::new());
+        assert_eq!((again.duplicates, again.lines.len()), (2, 0));
+        assert_eq!(again.invoices, out.invoices);
+        assert_eq!(newest_invoices(&[out.invoices, again.invoices].concat()), newest);
     }
 
     #[test]

@@ -11,12 +11,17 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::fold::{AccountRow, BalanceRow, CompanySettingsRow, DepartmentRow, FoldOutput, LedgerLineRow, PartnerRow, Skip, WatermarkRow};
+use crate::fold::{
+    AccountRow, BalanceRow, CompanySettingsRow, DepartmentRow, FoldOutput, InvoiceRow, LedgerLineRow, PartnerRow, Skip, WatermarkRow,
+};
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
-const DDL: [&str; 2] =
-    [include_str!("../../migrations/clickhouse/0001_init.sql"), include_str!("../../migrations/clickhouse/0002_dimensions.sql")];
+const DDL: [&str; 3] = [
+    include_str!("../../migrations/clickhouse/0001_init.sql"),
+    include_str!("../../migrations/clickhouse/0002_dimensions.sql"),
+    include_str!("../../migrations/clickhouse/0003_invoices.sql"),
+];
 
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
 /// `ADD COLUMN IF NOT EXISTS`, so `migrate` looks for each one and adds what is missing. Rows written before get the
@@ -24,8 +29,8 @@ const DDL: [&str; 2] =
 const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("ledger_lines", "department_id", "UUID")];
 
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
-pub const AGGREGATE_TABLES: [&str; 7] =
-    ["ledger_lines", "period_balances", "accounts", "company_settings", "partners", "departments", "fold_watermarks"];
+pub const AGGREGATE_TABLES: [&str; 8] =
+    ["ledger_lines", "period_balances", "accounts", "company_settings", "partners", "departments", "invoices", "fold_watermarks"];
 
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
 pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
@@ -242,10 +247,10 @@ pub struct DeadLetterRow {
 }
 
 /// Writes one folded batch into the aggregate tables of version `suffix`: ledger lines, dimension rows (accounts,
-/// company settings, partners, departments) and balances, each an idempotent upsert (keyed by event, or by entity
-/// and version for the dimensions), then the watermarks. A crash anywhere is repaired by writing the batch again.
-/// The dimension rows come before the watermarks although they claim no sequence: the offsets of their messages are
-/// committed after this returns, so they too must be durable by then.
+/// company settings, partners, departments), invoices and balances, each an idempotent upsert (keyed by event, or by
+/// entity and version for the dimensions and invoices), then the watermarks. A crash anywhere is repaired by writing
+/// the batch again. The dimension and invoice rows come before the watermarks although they claim no sequence: the
+/// offsets of their messages are committed after this returns, so they too must be durable by then.
 ///
 /// # Errors
 /// ClickHouse errors; the caller retries the whole batch.
@@ -255,6 +260,7 @@ pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[Dead
     insert_all::<CompanySettingsRow>(client, &format!("company_settings{suffix}"), &out.company_settings).await?;
     insert_all::<PartnerRow>(client, &format!("partners{suffix}"), &out.partners).await?;
     insert_all::<DepartmentRow>(client, &format!("departments{suffix}"), &out.departments).await?;
+    insert_all::<InvoiceRow>(client, &format!("invoices{suffix}"), &out.invoices).await?;
     insert_all::<BalanceRow>(client, &format!("period_balances{suffix}"), &out.balances).await?;
     insert_all::<DeadLetterRow>(client, "dead_letters", dead).await?;
     insert_all::<WatermarkRow>(client, &format!("fold_watermarks{suffix}"), &out.watermarks).await?;
@@ -305,6 +311,7 @@ mod tests {
             ("company_settings", CompanySettingsRow::COLUMN_NAMES),
             ("partners", PartnerRow::COLUMN_NAMES),
             ("departments", DepartmentRow::COLUMN_NAMES),
+            ("invoices", InvoiceRow::COLUMN_NAMES),
             ("fold_watermarks", WatermarkRow::COLUMN_NAMES),
             ("dead_letters", DeadLetterRow::COLUMN_NAMES),
             ("fold_skips", SkipRow::COLUMN_NAMES),

@@ -2,8 +2,9 @@
 //! Kafka offset commit. Restarted, it is handed the same messages again, and every line must still count once. A third
 //! run under a new consumer group re-reads the whole topic from the start (full redelivery) and must add nothing, and
 //! an event published twice (as a relay crash would) counts once. Master data travels with the vouchers (company
-//! settings, partners, departments, and lines charged to departments); after the crash and after the redelivery each
-//! dimension holds the newest version of every row, also when an older change arrives last.
+//! settings, partners, departments, and lines charged to departments), and so do tax invoices through their life
+//! (draft, issued with an approval number and a voucher, cancelled); after the crash and after the redelivery each
+//! dimension and the invoices table hold the newest version of every row, also when an older change arrives last.
 //!
 //! Runs against the real Kafka and ClickHouse; it publishes its own events to a topic of its own.
 
@@ -12,10 +13,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    balances, caught_up, event, expected_totals, ledger_line_count, line_departments, master_data, progress, publish, signal, wait_exit,
-    worker, CompanySettings, Department, Partner,
+    balances, caught_up, event, expected_totals, invoices, ledger_line_count, line_departments, master_data, progress, publish, signal,
+    wait_exit, worker, CompanySettings, Department, Invoice, Partner,
 };
-use kerp_schemas::{CompanyChanged, DepartmentState, DepartmentsChanged, PartnerState, PartnersChanged, VoucherPosted};
+use kerp_schemas::{CompanyChanged, DepartmentState, DepartmentsChanged, InvoiceChanged, PartnerState, PartnersChanged, VoucherPosted};
 use rand::SeedableRng;
 use rdkafka::Offset;
 use uuid::Uuid;
@@ -28,6 +29,8 @@ struct MasterData {
     settings: Vec<CompanySettings>,
     partners: Vec<Partner>,
     department_rows: Vec<Department>,
+    /// Ordered by invoice id, as [`invoices`] reads them.
+    invoice_rows: Vec<Invoice>,
 }
 
 fn master_data_of(company: Uuid) -> MasterData {
@@ -74,17 +77,69 @@ fn master_data_of(company: Uuid) -> MasterData {
         })
         .unwrap()
     };
+    // Two invoices through their life: one drafted and then issued (with its voucher and approval number), one issued
+    // and then cancelled; an outdated copy of the first one's draft arrives last.
+    let (sale, purchase, voucher) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let approval = "202501108000000012345678";
+    let sale_state = |changed_at, status: &str, approval_number: Option<&str>, voucher_id| InvoiceChanged {
+        event_id: Uuid::new_v4(),
+        company_id: company,
+        changed_at,
+        invoice_id: sale,
+        invoice_type: "sales".into(),
+        vat_type: "taxable".into(),
+        partner_id: p1,
+        // 2025-01-10.
+        invoice_date: 20_098,
+        supply_amount: 1_000_000,
+        tax_amount: 100_000,
+        status: status.into(),
+        approval_number: approval_number.map(str::to_owned),
+        voucher_id,
+    };
+    let purchase_state = |changed_at, status: &str| InvoiceChanged {
+        invoice_id: purchase,
+        invoice_type: "purchase".into(),
+        vat_type: "exempt".into(),
+        partner_id: p2,
+        supply_amount: 330_000,
+        tax_amount: 0,
+        ..sale_state(changed_at, status, None, None)
+    };
+    let invoice_event = |e: InvoiceChanged| kerp_schemas::encode_invoice_changed(&e).unwrap();
+    let invoice_row = |e: InvoiceChanged| Invoice {
+        invoice_id: e.invoice_id,
+        invoice_type: e.invoice_type,
+        vat_type: e.vat_type,
+        partner_id: e.partner_id,
+        invoice_date: u16::try_from(e.invoice_date).unwrap(),
+        supply_amount: e.supply_amount,
+        tax_amount: e.tax_amount,
+        status: e.status,
+        approval_number: e.approval_number.unwrap_or_default(),
+        voucher_id: e.voucher_id.unwrap_or_default(),
+        version: e.changed_at as u64,
+    };
+    let mut invoice_rows =
+        vec![invoice_row(sale_state(t1, "issued", Some(approval), Some(voucher))), invoice_row(purchase_state(t1, "cancelled"))];
+    invoice_rows.sort_by_key(|r| r.invoice_id);
     MasterData {
         before: vec![
             company_event(t0, "한빛상사", 1),
             partners_event(t0, vec![partner(p1, "P001", "대한물산", Some("123-45-67890")), partner(p2, "P002", "개인 거래처", None)]),
             departments_event(t0, vec![department(d10, "D10", "영업부", true), department(d20, "D20", "관리부", true)]),
+            invoice_event(sale_state(t0, "draft", None, None)),
+            invoice_event(purchase_state(t0, "issued")),
         ],
         after: vec![
             company_event(t1, "한빛상사 주식회사", 4),
             departments_event(t1, vec![department(d20, "D20", "경영지원부", false)]),
             // Arrives last but is older: the dimension keeps the newer name.
             partners_event(t0 - 1, vec![partner(p1, "P001", "옛 이름", None)]),
+            invoice_event(sale_state(t1, "issued", Some(approval), Some(voucher))),
+            invoice_event(purchase_state(t1, "cancelled")),
+            // Arrives last but is older: the invoice stays issued.
+            invoice_event(sale_state(t0 - 1, "draft", None, None)),
         ],
         departments: [d10, d20],
         settings: vec![CompanySettings {
@@ -117,6 +172,7 @@ fn master_data_of(company: Uuid) -> MasterData {
             Department { department_id: d10, code: "D10".into(), name: "영업부".into(), is_active: 1, version: t0 as u64 },
             Department { department_id: d20, code: "D20".into(), name: "경영지원부".into(), is_active: 0, version: t1 as u64 },
         ],
+        invoice_rows,
     }
 }
 
@@ -126,6 +182,7 @@ async fn assert_master_data(ch: &clickhouse::Client, company: Uuid, m: &MasterDa
     assert_eq!(settings, m.settings, "company settings {when}");
     assert_eq!(partners, m.partners, "partners {when}");
     assert_eq!(departments, m.department_rows, "departments {when}");
+    assert_eq!(invoices(ch, company).await, m.invoice_rows, "invoices {when}");
     let expected: std::collections::BTreeMap<(String, u32), Uuid> = events
         .iter()
         .filter(|e| e.company_id == company)

@@ -213,6 +213,43 @@ pub async fn master_data(ch: &clickhouse::Client, company: Uuid) -> (Vec<Company
     (settings, partners, departments)
 }
 
+/// An invoice as readers see it (`FINAL`: the newest version of each invoice).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct Invoice {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub invoice_id: Uuid,
+    pub invoice_type: String,
+    pub vat_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub partner_id: Uuid,
+    /// Days since 1970-01-01.
+    pub invoice_date: u16,
+    pub supply_amount: i64,
+    pub tax_amount: i64,
+    pub status: String,
+    pub approval_number: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub voucher_id: Uuid,
+    pub version: u64,
+}
+
+/// The invoices of `company` as the fold left them, read with `FINAL`, ordered by id as Rust orders UUIDs (ClickHouse
+/// orders them by their two 64-bit halves, which is another order).
+pub async fn invoices(ch: &clickhouse::Client, company: Uuid) -> Vec<Invoice> {
+    let mut rows: Vec<Invoice> = ch
+        .query(&format!(
+            "SELECT invoice_id, invoice_type, vat_type, partner_id, invoice_date, supply_amount, tax_amount, status, approval_number,
+                    voucher_id, version
+             FROM invoices FINAL WHERE company_id = {}",
+            uuid_literal(&company)
+        ))
+        .fetch_all()
+        .await
+        .expect("invoices");
+    rows.sort_by_key(|r| r.invoice_id);
+    rows
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct LineDepartment {
     voucher_number: String,
