@@ -6,6 +6,7 @@ mod error;
 pub mod report;
 mod routes;
 mod store;
+mod vat;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ impl kerp_core::http::JwtSecret for AppState {
 
 /// The public HTTP routes with request metrics recorded; the metrics themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::tracked(routes::routes().with_state(state))
+    kerp_core::http::tracked(routes::routes().merge(vat::routes()).with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown`.
