@@ -444,6 +444,19 @@ mod tests {
     }
 
     #[test]
+    fn a_voucher_is_posted_approved_unless_it_asks_to_be_a_draft() {
+        let mut v = voucher(vec![line(Some(1), None), line(None, Some(1))]);
+        assert_eq!(validate(&v).unwrap().status, VoucherStatus::Approved);
+        v.status = Some("draft".into());
+        assert_eq!(validate(&v).unwrap().status, VoucherStatus::Draft);
+        v.status = Some("reversed".into());
+        assert_eq!(fields(validate(&v)), ["status"], "only a reversal makes a reversed voucher");
+        for s in [VoucherStatus::Draft, VoucherStatus::Approved, VoucherStatus::Reversed] {
+            assert_eq!(VoucherStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
     fn long_descriptions_are_refused() {
         let mut v = voucher(vec![line(Some(1), None), line(None, Some(1))]);
         v.description = Some("가".repeat(DESCRIPTION_CHARS_MAX + 1));
