@@ -429,25 +429,28 @@ pub enum IsSection {
     IncomeTaxes,
 }
 
-/// The income-statement section of an account, by its code; `None` for balance-sheet accounts. A revenue or expense
-/// account without a four-digit code goes to the non-operating sections, where an unusual account belongs.
+/// The income-statement section of an account, by its code; `None` for balance-sheet accounts. An income account whose
+/// code is in none of the ranges (40xx, 50xx, or no four-digit code at all) goes to the non-operating section of its
+/// class, where an unusual account belongs. Which accounts are on the income statement is decided by [`class_of`], as
+/// for the trial balance's closing and the balance sheet's current-year earnings, so the three always agree.
 #[must_use]
 pub fn is_section(info: &AccountInfo) -> Option<IsSection> {
-    let code: Option<u32> = (info.code.len() == 4).then(|| info.code.parse().ok()).flatten();
-    Some(match code {
-        Some(4100..=4199) => IsSection::Sales,
-        Some(4200..=4999) => IsSection::NonOperatingIncome,
-        Some(5100..=5199) => IsSection::CostOfSales,
-        Some(5200..=5399) => IsSection::SellingAndAdministrative,
-        Some(5400..=7999) => IsSection::NonOperatingExpenses,
-        Some(8000..=8999) => IsSection::IncomeTaxes,
-        Some(_) => return None,
-        None => match AccountType::parse(&info.account_type)? {
-            AccountType::Revenue => IsSection::NonOperatingIncome,
-            AccountType::Expense => IsSection::NonOperatingExpenses,
-            _ => return None,
-        },
-    })
+    let code: Option<u32> =
+        (info.code.len() == 4 && info.code.bytes().all(|b| b.is_ascii_digit())).then(|| info.code.parse().ok()).flatten();
+    let by_code = match code {
+        Some(4100..=4199) => Some(IsSection::Sales),
+        Some(4200..=4999) => Some(IsSection::NonOperatingIncome),
+        Some(5100..=5199) => Some(IsSection::CostOfSales),
+        Some(5200..=5399) => Some(IsSection::SellingAndAdministrative),
+        Some(5400..=7999) => Some(IsSection::NonOperatingExpenses),
+        Some(8000..=8999) => Some(IsSection::IncomeTaxes),
+        _ => None,
+    };
+    match class_of(Some(info))? {
+        AccountType::Revenue => Some(by_code.unwrap_or(IsSection::NonOperatingIncome)),
+        AccountType::Expense => Some(by_code.unwrap_or(IsSection::NonOperatingExpenses)),
+        AccountType::Asset | AccountType::Liability | AccountType::Equity => None,
+    }
 }
 
 /// One account's line of the income statement, on the section's side (revenue as credit minus debit, expense as
@@ -1063,6 +1066,18 @@ mod tests {
         assert_eq!(assign("3201"), None);
         assert_eq!(assign("1101"), None);
         assert_eq!(is_section(&info(Uuid::nil(), "X1", "revenue")), Some(IsSection::NonOperatingIncome));
+        assert_eq!(is_section(&info(Uuid::nil(), "4001", "revenue")), Some(IsSection::NonOperatingIncome));
+        assert_eq!(is_section(&info(Uuid::nil(), "5001", "expense")), Some(IsSection::NonOperatingExpenses));
+        // The code decides over the class the dimension carried, as everywhere else.
+        assert_eq!(is_section(&info(Uuid::nil(), "1101", "revenue")), None);
+        assert_eq!(is_section(&info(Uuid::nil(), "9101", "expense")), Some(IsSection::NonOperatingExpenses));
+        // Every account the closing treats as income is on the income statement, and no other.
+        for n in 0..10_000 {
+            for t in ["asset", "liability", "equity", "revenue", "expense", ""] {
+                let i = info(Uuid::nil(), &format!("{n:04}"), t);
+                assert_eq!(is_section(&i).is_some(), is_income_statement(class_of(Some(&i))), "{n:04} {t}");
+            }
+        }
 
         let c = Chart::new();
         let mut p = Vec::new();

@@ -153,8 +153,8 @@ pub const SEOUL_UTC_OFFSET_HOURS: i32 = 9;
 
 /// Today in Korea, clamped into the supported date range.
 fn today() -> NaiveDate {
-    let offset = chrono::FixedOffset::east_opt(SEOUL_UTC_OFFSET_HOURS * 3600).unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC"));
-    chrono::Utc::now().with_timezone(&offset).date_naive().clamp(VOUCHER_DATE_MIN, VOUCHER_DATE_MAX)
+    let now = chrono::Utc::now().naive_utc() + chrono::Duration::hours(i64::from(SEOUL_UTC_OFFSET_HOURS));
+    now.date().clamp(VOUCHER_DATE_MIN, VOUCHER_DATE_MAX)
 }
 
 /// A checked year and month with the month's first and last day. `period` is `None` only when [`Checks::year_month`]
@@ -459,6 +459,7 @@ struct PartnerLedgerPage {
 /// payable (2101) balances at the end of `to_date` (default today in Korea); with `partner_id`, that partner's lines
 /// on those two accounts from `from_date` (default the start of `to_date`'s fiscal year) to `to_date`, each with the
 /// running net balance, after the opening balance. Pages carry the running balance over, as the account ledger's do.
+/// `from_date` is checked but has no use without `partner_id`: the list shows balances, not movements.
 async fn partner_ledger(
     State(state): State<AppState>,
     Auth(claims): Auth,
