@@ -2,9 +2,9 @@
 //! query-api as fiscal-year trial balances, income statements, balance sheets and partner ledgers that balance and
 //! agree with each other and with a ledger kept in memory by the test.
 //!
-//! A fiscal year starting in April and partner names get rows written straight into the tests' ClickHouse database, and
-//! partners and departments straight into Postgres: they stand in for the company-settings, partner and department
-//! events and the master-data API, so that these tests check the reports alone, whatever state those are in.
+//! Company settings, partners and departments are made through ingest-api's master-data API, so they reach ClickHouse
+//! as events like everything else. One partner is written straight into Postgres instead: it stands for a partner whose
+//! event has not been folded yet, which the reports must still show, without a name.
 
 mod common;
 
@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate};
-use common::{company, eventually, get, pg, post_voucher, simple_voucher, stack, Company, Svc};
+use common::{company, eventually, get, pg, post_voucher, send, simple_voucher, stack, Company, Svc};
 use kerp_core::auth::Role;
 use rand::{Rng, SeedableRng};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -121,41 +122,6 @@ async fn post_random_books(c: &Company, seed: u64, count: usize, from: NaiveDate
     vouchers.into_iter().flat_map(|(_, lines)| lines).collect()
 }
 
-/// The fiscal-year trial balance of a company and month computed from Postgres with SQL, in the shape of
-/// `common::api_trial_balance`: account id -> (opening debit, opening credit, period debit, period credit, closing
-/// debit, closing credit). Lines of income accounts (classes 4-8) dated before the fiscal year's start are counted on
-/// retained earnings (3201) instead, which is the virtual closing the reports make.
-async fn pg_fiscal_trial_balance(pool: &sqlx::PgPool, company: Uuid, year: i32, month: u32, start_month: u32) -> BTreeMap<Uuid, [i64; 6]> {
-    let start = NaiveDate::from_ymd_opt(year, month, 1).expect("date");
-    let end = month_end(year, month).succ_opt().expect("date");
-    let rows: Vec<(Uuid, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "WITH x AS (
-            SELECT CASE WHEN a.code ~ '^[4-8]' AND v.voucher_date < $4
-                        THEN (SELECT r.id FROM accounts r WHERE r.company_id = $1 AND r.code = '3201')
-                        ELSE l.account_id END AS account_id,
-                   v.voucher_date, l.debit, l.credit
-            FROM voucher_lines l JOIN vouchers v ON v.id = l.voucher_id JOIN accounts a ON a.id = l.account_id
-            WHERE v.company_id = $1 AND v.status IN ('approved', 'reversed') AND v.voucher_date < $3),
-         s AS (
-            SELECT account_id,
-                   COALESCE(SUM(debit - credit) FILTER (WHERE voucher_date < $2), 0)::bigint AS opening,
-                   COALESCE(SUM(debit) FILTER (WHERE voucher_date >= $2), 0)::bigint AS pd,
-                   COALESCE(SUM(credit) FILTER (WHERE voucher_date >= $2), 0)::bigint AS pc
-            FROM x GROUP BY account_id)
-         SELECT account_id, GREATEST(opening, 0), GREATEST(-opening, 0), pd, pc,
-                GREATEST(opening + pd - pc, 0), GREATEST(-(opening + pd - pc), 0)
-         FROM s",
-    )
-    .bind(company)
-    .bind(start)
-    .bind(end)
-    .bind(fiscal_year_start(start, start_month))
-    .fetch_all(pool)
-    .await
-    .expect("pg fiscal trial balance");
-    rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, [a, b, c, d, e, f])).collect()
-}
-
 async fn report(token: &str, path: &str) -> Value {
     let (status, body) = get(Svc::Query, token, path).await;
     assert_eq!(status, 200, "{path}: {body}");
@@ -236,7 +202,7 @@ async fn three_random_years_give_statements_that_balance_and_agree() {
 
     for (y, m) in [(2023, 1), (2023, 12), (2024, 1), (2024, 2), (2024, 12), (2025, 1), (2025, 7), (2025, 12)] {
         let (api, _) = common::api_trial_balance(&c.token, y, m).await;
-        assert_eq!(api, pg_fiscal_trial_balance(&pool, c.id, y, m, 1).await, "{y}-{m:02} against Postgres, to the won");
+        assert_eq!(api, common::pg_trial_balance(&pool, c.id, y, m).await, "{y}-{m:02} against Postgres, to the won");
         let tb = trial_balance(&c.token, y, m).await;
         assert_tb_balanced(&tb, &format!("{y}-{m:02}"));
         let got: BTreeMap<String, i128> = tb["data"]["accounts"]
@@ -314,18 +280,9 @@ async fn a_fiscal_year_starting_in_april_closes_on_march_31() {
     stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    // Stands in for the company-settings event until the fold receives one. The version is far above the event
-    // versions (microseconds since 1970), so this row stays the newest even once the company's own event arrives.
-    common::clickhouse()
-        .client()
-        .query(&format!(
-            "INSERT INTO company_settings (company_id, name, fiscal_start_month, version)
-             SELECT toUUID('{}'), 'April company', toUInt8(4), toUInt64(9000000000000000000)",
-            c.id
-        ))
-        .execute()
-        .await
-        .expect("company settings row");
+    // Set before any posting: the setting reaches ClickHouse as an event ahead of the company's vouchers.
+    let (status, body) = send(Method::PATCH, Svc::Ingest, &c.token, "/api/v1/company", Some(&json!({"fiscal_start_month": 4}))).await;
+    assert_eq!(status, 200, "{body}");
     let lines = post_random_books(&c, 0x0000_0004, 120, day("2023-04-01"), 2 * 365 + 90).await;
     let last = day("2025-06-29");
     wait_for_books(&c.token, &lines, last, 4).await;
@@ -333,7 +290,7 @@ async fn a_fiscal_year_starting_in_april_closes_on_march_31() {
     for (y, m) in [(2024, 3), (2024, 4), (2025, 1), (2025, 3), (2025, 4)] {
         assert_tb_balanced(&trial_balance(&c.token, y, m).await, &format!("{y}-{m:02}"));
         let (api, _) = common::api_trial_balance(&c.token, y, m).await;
-        assert_eq!(api, pg_fiscal_trial_balance(&pool, c.id, y, m, 4).await, "{y}-{m:02} against Postgres, to the won");
+        assert_eq!(api, common::pg_trial_balance(&pool, c.id, y, m).await, "{y}-{m:02} against Postgres, to the won");
     }
     // The fiscal year 2023-04-01 .. 2024-03-31 moves into retained earnings on 2024-04-01, not on 2024-01-01.
     let fiscal_2023 = net_income(&lines, day("2023-04-01"), day("2024-03-31"));
@@ -354,36 +311,26 @@ async fn a_fiscal_year_starting_in_april_closes_on_march_31() {
     }
 }
 
-/// Inserts a partner into Postgres (standing in for the partner API, so that voucher lines may name it) and returns
-/// its id.
-async fn pg_partner(pool: &sqlx::PgPool, company: Uuid, code: &str, name: &str, partner_type: &str) -> Uuid {
+/// Creates a partner through the API, which queues the event that brings it to ClickHouse, and returns its id.
+async fn api_partner(token: &str, code: &str, name: &str, partner_type: &str) -> Uuid {
+    let body = json!({"code": code, "name": name, "partner_type": partner_type});
+    let (status, created) = send(Method::POST, Svc::Ingest, token, "/api/v1/partners", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    Uuid::parse_str(created["data"]["id"].as_str().expect("id")).expect("uuid")
+}
+
+/// Writes a partner into Postgres only, with no event: a partner the ClickHouse dimension does not know (yet).
+async fn pg_only_partner(pool: &sqlx::PgPool, company: Uuid, code: &str, name: &str) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO partners (id, company_id, code, name, partner_type) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO partners (id, company_id, code, name, partner_type) VALUES ($1, $2, $3, $4, 'supplier')")
         .bind(id)
         .bind(company)
         .bind(code)
         .bind(name)
-        .bind(partner_type)
         .execute(pool)
         .await
         .expect("partner");
     id
-}
-
-/// Writes a partner into the ClickHouse dimension, standing in for the partner event until the fold receives one.
-async fn ch_partner(company: Uuid, partner: Uuid, code: &str, name: &str, partner_type: &str) {
-    common::clickhouse()
-        .client()
-        .query(&format!(
-            "INSERT INTO partners (company_id, partner_id, code, name, business_number, partner_type, is_active, version)
-             SELECT toUUID('{company}'), toUUID('{partner}'), ?, ?, '116-82-00276', ?, toUInt8(1), toUInt64(1)"
-        ))
-        .bind(code)
-        .bind(name)
-        .bind(partner_type)
-        .execute()
-        .await
-        .expect("partner dimension row");
 }
 
 fn line(code: &str, side: &str, amount: i64, partner: Option<Uuid>) -> Value {
@@ -406,11 +353,9 @@ async fn the_partner_ledger_lists_partners_and_runs_their_balances() {
     stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let p1 = pg_partner(&pool, c.id, "P001", "가나상사", "both").await;
-    let p2 = pg_partner(&pool, c.id, "P002", "Partner Two", "supplier").await;
-    let p3 = Uuid::new_v4();
-    ch_partner(c.id, p1, "P001", "가나상사", "both").await;
-    ch_partner(c.id, p3, "P003", "Dimension Only", "customer").await;
+    let p1 = api_partner(&c.token, "P001", "가나상사", "both").await;
+    let p2 = pg_only_partner(&pool, c.id, "P002", "Partner Two").await;
+    let p3 = api_partner(&c.token, "P003", "Dimension Only", "customer").await;
 
     let dr = "debit_amount";
     let cr = "credit_amount";
@@ -488,13 +433,10 @@ async fn the_trial_balance_filters_by_department() {
     stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let dept = Uuid::new_v4();
-    sqlx::query("INSERT INTO departments (id, company_id, code, name) VALUES ($1, $2, 'D01', '영업부')")
-        .bind(dept)
-        .bind(c.id)
-        .execute(&pool)
-        .await
-        .expect("department");
+    let body = json!({"code": "D01", "name": "영업부"});
+    let (status, created) = send(Method::POST, Svc::Ingest, &c.token, "/api/v1/departments", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    let dept = Uuid::parse_str(created["data"]["id"].as_str().expect("id")).expect("uuid");
     let d = Some(dept.to_string());
     let with_dept = |code: &str, side: &str, amount: i64| {
         let mut l = line(code, side, amount, None);
@@ -535,7 +477,7 @@ async fn an_empty_company_gets_zeros_from_every_report() {
     stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let viewer = kerp_ingest::company::token(common::SECRET, c.admin, c.id, Role::Viewer, 3600).expect("viewer token");
+    let viewer = common::token_with_role(&pool, c.id, Role::Viewer).await;
     for token in [&c.token, &viewer] {
         let tb = report(token, "/api/v1/reports/trial-balance?year=2025&month=3").await;
         assert_eq!(tb["data"]["accounts"], json!([]));
@@ -568,8 +510,7 @@ async fn reports_need_a_token_and_stay_inside_the_token_company() {
     let pool = pg().await;
     let a = company(&pool).await;
     let b = company(&pool).await;
-    let partner = pg_partner(&pool, b.id, "B001", "B's partner", "customer").await;
-    ch_partner(b.id, partner, "B001", "B's partner", "customer").await;
+    let partner = api_partner(&b.token, "B001", "B's partner", "customer").await;
     assert_eq!(post_voucher(&b.token, &simple_voucher("2024-05-05", "1101", "4101", 4_444)).await.0, 201);
     post(&b, "2025-05-06", vec![line("1103", "debit_amount", 333, Some(partner)), line("4101", "credit_amount", 333, None)]).await;
     eventually(VISIBLE_WITHIN, "B's balance sheet", || async {
