@@ -33,14 +33,25 @@ pub const PAGE_SIZE_MAX: u32 = 500;
 /// Page size when the client does not ask for one.
 pub const PAGE_SIZE_DEFAULT: u32 = 50;
 
-/// An RFC 9457 problem document, served as `application/problem+json`.
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem document, served as `application/problem+json`: the body of every error answer of both
+/// services.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "https://kerp.dev/problems/validation", "title": "Unprocessable Entity", "status": 422,
+    "detail": "lines[0].account_code: account not found",
+    "errors": [{"field": "lines[0].account_code", "message": "account not found"}]}))]
 pub struct Problem {
+    /// One of [`PROBLEM_TYPES`].
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::openapi::problem_type_schema)]
     pub kind: &'static str,
+    /// The status's reason phrase.
     pub title: &'static str,
+    /// The HTTP status of the answer.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What went wrong, for people; its words may change.
     pub detail: String,
+    /// Every offending field, on validation problems; left out otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -48,24 +59,27 @@ pub struct Problem {
 /// Where the problem types are documented; every `type` URI starts with it (see `docs/errors.md`).
 pub const PROBLEM_TYPE_BASE: &str = "https://kerp.dev/problems/";
 
-/// The stable `type` URI of each kind of error, by status. Clients branch on it rather than on `detail`, whose words
-/// may change.
+/// The stable `type` URI of each kind of error, by status: the one list that [`problem_type`], `docs/errors.md` and the
+/// OpenAPI document's `Problem` schema ([`crate::openapi::problem_type_schema`]) follow.
+pub const PROBLEM_TYPES: &[(u16, &str)] = &[
+    (400, "https://kerp.dev/problems/bad-request"),
+    (401, "https://kerp.dev/problems/unauthorized"),
+    (403, "https://kerp.dev/problems/forbidden"),
+    (404, "https://kerp.dev/problems/not-found"),
+    (405, "https://kerp.dev/problems/method-not-allowed"),
+    (409, "https://kerp.dev/problems/conflict"),
+    (413, "https://kerp.dev/problems/payload-too-large"),
+    (415, "https://kerp.dev/problems/unsupported-media-type"),
+    (422, "https://kerp.dev/problems/validation"),
+    (503, "https://kerp.dev/problems/unavailable"),
+    (500, "https://kerp.dev/problems/internal"),
+];
+
+/// The stable `type` URI of each kind of error, by status (see [`PROBLEM_TYPES`]). Clients branch on it rather than on
+/// `detail`, whose words may change.
 #[must_use]
 pub fn problem_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "https://kerp.dev/problems/bad-request",
-        401 => "https://kerp.dev/problems/unauthorized",
-        403 => "https://kerp.dev/problems/forbidden",
-        404 => "https://kerp.dev/problems/not-found",
-        405 => "https://kerp.dev/problems/method-not-allowed",
-        409 => "https://kerp.dev/problems/conflict",
-        413 => "https://kerp.dev/problems/payload-too-large",
-        415 => "https://kerp.dev/problems/unsupported-media-type",
-        422 => "https://kerp.dev/problems/validation",
-        503 => "https://kerp.dev/problems/unavailable",
-        500 => "https://kerp.dev/problems/internal",
-        _ => "about:blank",
-    }
+    PROBLEM_TYPES.iter().find(|(s, _)| *s == status.as_u16()).map_or("about:blank", |(_, uri)| uri)
 }
 
 impl Problem {
@@ -114,23 +128,38 @@ impl IntoResponse for Problem {
 }
 
 /// The success envelope of the contract: `{"data": …}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Data<T> {
     pub data: T,
 }
 
+/// The answer of `GET /health` when the service's store answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+impl Health {
+    pub const OK: Health = Health { status: "ok" };
+}
+
 /// The list envelope of the contract: `{"data": [...], "pagination": {...}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub pagination: Pagination,
 }
 
 /// `page` starts at 1.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Pagination {
+    /// The page answered, from 1.
     pub page: u32,
+    /// Rows per page, after clamping.
     pub page_size: u32,
+    /// Rows of every page together.
     pub total: u64,
 }
 

@@ -28,7 +28,7 @@ pub const ACCOUNTS_PAYABLE: &str = "2101";
 pub const VAT_PAYABLE: &str = "2105";
 pub const SALES: &str = "4101";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum InvoiceType {
@@ -57,7 +57,7 @@ impl InvoiceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum VatType {
@@ -90,7 +90,7 @@ impl VatType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum InvoiceStatus {
@@ -121,13 +121,22 @@ impl InvoiceStatus {
 }
 
 /// The body of `POST /api/v1/invoices`, as the contract's clients send it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct InvoiceInput {
+    /// Required.
+    #[schema(value_type = Option<InvoiceType>)]
     pub invoice_type: Option<String>,
+    /// Required: an active partner of the company.
+    #[schema(format = Uuid)]
     pub partner_id: Option<String>,
+    /// Required, `YYYY-MM-DD`.
+    #[schema(format = Date, example = "2025-03-15")]
     pub invoice_date: Option<String>,
     /// `taxable` when left out.
+    #[schema(value_type = Option<VatType>)]
     pub vat_type: Option<String>,
+    /// Required, in won; the items' quantity × unit price add up to it.
+    #[schema(example = 1_000_000)]
     pub supply_amount: Option<i64>,
     /// Computed when left out.
     pub tax_amount: Option<i64>,
@@ -139,7 +148,8 @@ pub struct InvoiceInput {
     pub account_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One item of [`InvoiceInput`].
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ItemInput {
     pub description: Option<String>,
     pub spec: Option<String>,

@@ -8,6 +8,7 @@ pub mod http;
 pub mod invoice;
 pub mod kafka;
 pub mod master;
+pub mod openapi;
 pub mod telemetry;
 pub mod voucher;
 

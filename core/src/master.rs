@@ -20,7 +20,7 @@ pub const EMAIL_CHARS_MAX: usize = 254;
 pub const SEARCH_CHARS_MAX: usize = 100;
 
 /// Whom a partner is to the company.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum PartnerType {
@@ -121,14 +121,23 @@ fn done<T>(errors: Vec<FieldError>, value: T) -> Result<T, Vec<FieldError>> {
 }
 
 /// A partner as a client sends it, to create (every required field) or to update (a full replacement).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct PartnerInput {
+    /// Required: letters, digits, `-` and `_`, at most `CODE_CHARS_MAX` (20) characters, unique in the company.
+    #[schema(example = "C100")]
     pub code: Option<String>,
+    /// Required, at most `NAME_CHARS_MAX` (200) characters.
+    #[schema(example = "(주)한빛전자")]
     pub name: Option<String>,
+    /// 사업자등록번호, `XXX-XX-XXXXX` or ten digits with a valid check digit; unique in the company.
+    #[schema(example = "124-81-00998")]
     pub business_number: Option<String>,
+    /// `both` when left out.
+    #[schema(value_type = Option<PartnerType>)]
     pub partner_type: Option<String>,
     pub representative: Option<String>,
     pub address: Option<String>,
+    /// `true` when left out.
     pub is_active: Option<bool>,
 }
 
@@ -177,10 +186,15 @@ pub fn validate_partner(p: &PartnerInput) -> Result<ValidPartner, Vec<FieldError
 }
 
 /// A department as a client sends it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct DepartmentInput {
+    /// Required: letters, digits, `-` and `_`, unique in the company.
+    #[schema(example = "RND")]
     pub code: Option<String>,
+    /// Required.
+    #[schema(example = "연구소")]
     pub name: Option<String>,
+    /// `true` when left out.
     pub is_active: Option<bool>,
 }
 
@@ -205,11 +219,17 @@ pub fn validate_department(d: &DepartmentInput) -> Result<ValidDepartment, Vec<F
 
 /// A new account as a client sends it. The class comes from the code's first digit; a client that also sends
 /// `account_type` must send the same class.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct AccountInput {
+    /// Required: four digits whose first (1 to 8) names the class.
+    #[schema(example = "5299")]
     pub code: Option<String>,
+    /// Required.
+    #[schema(example = "잡비")]
     pub name: Option<String>,
     pub name_en: Option<String>,
+    /// Optional; must be the class of the code.
+    #[schema(value_type = Option<crate::chart::AccountType>)]
     pub account_type: Option<String>,
 }
 
@@ -251,7 +271,7 @@ pub fn validate_account(a: &AccountInput) -> Result<ValidAccount, Vec<FieldError
 }
 
 /// An account rename or (de)activation; fields left out stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct AccountUpdate {
     pub name: Option<String>,
     pub name_en: Option<String>,
@@ -281,11 +301,18 @@ pub fn validate_account_update(u: &AccountUpdate) -> Result<ValidAccountUpdate, 
 }
 
 /// A user as an admin sends it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct UserInput {
+    /// Required; unique across companies, kept in lower case.
+    #[schema(example = "kim@example.kr")]
     pub email: Option<String>,
+    /// Required.
+    #[schema(example = "김회계")]
     pub name: Option<String>,
+    /// Required.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
+    /// `true` when left out.
     pub is_active: Option<bool>,
 }
 
@@ -332,10 +359,13 @@ pub fn validate_user(u: &UserInput) -> Result<ValidUser, Vec<FieldError>> {
 }
 
 /// Company settings as an admin sends them; fields left out stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct CompanyUpdate {
     pub name: Option<String>,
+    /// An empty string clears it.
     pub business_number: Option<String>,
+    /// The month the fiscal year starts in, 1 to 12.
+    #[schema(example = 4)]
     pub fiscal_start_month: Option<i64>,
 }
 

@@ -31,7 +31,7 @@ pub const VOUCHER_TYPES: &[&str] = &["general", "sales", "purchase", "receipt", 
 
 /// Where a voucher is in its life. Only approved vouchers (reversals included) become events and reach the reports;
 /// a reversed voucher stays in them, netted by its reversal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum VoucherStatus {
@@ -69,33 +69,50 @@ impl VoucherStatus {
 /// The body of `POST /api/v1/vouchers`, as the contract's clients send it.
 ///
 /// Dates and ids stay strings here so that a bad one is reported as a named field error rather than a parse failure.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"voucher_date": "2025-03-15", "voucher_type": "general", "description": "Office supplies",
+    "lines": [{"account_code": "5212", "debit_amount": 110000, "description": "Supplies"},
+              {"account_code": "1101", "credit_amount": 110000, "description": "Cash"}]}))]
 pub struct VoucherInput {
+    /// `YYYY-MM-DD`, from `VOUCHER_DATE_MIN` to `VOUCHER_DATE_MAX` (1970-01-01 to 2099-12-31).
+    #[schema(format = Date)]
     pub voucher_date: String,
+    /// One of `VOUCHER_TYPES`; `general` when left out.
     #[serde(default)]
+    #[schema(schema_with = voucher_type_schema)]
     pub voucher_type: Option<String>,
+    /// At most `DESCRIPTION_CHARS_MAX` (500) characters.
     #[serde(default)]
     pub description: Option<String>,
     /// `draft` or `approved` (the default, as clients that do not know drafts expect).
     #[serde(default)]
+    #[schema(schema_with = post_status_schema)]
     pub status: Option<String>,
+    /// `LINES_MIN` (2) to `LINES_MAX` (1000) lines whose debits equal their credits.
     pub lines: Vec<LineInput>,
 }
 
-/// One line of [`VoucherInput`].
-#[derive(Debug, Clone, Deserialize)]
+/// One line of [`VoucherInput`]: an account by `account_id` or `account_code` (both must then name the same one), and
+/// exactly one of `debit_amount` and `credit_amount` above zero.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct LineInput {
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub account_id: Option<String>,
     #[serde(default)]
+    #[schema(example = "5212")]
     pub account_code: Option<String>,
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub partner_id: Option<String>,
     /// Optional; the department the line's amount belongs to, for reports by department.
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub department_id: Option<String>,
+    /// In won, at most `LINE_AMOUNT_WON_MAX` (10¹⁵).
     #[serde(default)]
     pub debit_amount: Option<i64>,
+    /// In won, at most `LINE_AMOUNT_WON_MAX` (10¹⁵).
     #[serde(default)]
     pub credit_amount: Option<i64>,
     #[serde(default)]
@@ -135,8 +152,24 @@ pub struct ValidVoucher {
     pub status: VoucherStatus,
 }
 
+/// The schema of [`VoucherInput::voucher_type`]: one of [`VOUCHER_TYPES`].
+fn voucher_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(VOUCHER_TYPES.iter().copied()))
+        .build()
+}
+
+/// The schema of [`VoucherInput::status`]: a voucher is posted as a draft or approved, never reversed.
+fn post_status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some([VoucherStatus::Draft.as_str(), VoucherStatus::Approved.as_str()]))
+        .build()
+}
+
 /// One problem with one field, reported to the client under `errors` in the problem+json body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `lines[1].debit_amount`.
     pub field: String,

@@ -27,6 +27,20 @@ pub const KEY_HEADER: &str = "idempotency-key";
 /// The response header that marks a stored answer given again.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+/// The `Idempotency-Key` request header as an OpenAPI parameter, for the POSTs that read [`Idempotent`]. It only
+/// documents the header: [`Idempotent`] reads the key from the request itself, so the field is never read.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKey {
+    /// 1 to `KEY_CHARS_MAX` (255) visible ASCII characters, kept 24 hours per company. The same key with the same request
+    /// answers the stored status and body again (with `Idempotent-Replayed: true`) and creates nothing; with a
+    /// different request it gets 422.
+    #[serde(rename = "Idempotency-Key")]
+    #[param(value_type = String, required = false, pattern = "^[!-~]{1,255}$", example = "7b1c2f9e-0d4a-4c55-9d1e-3f0a8b6c2d11")]
+    pub key: Option<String>,
+}
+
 /// A POST body that may be left out (as for `…/reverse`), with the request's idempotency key and hash.
 #[derive(Debug)]
 pub struct Idempotent<T> {

@@ -9,28 +9,55 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use kerp_core::auth::Claims;
 use kerp_core::http::{Auth, Data, JsonBody, Page, Pagination, Problem};
 use kerp_core::invoice::{self, InvoiceInput, InvoiceStatus, InvoiceType};
+use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unavailable};
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::{self, FieldError, DESCRIPTION_CHARS_MAX};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::idempotency::{self, Idempotent};
-use crate::store::invoices::{self as store, InvoiceFilter};
+use crate::idempotency::{self, IdempotencyKey, Idempotent};
+use crate::store::invoices::{self as store, Invoice, InvoiceFilter, Item};
+use crate::store::vouchers::Posted;
 use crate::{AppState, Result};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/invoices", get(list_invoices).post(create_invoice))
-        .route("/api/v1/invoices/{id}", get(get_invoice).put(update_invoice))
-        .route("/api/v1/invoices/{id}/issue", post(issue_invoice))
-        .route("/api/v1/invoices/{id}/cancel", post(cancel_invoice))
-        .route("/api/v1/invoices/{id}/approval-number", put(set_approval_number))
+/// The tax-invoice routes, each registered together with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_invoices, create_invoice))
+        .routes(routes!(get_invoice, update_invoice))
+        .routes(routes!(issue_invoice))
+        .routes(routes!(cancel_invoice))
+        .routes(routes!(set_approval_number))
+}
+
+/// An invoice with its items.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct InvoiceDetail {
+    #[serde(flatten)]
+    invoice: Invoice,
+    items: Vec<Item>,
+}
+
+/// An issued invoice with the voucher issuing posted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct IssuedInvoice {
+    #[serde(flatten)]
+    invoice: Invoice,
+    voucher: Posted,
+}
+
+/// A cancelled invoice with the reversal of its voucher (`null` when a draft was cancelled: it had none).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CancelledInvoice {
+    #[serde(flatten)]
+    invoice: Invoice,
+    reversal: Option<Posted>,
 }
 
 fn require_writer(claims: &Claims) -> Result<(), Problem> {
@@ -45,6 +72,11 @@ fn invoice_id(id: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(id).map_err(|_| Problem::new(StatusCode::NOT_FOUND, "invoice not found"))
 }
 
+/// Creates a draft invoice; the server checks the tax to the won and the items against the supply.
+#[utoipa::path(post, path = "/api/v1/invoices", tag = "invoices", params(IdempotencyKey), request_body = InvoiceInput,
+    responses((status = 201, description = "Created as a draft", body = Data<Invoice>,
+               headers(("Location" = String, description = "The invoice's URL"))),
+              (status = 403, response = Forbidden), (status = 503, response = Unavailable)))]
 async fn create_invoice(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<InvoiceInput>) -> Result<Response> {
     require_writer(&claims)?;
     let valid = invoice::validate(&req.require_body()?).map_err(Problem::invalid)?;
@@ -57,6 +89,11 @@ async fn create_invoice(State(state): State<AppState>, Auth(claims): Auth, mut r
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: inv }, Some(location)).await
 }
 
+/// Replaces a draft invoice.
+#[utoipa::path(put, path = "/api/v1/invoices/{id}", tag = "invoices", params(("id" = Uuid, Path, description = "The invoice's id")), request_body = InvoiceInput,
+    responses((status = 200, description = "As stored", body = Data<Invoice>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn update_invoice(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -72,7 +109,15 @@ async fn update_invoice(
     Ok(Json(Data { data: inv }))
 }
 
-/// Issues a draft and answers with the invoice and the voucher it posted (also linked as `voucher_id`).
+/// Issues a draft and answers with the invoice and the voucher it posted (also linked as `voucher_id`). Clients send it
+/// with no body, often with `Content-Type: application/json`; a JSON body is read and ignored.
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/issue", tag = "invoices",
+    params(("id" = Uuid, Path, description = "The invoice's id"), IdempotencyKey),
+    request_body(content = Option<Object>, description = "Left out, or any JSON (ignored)"),
+    responses((status = 200, description = "Issued", body = Data<IssuedInvoice>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound),
+              (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn issue_invoice(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -85,21 +130,29 @@ async fn issue_invoice(
     if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
         return Ok(replay);
     }
-    let (inv, voucher) =
+    let (invoice, voucher) =
         timed("issue_invoice", store::issue(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id)).await?;
-    let mut body = serde_json::to_value(&inv).unwrap_or_default();
-    body["voucher"] = serde_json::to_value(&voucher).unwrap_or_default();
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: body }, None).await
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: IssuedInvoice { invoice, voucher } }, None).await
 }
 
 /// The optional body of `POST /api/v1/invoices/{id}/cancel`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct CancelInput {
     /// The reversal's date, `YYYY-MM-DD`; the invoice's date when left out.
+    #[schema(format = Date)]
     date: Option<String>,
+    /// At most `DESCRIPTION_CHARS_MAX` (500) characters.
     reason: Option<String>,
 }
 
+/// Cancels an invoice: a draft simply, an issued one by reversing its voucher.
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/cancel", tag = "invoices",
+    params(("id" = Uuid, Path, description = "The invoice's id"), IdempotencyKey),
+    request_body(content = Option<CancelInput>, description = "May be left out"),
+    responses((status = 200, description = "Cancelled", body = Data<CancelledInvoice>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound),
+              (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn cancel_invoice(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -123,19 +176,24 @@ async fn cancel_invoice(
     if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
         return Ok(replay);
     }
-    let (inv, reversal) =
+    let (invoice, reversal) =
         timed("cancel_invoice", store::cancel(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id, date, &reason))
             .await?;
-    let mut out = serde_json::to_value(&inv).unwrap_or_default();
-    out["reversal"] = serde_json::to_value(&reversal).unwrap_or_default();
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: out }, None).await
+    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: CancelledInvoice { invoice, reversal } }, None).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ApprovalNumberInput {
+    /// The National Tax Service's approval number (승인번호) of the e-invoice.
     approval_number: String,
 }
 
+/// Records the approval number the National Tax Service gave the e-invoice.
+#[utoipa::path(put, path = "/api/v1/invoices/{id}/approval-number", tag = "invoices", params(("id" = Uuid, Path, description = "The invoice's id")),
+    request_body = ApprovalNumberInput,
+    responses((status = 200, description = "As stored", body = Data<Invoice>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn set_approval_number(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -154,24 +212,36 @@ async fn set_approval_number(
     Ok(Json(Data { data: inv }))
 }
 
+/// Reads an invoice with its items.
+#[utoipa::path(get, path = "/api/v1/invoices/{id}", tag = "invoices", params(("id" = Uuid, Path, description = "The invoice's id")),
+    responses((status = 200, description = "The invoice", body = Data<InvoiceDetail>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
 async fn get_invoice(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let id = invoice_id(&id)?;
-    let (inv, items) = timed("get_invoice", store::get(&state.pool, claims.company_id, id))
+    let (invoice, items) = timed("get_invoice", store::get(&state.pool, claims.company_id, id))
         .await?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "invoice not found"))?;
-    let mut body = serde_json::to_value(inv).unwrap_or_default();
-    body["items"] = json!(items);
-    Ok(Json(Data { data: body }))
+    Ok(Json(Data { data: InvoiceDetail { invoice, items } }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(value_type = Option<InvoiceStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<InvoiceType>)]
     invoice_type: Option<String>,
+    /// Invoices dated on or after this day, `YYYY-MM-DD`.
+    #[param(format = Date)]
     from_date: Option<String>,
+    /// Invoices dated on or before this day, `YYYY-MM-DD`.
+    #[param(format = Date)]
     to_date: Option<String>,
+    #[param(format = Uuid)]
     partner_id: Option<String>,
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// `PAGE_SIZE_DEFAULT` (50) when left out; larger than `PAGE_SIZE_MAX` (500) is clamped to it.
     page_size: Option<u32>,
 }
 
@@ -208,6 +278,11 @@ fn parse_filter(q: &ListQuery) -> Result<InvoiceFilter, Problem> {
     }
 }
 
+/// Lists the company's invoices.
+#[utoipa::path(get, path = "/api/v1/invoices", tag = "invoices", params(ListQuery),
+    responses((status = 200, description = "A page of invoices", body = Page<Invoice>),
+              (status = 400, response = BadRequest),
+              (status = 503, response = Unavailable)))]
 async fn list_invoices(
     State(state): State<AppState>,
     Auth(claims): Auth,

@@ -9,6 +9,7 @@ mod error;
 mod idempotency;
 mod invoices;
 mod master;
+pub mod openapi;
 pub mod relay;
 mod routes;
 mod store;
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -140,11 +140,11 @@ pub async fn connect(config: &Config) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// The public HTTP routes, with request metrics recorded; the metrics themselves are served on the internal listener.
+/// The public HTTP routes, exactly those [`openapi::openapi`] documents, with request metrics recorded; the metrics
+/// themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::tracked(
-        routes::routes().merge(master::routes()).merge(invoices::routes()).route("/health", get(routes::health)).with_state(state),
-    )
+    let (routes, _) = openapi::api_routes().split_for_parts();
+    kerp_core::http::tracked(routes.with_state(state))
 }
 
 /// How long start-up waits for Kafka to say whether the voucher topic keeps every event, in milliseconds. Past it

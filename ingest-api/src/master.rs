@@ -8,34 +8,38 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use kerp_core::auth::{self, Claims};
+use axum::Json;
+use kerp_core::auth::{self, Claims, Role};
 use kerp_core::http::{Auth, Data, JsonBody, MaybeJsonBody, Page, Pagination, Problem};
 use kerp_core::master::{self, AccountInput, AccountUpdate, CompanyUpdate, DepartmentInput, PartnerInput, PartnerType, UserInput};
+use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unavailable};
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::FieldError;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::idempotency::{self, Idempotent};
-use crate::store::master::{self as store, PartnerFilter};
+use crate::idempotency::{self, IdempotencyKey, Idempotent};
+use crate::store::master::{self as store, Company, Department, Partner, PartnerFilter, User};
+use crate::store::Account;
 use crate::{AppState, Result};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/partners", get(list_partners).post(create_partner))
-        .route("/api/v1/partners/{id}", get(get_partner).put(update_partner))
-        .route("/api/v1/partners/{id}/deactivate", post(deactivate_partner))
-        .route("/api/v1/partners/{id}/activate", post(activate_partner))
-        .route("/api/v1/departments", get(list_departments).post(create_department))
-        .route("/api/v1/departments/{id}", get(get_department).put(update_department))
-        .route("/api/v1/accounts/{id}", get(get_account).patch(update_account))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", get(get_user).put(update_user))
-        .route("/api/v1/users/{id}/token", post(issue_token))
-        .route("/api/v1/company", get(get_company).patch(update_company))
+/// The master-data routes, each registered together with its OpenAPI operation (`POST /api/v1/accounts` is
+/// registered by [`crate::routes`] beside the path's GET).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_partners, create_partner))
+        .routes(routes!(get_partner, update_partner))
+        .routes(routes!(deactivate_partner))
+        .routes(routes!(activate_partner))
+        .routes(routes!(list_departments, create_department))
+        .routes(routes!(get_department, update_department))
+        .routes(routes!(get_account, update_account))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(issue_token))
+        .routes(routes!(get_company, update_company))
 }
 
 /// The 403 for a caller who may read but not manage.
@@ -60,15 +64,25 @@ fn bad_query(e: &QueryRejection) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PartnerQuery {
+    /// A part of the name or the code, Korean included, at most `SEARCH_CHARS_MAX` (100) characters.
+    #[param(example = "한빛")]
     q: Option<String>,
+    #[param(value_type = Option<PartnerType>)]
     partner_type: Option<String>,
     is_active: Option<bool>,
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// `PAGE_SIZE_DEFAULT` (50) when left out; larger than `PAGE_SIZE_MAX` (500) is clamped to it.
     page_size: Option<u32>,
 }
 
+/// Lists and searches the company's partners (거래처).
+#[utoipa::path(get, path = "/api/v1/partners", tag = "partners", params(PartnerQuery),
+    responses((status = 200, description = "A page of partners", body = Page<Partner>), (status = 400, response = BadRequest),
+              (status = 503, response = Unavailable)))]
 async fn list_partners(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -103,6 +117,11 @@ async fn list_partners(
     Ok(Json(Page { data: rows, pagination }))
 }
 
+/// Adds a partner.
+#[utoipa::path(post, path = "/api/v1/partners", tag = "partners", params(IdempotencyKey), request_body = PartnerInput,
+    responses((status = 201, description = "Created", body = Data<Partner>, headers(("Location" = String, description = "The partner's URL"))),
+              (status = 403, response = Forbidden), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn create_partner(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<PartnerInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_partner(&req.require_body()?).map_err(Problem::invalid)?;
@@ -115,12 +134,20 @@ async fn create_partner(State(state): State<AppState>, Auth(claims): Auth, mut r
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: p }, Some(location)).await
 }
 
+/// Reads a partner.
+#[utoipa::path(get, path = "/api/v1/partners/{id}", tag = "partners", params(("id" = Uuid, Path, description = "The partner's id")),
+    responses((status = 200, description = "The partner", body = Data<Partner>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
 async fn get_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let id = path_id(&id, "partner")?;
     let p = timed("get_partner", store::partner(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("partner"))?;
     Ok(Json(Data { data: p }))
 }
 
+/// Replaces a partner.
+#[utoipa::path(put, path = "/api/v1/partners/{id}", tag = "partners", params(("id" = Uuid, Path, description = "The partner's id")), request_body = PartnerInput,
+    responses((status = 200, description = "As stored", body = Data<Partner>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn update_partner(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -145,20 +172,35 @@ async fn set_partner_active(state: &AppState, claims: &Claims, id: &str, active:
     Ok(Json(Data { data: p }))
 }
 
+/// Switches a partner off: new lines and invoices may not name it.
+#[utoipa::path(post, path = "/api/v1/partners/{id}/deactivate", tag = "partners", params(("id" = Uuid, Path, description = "The partner's id")),
+    responses((status = 200, description = "Switched off", body = Data<Partner>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 503, response = Unavailable)))]
 async fn deactivate_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     set_partner_active(&state, &claims, &id, false).await
 }
 
+/// Switches a partner back on.
+#[utoipa::path(post, path = "/api/v1/partners/{id}/activate", tag = "partners", params(("id" = Uuid, Path, description = "The partner's id")),
+    responses((status = 200, description = "Switched on", body = Data<Partner>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 503, response = Unavailable)))]
 async fn activate_partner(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     set_partner_active(&state, &claims, &id, true).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// `PAGE_SIZE_DEFAULT` (50) when left out; larger than `PAGE_SIZE_MAX` (500) is clamped to it.
     page_size: Option<u32>,
 }
 
+/// Lists the company's departments by code.
+#[utoipa::path(get, path = "/api/v1/departments", tag = "departments", params(PageQuery),
+    responses((status = 200, description = "A page of departments", body = Page<Department>), (status = 400, response = BadRequest),
+              (status = 503, response = Unavailable)))]
 async fn list_departments(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -173,6 +215,11 @@ async fn list_departments(
     Ok(Json(Page { data: rows, pagination }))
 }
 
+/// Adds a department.
+#[utoipa::path(post, path = "/api/v1/departments", tag = "departments", params(IdempotencyKey), request_body = DepartmentInput,
+    responses((status = 201, description = "Created", body = Data<Department>, headers(("Location" = String, description = "The department's URL"))),
+              (status = 403, response = Forbidden), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn create_department(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<DepartmentInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_department(&req.require_body()?).map_err(Problem::invalid)?;
@@ -185,12 +232,20 @@ async fn create_department(State(state): State<AppState>, Auth(claims): Auth, mu
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: d }, Some(location)).await
 }
 
+/// Reads a department.
+#[utoipa::path(get, path = "/api/v1/departments/{id}", tag = "departments", params(("id" = Uuid, Path, description = "The department's id")),
+    responses((status = 200, description = "The department", body = Data<Department>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
 async fn get_department(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let id = path_id(&id, "department")?;
     let d = timed("get_department", store::department(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("department"))?;
     Ok(Json(Data { data: d }))
 }
 
+/// Replaces a department.
+#[utoipa::path(put, path = "/api/v1/departments/{id}", tag = "departments", params(("id" = Uuid, Path, description = "The department's id")), request_body = DepartmentInput,
+    responses((status = 200, description = "As stored", body = Data<Department>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn update_department(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -207,6 +262,10 @@ async fn update_department(
 }
 
 /// `POST /api/v1/accounts`: adds an account to the chart. Routed from [`crate::routes`], which owns the path's GET.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", params(IdempotencyKey), request_body = AccountInput,
+    responses((status = 201, description = "Created", body = Data<Account>, headers(("Location" = String, description = "The account's URL"))),
+              (status = 403, response = Forbidden), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 pub async fn create_account(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<AccountInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_account(&req.require_body()?).map_err(Problem::invalid)?;
@@ -219,12 +278,20 @@ pub async fn create_account(State(state): State<AppState>, Auth(claims): Auth, m
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: a }, Some(location)).await
 }
 
+/// Reads an account.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 200, description = "The account", body = Data<Account>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
 async fn get_account(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let id = path_id(&id, "account")?;
     let a = timed("get_account", store::account(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("account"))?;
     Ok(Json(Data { data: a }))
 }
 
+/// Renames an account or switches it off or on; fields left out stay as they are.
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path, description = "The account's id")), request_body = AccountUpdate,
+    responses((status = 200, description = "As stored", body = Data<Account>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 503, response = Unavailable)))]
 async fn update_account(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -240,6 +307,10 @@ async fn update_account(
     Ok(Json(Data { data: a }))
 }
 
+/// Lists the company's users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+    responses((status = 200, description = "A page of users", body = Page<User>), (status = 400, response = BadRequest),
+              (status = 503, response = Unavailable)))]
 async fn list_users(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -253,6 +324,11 @@ async fn list_users(
     Ok(Json(Page { data: rows, pagination }))
 }
 
+/// Adds a user; `POST /api/v1/users/{id}/token` then issues their token.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", params(IdempotencyKey), request_body = UserInput,
+    responses((status = 201, description = "Created", body = Data<User>, headers(("Location" = String, description = "The user's URL"))),
+              (status = 403, response = Forbidden), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn create_user(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<UserInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_user(&req.require_body()?).map_err(Problem::invalid)?;
@@ -265,12 +341,20 @@ async fn create_user(State(state): State<AppState>, Auth(claims): Auth, mut req:
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: u }, Some(location)).await
 }
 
+/// Reads a user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The user", body = Data<User>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
 async fn get_user(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     let id = path_id(&id, "user")?;
     let u = timed("get_user", store::user(&state.pool, claims.company_id, id)).await?.ok_or_else(|| not_found("user"))?;
     Ok(Json(Data { data: u }))
 }
 
+/// Replaces a user; an admin cannot change their own role or switch themselves off (409).
+#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "The user's id")), request_body = UserInput,
+    responses((status = 200, description = "As stored", body = Data<User>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn update_user(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -288,14 +372,31 @@ async fn update_user(
     Ok(Json(Data { data: u }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
     /// Lifetime of the token, in seconds; at most `auth::TOKEN_TTL_SECONDS_MAX`, which is also the default.
+    #[schema(example = 3600)]
     ttl_seconds: Option<i64>,
+}
+
+/// A bearer token issued for a user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct IssuedToken {
+    token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds the token lives.
+    expires_in: i64,
+    role: Role,
 }
 
 /// Issues a bearer token for an active user of the company, with that user's role. Only an admin may: this is how
 /// the people and integrations the admin created get their access.
+#[utoipa::path(post, path = "/api/v1/users/{id}/token", tag = "users", params(("id" = Uuid, Path, description = "The user's id")),
+    request_body(content = Option<TokenRequest>, description = "May be left out (a token for `TOKEN_TTL_SECONDS_MAX`, a day)"),
+    responses((status = 200, description = "The token", body = Data<IssuedToken>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn issue_token(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -317,14 +418,23 @@ async fn issue_token(
         return Err(Problem::new(StatusCode::CONFLICT, "the user is switched off").into());
     }
     let token = crate::company::token(&state.config.jwt_secret, u.id, claims.company_id, u.role, ttl)?;
-    Ok(Json(Data { data: json!({"token": token, "token_type": "Bearer", "expires_in": ttl, "role": u.role}) }))
+    Ok(Json(Data { data: IssuedToken { token, token_type: "Bearer", expires_in: ttl, role: u.role } }))
 }
 
+/// The token's company and its settings.
+#[utoipa::path(get, path = "/api/v1/company", tag = "company",
+    responses((status = 200, description = "The company", body = Data<Company>),
+              (status = 401, response = Unauthorized),
+              (status = 503, response = Unavailable)))]
 async fn get_company(State(state): State<AppState>, Auth(claims): Auth) -> Result<impl IntoResponse> {
     let c = timed("get_company", store::company(&state.pool, claims.company_id)).await?.ok_or_else(Problem::unauthorized)?;
     Ok(Json(Data { data: c }))
 }
 
+/// Changes the company's name, business number or fiscal start month; fields left out stay as they are.
+#[utoipa::path(patch, path = "/api/v1/company", tag = "company", request_body = CompanyUpdate,
+    responses((status = 200, description = "As stored", body = Data<Company>), (status = 403, response = Forbidden),
+              (status = 503, response = Unavailable)))]
 async fn update_company(
     State(state): State<AppState>,
     Auth(claims): Auth,

@@ -6,37 +6,43 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::NaiveDate;
 use kerp_core::auth::Claims;
-use kerp_core::http::{Auth, Data, JsonBody, Page, Pagination, Problem};
+use kerp_core::http::{Auth, Data, Health, JsonBody, Page, Pagination, Problem};
+use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable};
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::{self, FieldError, VoucherInput, VoucherStatus, DESCRIPTION_CHARS_MAX};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::idempotency::{self, Idempotent};
-use crate::store::vouchers::{self as store, VoucherFilter};
+use crate::idempotency::{self, IdempotencyKey, Idempotent};
+use crate::store::vouchers::{self as store, LineRow, Period, PeriodState, Posted, VoucherFilter, VoucherRow};
+use crate::store::Account;
 use crate::{AppState, Result};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/vouchers", get(list_vouchers).post(post_voucher))
-        .route("/api/v1/vouchers/{id}", get(get_voucher).put(update_voucher).delete(delete_voucher))
-        .route("/api/v1/vouchers/{id}/approve", post(approve_voucher))
-        .route("/api/v1/vouchers/{id}/reverse", post(reverse_voucher))
-        .route("/api/v1/accounts", get(list_accounts).post(crate::master::create_account))
-        .route("/api/v1/periods", get(list_periods))
-        .route("/api/v1/periods/{period}/close", post(close_period))
-        .route("/api/v1/periods/{period}/reopen", post(reopen_period))
+/// The voucher, account-list and period routes, each registered together with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_vouchers, post_voucher))
+        .routes(routes!(get_voucher, update_voucher, delete_voucher))
+        .routes(routes!(approve_voucher))
+        .routes(routes!(reverse_voucher))
+        .routes(routes!(list_accounts, crate::master::create_account))
+        .routes(routes!(list_periods))
+        .routes(routes!(close_period))
+        .routes(routes!(reopen_period))
+        .routes(routes!(health))
 }
 
 /// Answers 200 when the database answers, 503 otherwise, so a load balancer stops sending writes that would fail.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Postgres answers", body = Health), (status = 503, response = Unavailable)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Ok(_) => (StatusCode::OK, Json(Health::OK)).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
@@ -56,6 +62,12 @@ fn voucher_id(id: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(id).map_err(|_| Problem::new(StatusCode::NOT_FOUND, "voucher not found"))
 }
 
+/// Posts a voucher: approved (numbered, published, in the reports) unless it says `"status": "draft"`.
+#[utoipa::path(post, path = "/api/v1/vouchers", tag = "vouchers", params(IdempotencyKey), request_body = VoucherInput,
+    responses((status = 201, description = "Posted; replayed with `Idempotent-Replayed: true` for a repeated key", body = Data<Posted>,
+               headers(("Location" = String, description = "The voucher's URL"))),
+              (status = 403, response = Forbidden), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn post_voucher(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<VoucherInput>) -> Result<Response> {
     require_writer(&claims)?;
     let valid = voucher::validate(&req.require_body()?).map_err(Problem::invalid)?;
@@ -69,6 +81,11 @@ async fn post_voucher(State(state): State<AppState>, Auth(claims): Auth, mut req
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: posted }, Some(location)).await
 }
 
+/// Replaces a draft; an approved voucher is corrected by a reversal instead (409).
+#[utoipa::path(put, path = "/api/v1/vouchers/{id}", tag = "vouchers", params(("id" = Uuid, Path, description = "The voucher's id")),
+    request_body = VoucherInput,
+    responses((status = 200, description = "The draft as stored", body = Data<Posted>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn update_voucher(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -86,6 +103,10 @@ async fn update_voucher(
     Ok(Json(Data { data: posted }))
 }
 
+/// Deletes a draft.
+#[utoipa::path(delete, path = "/api/v1/vouchers/{id}", tag = "vouchers", params(("id" = Uuid, Path, description = "The voucher's id")),
+    responses((status = 204, description = "Deleted"), (status = 403, response = Forbidden), (status = 404, response = NotFound),
+              (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn delete_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
     let id = voucher_id(&id)?;
@@ -95,6 +116,11 @@ async fn delete_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Approves a draft: it gets its number and reaches the reports.
+#[utoipa::path(post, path = "/api/v1/vouchers/{id}/approve", tag = "vouchers", params(("id" = Uuid, Path, description = "The voucher's id")),
+    responses((status = 200, description = "Approved", body = Data<Posted>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict),
+              (status = 422, response = Unprocessable), (status = 503, response = Unavailable)))]
 async fn approve_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
     let id = voucher_id(&id)?;
@@ -105,13 +131,24 @@ async fn approve_voucher(State(state): State<AppState>, Auth(claims): Auth, Path
 }
 
 /// The optional body of `POST /api/v1/vouchers/{id}/reverse`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct ReverseInput {
     /// `YYYY-MM-DD`; the original's date when left out.
+    #[schema(format = Date)]
     date: Option<String>,
+    /// At most `DESCRIPTION_CHARS_MAX` (500) characters.
+    #[schema(example = "wrong account")]
     reason: Option<String>,
 }
 
+/// Reverses an approved voucher with a new approved voucher of the opposite amounts; both stay in the reports.
+#[utoipa::path(post, path = "/api/v1/vouchers/{id}/reverse", tag = "vouchers",
+    params(("id" = Uuid, Path, description = "The voucher's id"), IdempotencyKey),
+    request_body(content = Option<ReverseInput>, description = "May be left out"),
+    responses((status = 201, description = "The reversal", body = Data<Posted>, headers(("Location" = String, description = "The reversal's URL"))),
+              (status = 403, response = Forbidden), (status = 404, response = NotFound),
+              (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn reverse_voucher(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -143,12 +180,20 @@ async fn reverse_voucher(
     idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: posted }, Some(location)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Vouchers dated on or after this day, `YYYY-MM-DD`.
+    #[param(format = Date)]
     from_date: Option<String>,
+    /// Vouchers dated on or before this day, `YYYY-MM-DD`.
+    #[param(format = Date)]
     to_date: Option<String>,
+    #[param(value_type = Option<VoucherStatus>)]
     status: Option<String>,
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// `PAGE_SIZE_DEFAULT` (50) when left out; larger than `PAGE_SIZE_MAX` (500) is clamped to it.
     page_size: Option<u32>,
 }
 
@@ -178,6 +223,11 @@ fn parse_filter(q: &ListQuery) -> Result<VoucherFilter, Problem> {
     }
 }
 
+/// Lists the company's vouchers by date and number.
+#[utoipa::path(get, path = "/api/v1/vouchers", tag = "vouchers", params(ListQuery),
+    responses((status = 200, description = "A page of vouchers", body = Page<VoucherRow>), (status = 400, response = BadRequest),
+              (status = 422, response = Unprocessable),
+              (status = 503, response = Unavailable)))]
 async fn list_vouchers(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -193,25 +243,45 @@ async fn list_vouchers(
     Ok(Json(Page { data: rows, pagination }))
 }
 
-async fn get_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
-    let id = voucher_id(&id)?;
-    let (v, lines) = timed("get_voucher", store::get_voucher(&state.pool, claims.company_id, id))
-        .await?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "voucher not found"))?;
-    let mut body = serde_json::to_value(v).unwrap_or_default();
-    body["lines"] = serde_json::to_value(lines).unwrap_or_default();
-    Ok(Json(Data { data: body }))
+/// A voucher with its lines.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VoucherDetail {
+    #[serde(flatten)]
+    voucher: VoucherRow,
+    lines: Vec<LineRow>,
 }
 
+/// Reads a voucher with its lines.
+#[utoipa::path(get, path = "/api/v1/vouchers/{id}", tag = "vouchers", params(("id" = Uuid, Path, description = "The voucher's id")),
+    responses((status = 200, description = "The voucher", body = Data<VoucherDetail>), (status = 404, response = NotFound),
+              (status = 503, response = Unavailable)))]
+async fn get_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let id = voucher_id(&id)?;
+    let (voucher, lines) = timed("get_voucher", store::get_voucher(&state.pool, claims.company_id, id))
+        .await?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "voucher not found"))?;
+    Ok(Json(Data { data: VoucherDetail { voucher, lines } }))
+}
+
+/// The company's chart of accounts, by code (not paged: a chart has a few hundred accounts at most).
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    responses((status = 200, description = "Every account", body = Data<Vec<Account>>), (status = 503, response = Unavailable)))]
 async fn list_accounts(State(state): State<AppState>, Auth(claims): Auth) -> Result<impl IntoResponse> {
     Ok(Json(Data { data: timed("list_accounts", crate::store::accounts(&state.pool, claims.company_id)).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PeriodsQuery {
+    /// 1970 to 2099; this year (UTC) when left out.
     year: Option<i32>,
 }
 
+/// The twelve months of a year with their state.
+#[utoipa::path(get, path = "/api/v1/periods", tag = "periods", params(PeriodsQuery),
+    responses((status = 200, description = "January to December", body = Data<Vec<Period>>),
+              (status = 400, response = BadRequest),
+              (status = 503, response = Unavailable)))]
 async fn list_periods(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -247,20 +317,40 @@ fn require_admin(claims: &Claims) -> Result<(), Problem> {
     }
 }
 
+/// A month's new state after a close or a reopen.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PeriodChange {
+    /// `YYYY-MM`.
+    #[schema(example = "2025-03")]
+    period: String,
+    state: PeriodState,
+}
+
+/// Closes a month: it refuses postings, approvals and reversals until reopened.
+#[utoipa::path(post, path = "/api/v1/periods/{period}/close", tag = "periods",
+    params(("period" = String, Path, description = "`YYYY-MM`; anything else names no period (404)", example = "2025-03")),
+    responses((status = 200, description = "Closed", body = Data<PeriodChange>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict),
+              (status = 503, response = Unavailable)))]
 async fn close_period(State(state): State<AppState>, Auth(claims): Auth, Path(period): Path<String>) -> Result<impl IntoResponse> {
     require_admin(&claims)?;
     let p = parse_period(&period)?;
     let mut tx = state.pool.begin().await?;
     timed("close_period", store::close_period(&mut tx, claims.company_id, claims.sub, p)).await?;
     tx.commit().await?;
-    Ok(Json(Data { data: json!({"period": period, "state": "closed"}) }))
+    Ok(Json(Data { data: PeriodChange { period, state: PeriodState::Closed } }))
 }
 
+/// Reopens a closed month.
+#[utoipa::path(post, path = "/api/v1/periods/{period}/reopen", tag = "periods",
+    params(("period" = String, Path, description = "`YYYY-MM`; anything else names no period (404)", example = "2025-03")),
+    responses((status = 200, description = "Open", body = Data<PeriodChange>), (status = 403, response = Forbidden),
+              (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn reopen_period(State(state): State<AppState>, Auth(claims): Auth, Path(period): Path<String>) -> Result<impl IntoResponse> {
     require_admin(&claims)?;
     let p = parse_period(&period)?;
     let mut tx = state.pool.begin().await?;
     timed("reopen_period", store::reopen_period(&mut tx, claims.company_id, p)).await?;
     tx.commit().await?;
-    Ok(Json(Data { data: json!({"period": period, "state": "open"}) }))
+    Ok(Json(Data { data: PeriodChange { period, state: PeriodState::Open } }))
 }

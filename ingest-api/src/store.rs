@@ -14,12 +14,15 @@ pub mod invoices;
 pub mod master;
 pub mod vouchers;
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// An account of the company's chart.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: Uuid,
+    #[schema(example = "1101")]
     pub code: String,
     pub name: String,
     pub name_en: String,
+    #[schema(value_type = kerp_core::chart::AccountType)]
     pub account_type: String,
     pub is_active: bool,
 }

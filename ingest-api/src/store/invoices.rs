@@ -18,7 +18,8 @@ use super::enqueue;
 use super::vouchers::{self, Posted};
 use crate::Result;
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A tax invoice (세금계산서) without its items.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     pub id: Uuid,
     pub invoice_type: InvoiceType,
@@ -43,7 +44,8 @@ const INVOICE_COLUMNS: &str = "id, invoice_type, vat_type, partner_id, invoice_d
      supply_amount + tax_amount AS total_amount, description, account_code, status, approval_number, voucher_id,
      cancel_voucher_id, created_at, issued_at, cancelled_at";
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// An item of a tax invoice.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub line_no: i32,
     pub description: String,

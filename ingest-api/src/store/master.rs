@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{enqueue, Account};
 use crate::Result;
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Partner {
     pub id: Uuid,
     pub code: String,
@@ -30,7 +30,7 @@ pub struct Partner {
 
 const PARTNER_COLUMNS: &str = "id, code, name, business_number, partner_type, representative, address, is_active, created_at, updated_at";
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Department {
     pub id: Uuid,
     pub code: String,
@@ -40,7 +40,7 @@ pub struct Department {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -50,7 +50,7 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Company {
     pub id: Uuid,
     pub name: String,

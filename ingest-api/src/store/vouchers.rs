@@ -22,20 +22,23 @@ use super::{enqueue, Account};
 use crate::Result;
 
 /// The answer to a post, an approval or a reversal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Posted {
     pub id: Uuid,
     /// `None` for a draft: numbers are given at approval.
+    #[schema(example = "2025-03-000001")]
     pub voucher_number: Option<String>,
     pub voucher_date: NaiveDate,
     pub status: VoucherStatus,
     pub total_debit: i64,
     pub total_credit: i64,
+    /// On a reversal: the voucher it reverses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reversal_of: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A voucher as lists and reads show it.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct VoucherRow {
     pub id: Uuid,
     pub voucher_number: Option<String>,
@@ -58,7 +61,8 @@ const VOUCHER_COLUMNS: &str = "v.id, v.voucher_number, v.voucher_date, v.voucher
      v.total_credit, v.reversal_of, (SELECT r.id FROM vouchers r WHERE r.reversal_of = v.id) AS reversed_by, v.reason,
      v.approved_at, v.created_at";
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A line of a voucher, with its account resolved.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct LineRow {
     pub line_no: i32,
     pub account_id: Uuid,
@@ -673,7 +677,7 @@ pub async fn get_voucher(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Op
 }
 
 /// One month of a company's books and whether it is closed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Period {
     /// `YYYY-MM`.
     pub period: String,
@@ -683,7 +687,8 @@ pub struct Period {
     pub voucher_count: i32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Whether a month takes postings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PeriodState {
     Open,

@@ -1,0 +1,250 @@
+//! The public OpenAPI 3.1 document, `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations.
+//!
+//! Every route of ingest-api is registered through `utoipa_axum`'s `OpenApiRouter` with `routes!`, so a route and its
+//! operation are added by the same call and cannot drift apart; [`api_routes`] is the one list both [`crate::router`]
+//! and [`openapi`] are built from, and the tests below prove that the live router serves exactly the documented
+//! routes.
+//!
+//! Why ingest-api serves the whole API's document: nginx sends `/api/v1/reports/*` to query-api and everything else
+//! (`/openapi.json` and `/docs` included) to ingest-api, so one process must answer with the combined document.
+//! ingest-api links the `kerp-query` library and merges `kerp_query::openapi()` into its own at start, rather than
+//! fetching query-api's document over HTTP: the merge then needs no running query-api (the docs stay up while it
+//! restarts), costs nothing per request, and both halves come from the same commit, as both binaries are built from
+//! one workspace and deployed together.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+/// What the document says about the API as a whole; the operations come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "K-ERP API",
+        description = "The accounting core of a Korean-market ERP: vouchers (전표), tax invoices (세금계산서), master data \
+                       and reports (시산표, ledgers, 손익계산서, 재무상태표, VAT summary), behind one base URL.\n\n\
+                       Every `/api/v1` call needs `Authorization: Bearer <token>` and acts inside the token's company. \
+                       Success answers are `{\"data\": …}`; lists are `{\"data\": [...], \"pagination\": {\"page\", \
+                       \"page_size\", \"total\"}}`. **Every error is an RFC 9457 problem document served as \
+                       `application/problem+json`** whose `type` is one of the stable URIs of the `Problem` schema \
+                       (https://kerp.dev/problems/…): branch on it, never on `detail`. Unknown routes answer a 404 and \
+                       unknown methods a 405 problem document too.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "vouchers", description = "Vouchers (전표) and their lifecycle: drafts, approval, reversal"),
+        (name = "periods", description = "Closing and reopening months"),
+        (name = "accounts", description = "The chart of accounts"),
+        (name = "partners", description = "Partners (거래처)"),
+        (name = "departments", description = "Departments"),
+        (name = "users", description = "Users and their tokens"),
+        (name = "company", description = "The company's settings"),
+        (name = "invoices", description = "Tax invoices (세금계산서)"),
+        (name = "health", description = "Liveness of each service"),
+        (name = "documentation", description = "This document and its browsable view"),
+    )
+)]
+struct ApiDoc;
+
+/// Every public route of ingest-api with its operation. [`crate::router`] serves its routes, [`openapi`] documents
+/// them: nothing is served that is not documented.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(crate::routes::routes())
+        .merge(crate::master::routes())
+        .merge(crate::invoices::routes())
+        .routes(routes!(openapi_json))
+}
+
+/// The document of the whole public API: ingest-api's routes and the shared rules of `kerp_core::openapi`.
+#[must_use]
+pub fn openapi() -> OpenApi {
+    let (_, mut api) = api_routes().split_for_parts();
+    kerp_core::openapi::finish(&mut api);
+    api
+}
+
+/// The document as served, built once.
+static OPENAPI_JSON: LazyLock<String> =
+    LazyLock::new(|| openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"the document did not serialise: {e}\"}}")));
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 document of the whole public API", content_type = "application/json",
+               body = Object)))]
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Whether a documented path needs a bearer token (see `kerp_core::openapi::finish`).
+    fn authenticated(path: &str) -> bool {
+        path.starts_with(kerp_core::openapi::AUTHENTICATED_PREFIX)
+    }
+
+    /// Every route ingest-api serves, as `(method, path)`. A route added to the code must be added here as well, and
+    /// [`the_document_lists_these_routes`] then fails until it is also documented; a route added outside
+    /// `OpenApiRouter` fails [`the_live_router_serves_exactly_the_documented_routes`].
+    const ROUTES: &[(&str, &str)] = &[
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/v1/vouchers"),
+        ("POST", "/api/v1/vouchers"),
+        ("GET", "/api/v1/vouchers/{id}"),
+        ("PUT", "/api/v1/vouchers/{id}"),
+        ("DELETE", "/api/v1/vouchers/{id}"),
+        ("POST", "/api/v1/vouchers/{id}/approve"),
+        ("POST", "/api/v1/vouchers/{id}/reverse"),
+        ("GET", "/api/v1/periods"),
+        ("POST", "/api/v1/periods/{period}/close"),
+        ("POST", "/api/v1/periods/{period}/reopen"),
+        ("GET", "/api/v1/accounts"),
+        ("POST", "/api/v1/accounts"),
+        ("GET", "/api/v1/accounts/{id}"),
+        ("PATCH", "/api/v1/accounts/{id}"),
+        ("GET", "/api/v1/partners"),
+        ("POST", "/api/v1/partners"),
+        ("GET", "/api/v1/partners/{id}"),
+        ("PUT", "/api/v1/partners/{id}"),
+        ("POST", "/api/v1/partners/{id}/deactivate"),
+        ("POST", "/api/v1/partners/{id}/activate"),
+        ("GET", "/api/v1/departments"),
+        ("POST", "/api/v1/departments"),
+        ("GET", "/api/v1/departments/{id}"),
+        ("PUT", "/api/v1/departments/{id}"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users/{id}"),
+        ("PUT", "/api/v1/users/{id}"),
+        ("POST", "/api/v1/users/{id}/token"),
+        ("GET", "/api/v1/company"),
+        ("PATCH", "/api/v1/company"),
+        ("GET", "/api/v1/invoices"),
+        ("POST", "/api/v1/invoices"),
+        ("GET", "/api/v1/invoices/{id}"),
+        ("PUT", "/api/v1/invoices/{id}"),
+        ("POST", "/api/v1/invoices/{id}/issue"),
+        ("POST", "/api/v1/invoices/{id}/cancel"),
+        ("PUT", "/api/v1/invoices/{id}/approval-number"),
+    ];
+
+    /// The methods every live path is probed with: those the API could plausibly serve. HEAD follows GET in axum and
+    /// OPTIONS and TRACE are served by nothing, so they add no information.
+    const PROBED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+
+    /// ingest-api's router with a pool that connects only when asked, to a port where nothing listens: the routes
+    /// answer without a database, and `/health` answers 503.
+    fn live_router() -> axum::Router {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: crate::Config,
+        }
+        let cli = Cli::parse_from(["ingest-api", "--jwt-secret", "route-coverage-test-secret-at-least-32-bytes"]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(crate::DB_ACQUIRE_MS_MAX))
+            .connect_lazy("postgres://kerp:kerp@127.0.0.1:1/kerp")
+            .expect("a lazy pool parses its URL only");
+        crate::router(AppState { pool, config: std::sync::Arc::new(cli.config) })
+    }
+
+    /// The paths axum matches, read from the router's `Debug` output (axum has no other way to list them): the
+    /// `path_router` part names each as `RouteId(n): "/path"`; the fallback router after it is not a route.
+    fn live_paths(router: &axum::Router) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        let routes = debug.split("fallback_router").next().unwrap_or_default();
+        let mut paths = BTreeSet::new();
+        for piece in routes.split("RouteId(").skip(1) {
+            if let Some(path) = piece.split_once("): \"").and_then(|(_, rest)| rest.split_once('"')).map(|(path, _)| path) {
+                paths.insert(path.to_owned());
+            }
+        }
+        paths
+    }
+
+    /// A concrete URI for a path template.
+    fn concrete(path: &str) -> String {
+        path.replace("{id}", "00000000-0000-4000-8000-000000000001").replace("{period}", "2025-03")
+    }
+
+    async fn probe(router: &axum::Router, method: Method, path: &str) -> (StatusCode, String) {
+        let req = Request::builder().method(method).uri(concrete(path)).body(Body::empty()).unwrap();
+        let res = router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn the_document_lists_these_routes() {
+        let mut expected: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+        expected.sort();
+        assert_eq!(kerp_core::openapi::documented_routes(&openapi()), expected);
+    }
+
+    #[tokio::test]
+    async fn the_live_router_serves_exactly_the_documented_routes() {
+        let router = live_router();
+        let documented = kerp_core::openapi::documented_routes(&openapi());
+        let documented_paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();
+        let live = live_paths(&router);
+        assert!(!live.is_empty(), "no path read from the router's Debug output; has axum changed its format?");
+        assert_eq!(live, documented_paths, "paths served (left) and documented (right) differ");
+        for path in &live {
+            for method in PROBED_METHODS {
+                let is_documented = documented.iter().any(|(m, p)| m == method.as_str() && p == path);
+                let (status, body) = probe(&router, method.clone(), path).await;
+                if is_documented {
+                    let fallback = status == StatusCode::METHOD_NOT_ALLOWED || body.contains("\"no such route\"");
+                    assert!(!fallback, "{method} {path} is documented but the router's fallback answered {status}: {body}");
+                    if authenticated(path) {
+                        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token: {body}");
+                    }
+                } else {
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is not documented but answered: {body}");
+                }
+            }
+        }
+        // The fallbacks themselves, so that the checks above cannot pass by matching nothing.
+        assert_eq!(probe(&router, Method::GET, "/api/v1/nothing-here").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(probe(&router, Method::GET, "/health").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_problem_errors_and_the_bearer_scheme() {
+        let doc: serde_json::Value = serde_json::from_str(&OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        let types = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap();
+        assert_eq!(types.len(), kerp_core::http::PROBLEM_TYPES.len());
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let target = response["$ref"].as_str().unwrap_or_default();
+                        assert!(target.starts_with("#/components/responses/"), "{method} {path} {status} is not a problem response");
+                    }
+                }
+                if authenticated(path) {
+                    assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path}");
+                }
+            }
+        }
+    }
+}
