@@ -9,7 +9,10 @@
 //! variant of it) and so may answer 400, 413, 415 and 422; any route may answer 500. The route-coverage tests of both
 //! services check the 401 rule against the live routers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::{Method, StatusCode};
+use tower::ServiceExt;
 
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
@@ -127,12 +130,100 @@ pub fn documented_routes(api: &OpenApi) -> Vec<(String, String)> {
     routes
 }
 
+/// The methods [`route_coverage`] probes every live path with: those the API could plausibly serve. HEAD follows GET
+/// in axum, and OPTIONS and TRACE are served by nothing, so they would add no information.
+const PROBED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+
+/// The paths a router matches, read from its `Debug` output (axum has no other way to list them): the `path_router`
+/// part names each as `RouteId(n): "/path"`; the fallback router after it holds no route of the API.
+#[must_use]
+pub fn router_paths(router: &axum::Router) -> BTreeSet<String> {
+    let debug = format!("{router:?}");
+    let routes = debug.split("fallback_router").next().unwrap_or_default();
+    routes
+        .split("RouteId(")
+        .skip(1)
+        .filter_map(|piece| piece.split_once("): \"").and_then(|(_, rest)| rest.split_once('"')).map(|(path, _)| path.to_owned()))
+        .collect()
+}
+
+/// Checks that `router` serves exactly the routes `api` documents, and returns what differs (empty when nothing
+/// does). The paths come from the router itself ([`router_paths`]); each is then requested without a token with every
+/// method of [`PROBED_METHODS`] (its parameters filled in by `concrete`): a documented method must be answered by its
+/// handler, not by the 404 or 405 fallback of [`crate::http::tracked`], and under [`AUTHENTICATED_PREFIX`] with a 401;
+/// any other method must get the 405 fallback.
+pub async fn route_coverage(router: axum::Router, api: &OpenApi, concrete: impl Fn(&str) -> String) -> Vec<String> {
+    let documented = documented_routes(api);
+    let documented_paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();
+    let live = router_paths(&router);
+    let mut failures = Vec::new();
+    if live.is_empty() {
+        failures.push("no path read from the router's Debug output; has axum changed its format?".to_owned());
+    }
+    for path in live.symmetric_difference(&documented_paths) {
+        let side = if live.contains(path) { "served but not documented" } else { "documented but not served" };
+        failures.push(format!("{path}: {side}"));
+    }
+    for path in live.intersection(&documented_paths) {
+        for method in PROBED_METHODS {
+            let is_documented = documented.iter().any(|(m, p)| m == method.as_str() && p == path);
+            let req = axum::http::Request::builder().method(method.clone()).uri(concrete(path)).body(axum::body::Body::empty());
+            let res = match req {
+                Ok(req) => router.clone().oneshot(req).await.unwrap_or_else(|never| match never {}),
+                Err(e) => {
+                    failures.push(format!("{method} {path}: no request could be built: {e}"));
+                    continue;
+                }
+            };
+            let status = res.status();
+            let body = axum::body::to_bytes(res.into_body(), crate::http::BODY_BYTES_MAX).await.unwrap_or_default();
+            let body = String::from_utf8_lossy(&body);
+            let fallback = status == StatusCode::METHOD_NOT_ALLOWED || body.contains("\"no such route\"");
+            if is_documented && fallback {
+                failures.push(format!("{method} {path} is documented but the router's fallback answered {status}: {body}"));
+            } else if is_documented && path.starts_with(AUTHENTICATED_PREFIX) && status != StatusCode::UNAUTHORIZED {
+                failures.push(format!("{method} {path} without a token answered {status}, not 401: {body}"));
+            } else if !is_documented && status != StatusCode::METHOD_NOT_ALLOWED {
+                failures.push(format!("{method} {path} is not documented but answered {status}: {body}"));
+            }
+        }
+    }
+    failures
+}
+
 /// Adds `response` under `status` unless the handler's annotation already documents that status.
 fn add_response(op: &mut Operation, status: &str, response: &str) {
     op.responses
         .responses
         .entry(status.to_owned())
         .or_insert_with(|| RefOr::Ref(utoipa::openapi::Ref::new(format!("#/components/responses/{response}"))));
+}
+
+/// An optional body (`Option<T>` in an annotation) is documented by utoipa as "T or null"; but a client leaves such a
+/// body out, and a JSON `null` is not a T. This keeps the T: the body's `required: false` already says it may be
+/// left out.
+fn optional_body_is_not_null(op: &mut Operation) {
+    let Some(RefOr::T(body)) = op.request_body.as_mut() else { return };
+    if body.required == Some(utoipa::openapi::Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        let Some(schema) = content.schema.as_mut() else { continue };
+        let Ok(mut json) = serde_json::to_value(&*schema) else { continue };
+        if let Some(kept) = json["oneOf"].as_array().and_then(|alternatives| {
+            let rest: Vec<_> = alternatives.iter().filter(|a| a["type"] != "null").cloned().collect();
+            (rest.len() == 1).then(|| rest[0].clone())
+        }) {
+            json = kept;
+        } else if let Some(types) = json["type"].as_array() {
+            let rest: Vec<_> = types.iter().filter(|t| *t != "null").cloned().collect();
+            json["type"] = if rest.len() == 1 { rest[0].clone() } else { serde_json::Value::Array(rest) };
+        }
+        if let Ok(stripped) = serde_json::from_value(json) {
+            *schema = stripped;
+        }
+    }
 }
 
 /// Adds what every route of both services has in common (see the module's documentation): the Problem schemas and
@@ -166,6 +257,7 @@ pub fn finish(api: &mut OpenApi) {
                 add_response(op, "401", "Unauthorized");
             }
             if op.request_body.is_some() {
+                optional_body_is_not_null(op);
                 add_response(op, "400", "BadRequest");
                 add_response(op, "413", "PayloadTooLarge");
                 add_response(op, "415", "UnsupportedMediaType");

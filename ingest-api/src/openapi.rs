@@ -46,6 +46,7 @@ use crate::AppState;
         (name = "users", description = "Users and their tokens"),
         (name = "company", description = "The company's settings"),
         (name = "invoices", description = "Tax invoices (세금계산서)"),
+        (name = "reports", description = "Reports from ClickHouse, served by query-api: trial balance, ledgers, statements, VAT"),
         (name = "health", description = "Liveness of each service"),
         (name = "documentation", description = "This document and its browsable view"),
     )
@@ -62,11 +63,34 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
-/// The document of the whole public API: ingest-api's routes and the shared rules of `kerp_core::openapi`.
-#[must_use]
-pub fn openapi() -> OpenApi {
+/// Where nginx publishes query-api's `/health`.
+pub const QUERY_HEALTH_PATH: &str = "/query/health";
+
+/// ingest-api's own operations, with the shared rules of `kerp_core::openapi` applied.
+fn ingest_openapi() -> OpenApi {
     let (_, mut api) = api_routes().split_for_parts();
     kerp_core::openapi::finish(&mut api);
+    api
+}
+
+/// query-api's operations under their public paths: its `/health` is `/query/health` behind nginx, with an operation id
+/// of its own so that the ids stay unique.
+fn query_openapi() -> OpenApi {
+    let mut api = kerp_query::openapi();
+    if let Some(mut item) = api.paths.paths.remove("/health") {
+        for (_, op) in kerp_core::openapi::operations_mut(&mut item) {
+            op.operation_id = Some("query_health".to_owned());
+        }
+        api.paths.paths.insert(QUERY_HEALTH_PATH.to_owned(), item);
+    }
+    api
+}
+
+/// The document of the whole public API, as nginx routes it: ingest-api's operations and query-api's.
+#[must_use]
+pub fn openapi() -> OpenApi {
+    let mut api = ingest_openapi();
+    api.merge(query_openapi());
     api
 }
 
@@ -84,10 +108,8 @@ async fn openapi_json() -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use axum::body::Body;
-    use axum::http::{Method, Request, StatusCode};
+    use axum::http::{Request, StatusCode};
     use clap::Parser;
     use tower::ServiceExt;
 
@@ -98,9 +120,9 @@ mod tests {
         path.starts_with(kerp_core::openapi::AUTHENTICATED_PREFIX)
     }
 
-    /// Every route ingest-api serves, as `(method, path)`. A route added to the code must be added here as well, and
-    /// [`the_document_lists_these_routes`] then fails until it is also documented; a route added outside
-    /// `OpenApiRouter` fails [`the_live_router_serves_exactly_the_documented_routes`].
+    /// Every route ingest-api serves, as `(method, path)`. A route documented but missing here fails
+    /// [`the_document_lists_these_routes`]; a route served but not documented (added outside `OpenApiRouter`, or a
+    /// method added to a path with `.route`) fails [`the_live_router_serves_exactly_the_documented_routes`].
     const ROUTES: &[(&str, &str)] = &[
         ("GET", "/health"),
         ("GET", "/openapi.json"),
@@ -144,10 +166,6 @@ mod tests {
         ("PUT", "/api/v1/invoices/{id}/approval-number"),
     ];
 
-    /// The methods every live path is probed with: those the API could plausibly serve. HEAD follows GET in axum and
-    /// OPTIONS and TRACE are served by nothing, so they add no information.
-    const PROBED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
-
     /// ingest-api's router with a pool that connects only when asked, to a port where nothing listens: the routes
     /// answer without a database, and `/health` answers 503.
     fn live_router() -> axum::Router {
@@ -164,66 +182,64 @@ mod tests {
         crate::router(AppState { pool, config: std::sync::Arc::new(cli.config) })
     }
 
-    /// The paths axum matches, read from the router's `Debug` output (axum has no other way to list them): the
-    /// `path_router` part names each as `RouteId(n): "/path"`; the fallback router after it is not a route.
-    fn live_paths(router: &axum::Router) -> BTreeSet<String> {
-        let debug = format!("{router:?}");
-        let routes = debug.split("fallback_router").next().unwrap_or_default();
-        let mut paths = BTreeSet::new();
-        for piece in routes.split("RouteId(").skip(1) {
-            if let Some(path) = piece.split_once("): \"").and_then(|(_, rest)| rest.split_once('"')).map(|(path, _)| path) {
-                paths.insert(path.to_owned());
-            }
-        }
-        paths
-    }
-
     /// A concrete URI for a path template.
     fn concrete(path: &str) -> String {
         path.replace("{id}", "00000000-0000-4000-8000-000000000001").replace("{period}", "2025-03")
     }
 
-    async fn probe(router: &axum::Router, method: Method, path: &str) -> (StatusCode, String) {
-        let req = Request::builder().method(method).uri(concrete(path)).body(Body::empty()).unwrap();
-        let res = router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+    async fn status(router: &axum::Router, path: &str) -> StatusCode {
+        let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        router.clone().oneshot(req).await.unwrap().status()
     }
 
     #[test]
     fn the_document_lists_these_routes() {
         let mut expected: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
         expected.sort();
-        assert_eq!(kerp_core::openapi::documented_routes(&openapi()), expected);
+        assert_eq!(kerp_core::openapi::documented_routes(&ingest_openapi()), expected);
+    }
+
+    /// The public document is ingest-api's operations and query-api's (whose own tests check its routes), nothing
+    /// more, and merging them loses nothing: a schema or response name that both use means the same thing, and
+    /// every operation id is unique.
+    #[test]
+    fn the_public_document_is_both_services_merged_without_loss() {
+        let (ingest, query, public) = (ingest_openapi(), query_openapi(), openapi());
+        let mut expected = kerp_core::openapi::documented_routes(&ingest);
+        expected.extend(kerp_core::openapi::documented_routes(&query));
+        expected.sort();
+        assert_eq!(kerp_core::openapi::documented_routes(&public), expected);
+        assert!(expected.contains(&("GET".to_owned(), QUERY_HEALTH_PATH.to_owned())));
+        assert!(expected.contains(&("GET".to_owned(), "/api/v1/reports/vat-summary".to_owned())));
+        let (a, b) = (ingest.components.unwrap(), query.components.unwrap());
+        for (name, schema) in &b.schemas {
+            if let Some(other) = a.schemas.get(name) {
+                assert_eq!(serde_json::to_value(other).unwrap(), serde_json::to_value(schema).unwrap(), "schema {name}");
+            }
+        }
+        for (name, response) in &b.responses {
+            if let Some(other) = a.responses.get(name) {
+                assert_eq!(serde_json::to_value(other).unwrap(), serde_json::to_value(response).unwrap(), "response {name}");
+            }
+        }
+        let doc = serde_json::to_value(&public).unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                let id = op["operationId"].as_str().unwrap().to_owned();
+                assert!(ids.insert(id.clone()), "operation id {id} twice");
+            }
+        }
     }
 
     #[tokio::test]
     async fn the_live_router_serves_exactly_the_documented_routes() {
         let router = live_router();
-        let documented = kerp_core::openapi::documented_routes(&openapi());
-        let documented_paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();
-        let live = live_paths(&router);
-        assert!(!live.is_empty(), "no path read from the router's Debug output; has axum changed its format?");
-        assert_eq!(live, documented_paths, "paths served (left) and documented (right) differ");
-        for path in &live {
-            for method in PROBED_METHODS {
-                let is_documented = documented.iter().any(|(m, p)| m == method.as_str() && p == path);
-                let (status, body) = probe(&router, method.clone(), path).await;
-                if is_documented {
-                    let fallback = status == StatusCode::METHOD_NOT_ALLOWED || body.contains("\"no such route\"");
-                    assert!(!fallback, "{method} {path} is documented but the router's fallback answered {status}: {body}");
-                    if authenticated(path) {
-                        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token: {body}");
-                    }
-                } else {
-                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is not documented but answered: {body}");
-                }
-            }
-        }
-        // The fallbacks themselves, so that the checks above cannot pass by matching nothing.
-        assert_eq!(probe(&router, Method::GET, "/api/v1/nothing-here").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(probe(&router, Method::GET, "/health").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        let failures = kerp_core::openapi::route_coverage(router.clone(), &ingest_openapi(), concrete).await;
+        assert!(failures.is_empty(), "{failures:#?}");
+        // The fallbacks themselves, so that the checks cannot pass by matching nothing.
+        assert_eq!(status(&router, "/api/v1/nothing-here").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&router, "/health").await, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! running balances) into the contract's JSON.
 
 mod error;
+mod openapi;
 pub mod report;
 mod routes;
 mod store;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+pub use openapi::openapi;
 pub use routes::{
     LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX, PARTNER_LEDGER_PAGE_SIZE_DEFAULT, PARTNER_LEDGER_PAGE_SIZE_MAX,
     PARTNER_PAGE_SIZE_DEFAULT, PARTNER_PAGE_SIZE_MAX, SEOUL_UTC_OFFSET_HOURS,
@@ -56,9 +58,11 @@ impl kerp_core::http::JwtSecret for AppState {
     }
 }
 
-/// The public HTTP routes with request metrics recorded; the metrics themselves are served on the internal listener.
+/// The public HTTP routes, exactly those [`openapi()`] documents, with request metrics recorded; the metrics
+/// themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
-    kerp_core::http::tracked(routes::routes().merge(vat::routes()).with_state(state))
+    let (routes, _) = openapi::api_routes().split_for_parts();
+    kerp_core::http::tracked(routes.with_state(state))
 }
 
 /// Binds the configured address and serves until `shutdown`.

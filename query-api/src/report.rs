@@ -40,7 +40,7 @@ pub struct AccountInfo {
 }
 
 /// The six amount columns of a trial balance, for one account or as totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Columns {
     pub opening_debit: i128,
     pub opening_credit: i128,
@@ -61,7 +61,7 @@ impl std::ops::AddAssign for Columns {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TrialBalanceLine {
     pub account_id: Uuid,
     pub account_code: String,
@@ -71,7 +71,7 @@ pub struct TrialBalanceLine {
     pub columns: Columns,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TrialBalance {
     pub year: i32,
     pub month: u32,
@@ -149,8 +149,10 @@ pub fn signed(debit_normal: bool, debit: i128, credit: i128) -> i128 {
 }
 
 /// One ledger line as read from ClickHouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LedgerLine {
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub voucher_date: String,
     pub voucher_number: String,
     pub line_no: u32,
@@ -163,7 +165,7 @@ pub struct LedgerLine {
 }
 
 /// A ledger line with the running balance after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     #[serde(flatten)]
     pub line: LedgerLine,
@@ -455,7 +457,7 @@ pub fn is_section(info: &AccountInfo) -> Option<IsSection> {
 
 /// One account's line of the income statement, on the section's side (revenue as credit minus debit, expense as
 /// debit minus credit).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatementLine {
     pub account_id: Uuid,
     pub account_code: String,
@@ -465,7 +467,7 @@ pub struct StatementLine {
 }
 
 /// A section of accounts with its totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Section {
     pub label_ko: &'static str,
     pub accounts: Vec<StatementLine>,
@@ -480,7 +482,7 @@ impl Section {
 }
 
 /// A computed line (gross profit, operating income…).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Subtotal {
     pub label_ko: &'static str,
     pub month: i128,
@@ -488,7 +490,7 @@ pub struct Subtotal {
 }
 
 /// The income statement of a month and of the fiscal year to its end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncomeStatement {
     pub year: i32,
     pub month: u32,
@@ -595,7 +597,7 @@ pub fn income_statement(period: IsPeriod, rows: &[BucketSums], infos: &[AccountI
 // ---------------------------------------------------------------------------------------------------------------------
 
 /// One account's balance on its normal side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceLine {
     pub account_id: Uuid,
     pub account_code: String,
@@ -603,7 +605,7 @@ pub struct BalanceLine {
     pub balance: i128,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceSection {
     pub label_ko: &'static str,
     pub accounts: Vec<BalanceLine>,
@@ -612,7 +614,7 @@ pub struct BalanceSection {
 
 /// Equity: the equity accounts (retained earnings with every closed fiscal year's income in it), then the income of
 /// the fiscal year so far, which no closing has moved yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EquitySection {
     pub label_ko: &'static str,
     pub accounts: Vec<BalanceLine>,
@@ -621,13 +623,13 @@ pub struct EquitySection {
 }
 
 /// An amount with its Korean label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LabelledAmount {
     pub label_ko: &'static str,
     pub amount: i128,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceSheet {
     pub as_of: NaiveDate,
     pub fiscal_year_start: NaiveDate,
@@ -704,7 +706,7 @@ pub fn balance_sheet(as_of: NaiveDate, fiscal_year_start: NaiveDate, rows: &[Buc
 
 /// A partner as the `partners` dimension has it; every field but the id is `null` while the dimension lacks the
 /// partner (its events may not have been folded yet).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartnerInfo {
     pub partner_id: Uuid,
     pub partner_code: Option<String>,
@@ -715,7 +717,7 @@ pub struct PartnerInfo {
 }
 
 /// A partner with what it owes (receivable, on 1103) and is owed (payable, on 2101), each on its normal side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartnerBalance {
     #[serde(flatten)]
     pub partner: PartnerInfo,
@@ -738,7 +740,7 @@ pub struct PartnerLine {
 }
 
 /// A partner-ledger line with its account code and the running balance after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartnerEntry {
     pub account_id: Uuid,
     pub account_code: String,

@@ -5,13 +5,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{Datelike, NaiveDate};
-use kerp_core::http::{Auth, Data, Page, Pagination, Problem};
+use kerp_core::http::{Auth, Data, Health, Page, Pagination, Problem};
+use kerp_core::openapi::{BadRequest, NotFound, Unavailable, Unprocessable};
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::{report, store, AppState, Result};
@@ -30,19 +31,23 @@ pub const LEDGER_PAGE_SIZE_MAX: u32 = 1000;
 /// Ledger page size when the client does not ask for one.
 pub const LEDGER_PAGE_SIZE_DEFAULT: u32 = 200;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/v1/reports/trial-balance", get(trial_balance))
-        .route("/api/v1/reports/account-ledger", get(account_ledger))
-        .route("/api/v1/reports/income-statement", get(income_statement))
-        .route("/api/v1/reports/balance-sheet", get(balance_sheet))
-        .route("/api/v1/reports/partner-ledger", get(partner_ledger))
+/// The report routes and `/health`, each registered together with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(trial_balance))
+        .routes(routes!(account_ledger))
+        .routes(routes!(income_statement))
+        .routes(routes!(balance_sheet))
+        .routes(routes!(partner_ledger))
 }
 
+/// Answers 200 when ClickHouse answers, 503 otherwise. Public as `/query/health` through nginx.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "ClickHouse answers", body = Health), (status = 503, response = Unavailable)))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     match store::ping(&state.ch).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Ok(_) => (StatusCode::OK, Json(Health::OK)).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: ClickHouse unreachable");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "ClickHouse unreachable").into_response()
@@ -169,18 +174,32 @@ async fn fiscal_start_month(state: &AppState, company: Uuid) -> Result<u32> {
     Ok(report::fiscal_start_month(store::fiscal_start_month(&state.ch, company).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TrialBalanceQuery {
+    /// Required, 1970 to 2099.
+    #[param(required = true, example = 2025)]
     year: Option<i32>,
+    /// Required, 1 to 12.
+    #[param(required = true, example = 2)]
     month: Option<u32>,
+    /// The first four-digit account code listed.
+    #[param(pattern = "^[0-9]{4}$", example = "1000")]
     account_code_from: Option<String>,
+    /// The last four-digit account code listed.
+    #[param(pattern = "^[0-9]{4}$", example = "1999")]
     account_code_to: Option<String>,
+    /// Only the lines of this department (summed from the ledger lines).
+    #[param(format = Uuid)]
     department_id: Option<String>,
 }
 
 /// `GET /api/v1/reports/trial-balance?year=&month=[&account_code_from=&account_code_to=][&department_id=]`: the
 /// fiscal-year trial balance of a month (see [`report::fiscal_trial_balance`]). With a department, its lines are summed
 /// from `ledger_lines`; otherwise the cheaper `period_balances` serve.
+#[utoipa::path(get, path = "/api/v1/reports/trial-balance", tag = "reports", params(TrialBalanceQuery),
+    responses((status = 200, description = "The trial balance (시산표) of the month", body = Data<report::TrialBalance>),
+              (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn trial_balance(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -214,18 +233,31 @@ async fn trial_balance(
     Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LedgerQuery {
+    /// The account, by id; or give `account_code`.
+    #[param(format = Uuid)]
     account_id: Option<String>,
+    /// The account, by code; or give `account_id`.
+    #[param(example = "1102")]
     account_code: Option<String>,
+    /// A whole calendar year; or give `from_date` and `to_date`.
+    #[param(example = 2025)]
     year: Option<i32>,
+    /// `YYYY-MM-DD`, with `to_date`.
+    #[param(format = Date)]
     from_date: Option<String>,
+    /// `YYYY-MM-DD`, with `from_date`.
+    #[param(format = Date)]
     to_date: Option<String>,
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// `LEDGER_PAGE_SIZE_DEFAULT` (200) when left out; larger than `LEDGER_PAGE_SIZE_MAX` (1000) is clamped to it.
     page_size: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LedgerAccount {
     account_id: Uuid,
     account_code: String,
@@ -235,7 +267,8 @@ struct LedgerAccount {
     normal_side: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+/// An account's ledger (계정별원장) over a range of days.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ledger {
     account: LedgerAccount,
     from_date: NaiveDate,
@@ -247,7 +280,8 @@ struct Ledger {
     closing_balance: i128,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of an account's ledger: the entries of the page, with the balances of the whole range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LedgerPage {
     data: Ledger,
     pagination: Pagination,
@@ -292,6 +326,11 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
     range
 }
 
+/// An account's entries by date, voucher number and line, each with the running balance on the account's normal side;
+/// pages carry the running balance over.
+#[utoipa::path(get, path = "/api/v1/reports/account-ledger", tag = "reports", params(LedgerQuery),
+    responses((status = 200, description = "A page of the ledger", body = LedgerPage), (status = 400, response = BadRequest),
+              (status = 404, response = NotFound), (status = 422, response = Unprocessable)))]
 async fn account_ledger(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -349,14 +388,22 @@ async fn account_ledger(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct IncomeStatementQuery {
+    /// Required, 1970 to 2099.
+    #[param(required = true, example = 2025)]
     year: Option<i32>,
+    /// Required, 1 to 12.
+    #[param(required = true, example = 3)]
     month: Option<u32>,
 }
 
 /// `GET /api/v1/reports/income-statement?year=&month=`: the month and the fiscal year to its end, in the Korean
 /// structure (see [`report::income_statement`]).
+#[utoipa::path(get, path = "/api/v1/reports/income-statement", tag = "reports", params(IncomeStatementQuery),
+    responses((status = 200, description = "The income statement (손익계산서)", body = Data<report::IncomeStatement>),
+              (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn income_statement(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -378,14 +425,20 @@ async fn income_statement(
     Ok(Json(Data { data: report::income_statement(period, &rows, &infos) }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BalanceSheetQuery {
+    /// `YYYY-MM-DD`; today in Korea when left out.
+    #[param(format = Date, example = "2025-03-31")]
     as_of: Option<String>,
 }
 
 /// `GET /api/v1/reports/balance-sheet?as_of=YYYY-MM-DD` (default today in Korea): balances at the end of that day
 /// (see [`report::balance_sheet`]). Whole months come from `period_balances`, the days of a partial month from
 /// `ledger_lines`.
+#[utoipa::path(get, path = "/api/v1/reports/balance-sheet", tag = "reports", params(BalanceSheetQuery),
+    responses((status = 200, description = "The balance sheet (재무상태표)", body = Data<report::BalanceSheet>),
+              (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn balance_sheet(
     State(state): State<AppState>,
     Auth(claims): Auth,
@@ -423,16 +476,27 @@ async fn balance_sheet(
     Ok(Json(Data { data: report::balance_sheet(as_of, fiscal_year_start, &rows, &infos) }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PartnerLedgerQuery {
+    /// One partner's ledger; without it, the list of partners with their balances.
+    #[param(format = Uuid)]
     partner_id: Option<String>,
+    /// `YYYY-MM-DD`; the start of `to_date`'s fiscal year when left out.
+    #[param(format = Date)]
     from_date: Option<String>,
+    /// `YYYY-MM-DD`; today in Korea when left out.
+    #[param(format = Date)]
     to_date: Option<String>,
+    /// From 1 (0 is taken as 1).
     page: Option<u32>,
+    /// Partners: `PARTNER_PAGE_SIZE_DEFAULT` (50), at most `PARTNER_PAGE_SIZE_MAX` (500); a partner's entries:
+    /// `PARTNER_LEDGER_PAGE_SIZE_DEFAULT` (200), at most `PARTNER_LEDGER_PAGE_SIZE_MAX` (1000); larger is clamped.
     page_size: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// One partner's ledger (거래처원장) on receivables (1103) and payables (2101).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PartnerLedger {
     partner: report::PartnerInfo,
     from_date: NaiveDate,
@@ -449,10 +513,21 @@ struct PartnerLedger {
     closing_payable: i128,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of one partner's ledger, with the balances of the whole range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PartnerLedgerPage {
     data: PartnerLedger,
     pagination: Pagination,
+}
+
+/// The partner ledger's answer: a page of partners without `partner_id`, one partner's ledger with it. The two differ
+/// in `data` (an array or an object), so exactly one schema matches each answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum PartnerLedgerAnswer {
+    Partners(Page<report::PartnerBalance>),
+    /// Boxed: a ledger page is several times the size of a list page.
+    Partner(Box<PartnerLedgerPage>),
 }
 
 /// `GET /api/v1/reports/partner-ledger`: without `partner_id`, a page of partners with their receivable (1103) and
@@ -460,11 +535,14 @@ struct PartnerLedgerPage {
 /// on those two accounts from `from_date` (default the start of `to_date`'s fiscal year) to `to_date`, each with the
 /// running net balance, after the opening balance. Pages carry the running balance over, as the account ledger's do.
 /// `from_date` is checked but has no use without `partner_id`: the list shows balances, not movements.
+#[utoipa::path(get, path = "/api/v1/reports/partner-ledger", tag = "reports", params(PartnerLedgerQuery),
+    responses((status = 200, description = "Partners with their balances, or one partner's ledger", body = PartnerLedgerAnswer),
+              (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn partner_ledger(
     State(state): State<AppState>,
     Auth(claims): Auth,
     q: Result<Query<PartnerLedgerQuery>, QueryRejection>,
-) -> Result<axum::response::Response> {
+) -> Result<Json<PartnerLedgerAnswer>> {
     let Query(q) = q.map_err(|e| bad_query(&e))?;
     let mut checks = Checks::default();
     let partner = checks.uuid("partner_id", q.partner_id.as_deref());
@@ -492,7 +570,7 @@ async fn partner_ledger(
         let (rows, total) =
             store::partner_balances(&state.ch, company, receivable_id, payable_id, to, pagination.offset(), pagination.page_size).await?;
         pagination.total = total;
-        return Ok(Json(Page { data: rows, pagination }).into_response());
+        return Ok(Json(PartnerLedgerAnswer::Partners(Page { data: rows, pagination })));
     };
 
     let from = match from {
@@ -535,5 +613,5 @@ async fn partner_ledger(
         closing_receivable: (opening_ar + period_ar).net_debit(),
         closing_payable: (opening_ap + period_ap).net_credit(),
     };
-    Ok(Json(PartnerLedgerPage { data: ledger, pagination }).into_response())
+    Ok(Json(PartnerLedgerAnswer::Partner(Box::new(PartnerLedgerPage { data: ledger, pagination }))))
 }

@@ -10,27 +10,34 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{Datelike, NaiveDate};
 use kerp_core::http::{Auth, Data, Problem};
+use kerp_core::openapi::BadRequest;
 use kerp_core::voucher::{FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::{AppState, Result};
 
-/// The VAT summary's routes, merged into query-api's router.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/reports/vat-summary", get(vat_summary))
+/// The VAT summary's routes with their OpenAPI operations, merged into query-api's router.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(vat_summary))
 }
 
 /// Months in a VAT quarter.
 const QUARTER_MONTHS: u32 = 3;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VatQuery {
-    /// Read as text so that a malformed value gets this endpoint's 400 with the field named, not the extractor's.
+    /// Required, 1970 to 2099. Read as text so that a malformed value gets this endpoint's 400 with the field named,
+    /// not the extractor's.
+    #[param(value_type = i32, required = true, minimum = 1970, maximum = 2099, example = 2025)]
     year: Option<String>,
+    /// Required, 1 to 4.
+    #[param(value_type = u32, required = true, minimum = 1, maximum = 4, example = 1)]
     quarter: Option<String>,
 }
 
@@ -133,7 +140,7 @@ fn present(value: Option<&str>) -> Option<&str> {
 }
 
 /// The invoices of one group: how many, and their supply and tax totals in won.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub count: u64,
     pub supply_amount: i128,
@@ -149,7 +156,7 @@ impl std::ops::AddAssign for Totals {
 }
 
 /// One side of the return (sales or purchases) by VAT type, and its total.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Side {
     pub taxable: Totals,
     pub zero_rated: Totals,
@@ -158,7 +165,7 @@ pub struct Side {
 }
 
 /// The response's `data`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VatSummary {
     pub year: i32,
     pub quarter: u32,
@@ -231,6 +238,9 @@ fn bad_request(errors: Vec<FieldError>) -> Problem {
 
 /// `GET /api/v1/reports/vat-summary?year=&quarter=`: the caller's company's issued invoices of the quarter, by type and
 /// VAT type (see [`summarize`]). Every role may read it.
+#[utoipa::path(get, path = "/api/v1/reports/vat-summary", tag = "reports", params(VatQuery),
+    responses((status = 200, description = "The quarter's VAT summary (부가세 신고 기초)", body = Data<VatSummary>),
+              (status = 400, response = BadRequest)))]
 async fn vat_summary(
     State(state): State<AppState>,
     Auth(claims): Auth,
