@@ -261,7 +261,9 @@ async fn update_department(
     Ok(Json(Data { data: d }))
 }
 
-/// `POST /api/v1/accounts`: adds an account to the chart. Routed from [`crate::routes`], which owns the path's GET.
+/// Adds an account to the chart.
+///
+/// Registered by `crate::routes` beside the path's GET, as `routes!` takes the handlers of one path together.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", params(IdempotencyKey), request_body = AccountInput,
     responses((status = 201, description = "Created", body = Data<Account>, headers(("Location" = String, description = "The account's URL"))),
               (status = 403, response = Forbidden), (status = 409, response = Conflict),

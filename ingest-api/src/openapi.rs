@@ -1,4 +1,5 @@
-//! The public OpenAPI 3.1 document, `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations.
+//! The public OpenAPI 3.1 document, `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations,
+//! and its browsable view, `GET /docs` (RapiDoc, vendored in `assets/`).
 //!
 //! Every route of ingest-api is registered through `utoipa_axum`'s `OpenApiRouter` with `routes!`, so a route and its
 //! operation are added by the same call and cannot drift apart; [`api_routes`] is the one list both [`crate::router`]
@@ -61,6 +62,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::master::routes())
         .merge(crate::invoices::routes())
         .routes(routes!(openapi_json))
+        .routes(routes!(docs))
+        .routes(routes!(docs_script))
 }
 
 /// Where nginx publishes query-api's `/health`.
@@ -106,6 +109,31 @@ async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON.as_str())
 }
 
+/// The browsable view's page: RapiDoc reading `/openapi.json`.
+const DOCS_HTML: &str = include_str!("../assets/docs.html");
+
+/// RapiDoc 9.3.8 (MIT), vendored in `assets/` with its licences, so that the docs load nothing from a CDN.
+const RAPIDOC_JS: &[u8] = include_bytes!("../assets/rapidoc-min.js");
+
+/// How long a browser may keep the RapiDoc script, in seconds: it changes only with a new build.
+const DOCS_SCRIPT_MAX_AGE_SECONDS: u32 = 86_400;
+
+/// A browsable view of this document, served from this server alone.
+#[utoipa::path(get, path = "/docs", tag = "documentation",
+    responses((status = 200, description = "An HTML page that renders `/openapi.json` with RapiDoc", content_type = "text/html",
+               body = String)))]
+async fn docs() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DOCS_HTML)
+}
+
+/// The script of the browsable view.
+#[utoipa::path(get, path = "/docs/rapidoc-min.js", tag = "documentation",
+    responses((status = 200, description = "RapiDoc 9.3.8 (MIT)", content_type = "text/javascript", body = String)))]
+async fn docs_script() -> impl IntoResponse {
+    let cache = format!("public, max-age={DOCS_SCRIPT_MAX_AGE_SECONDS}");
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8".to_owned()), (header::CACHE_CONTROL, cache)], RAPIDOC_JS)
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -126,6 +154,8 @@ mod tests {
     const ROUTES: &[(&str, &str)] = &[
         ("GET", "/health"),
         ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/rapidoc-min.js"),
         ("GET", "/api/v1/vouchers"),
         ("POST", "/api/v1/vouchers"),
         ("GET", "/api/v1/vouchers/{id}"),
@@ -240,6 +270,29 @@ mod tests {
         // The fallbacks themselves, so that the checks cannot pass by matching nothing.
         assert_eq!(status(&router, "/api/v1/nothing-here").await, StatusCode::NOT_FOUND);
         assert_eq!(status(&router, "/health").await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn the_docs_page_and_its_script_come_from_this_server() {
+        let router = live_router();
+        let get = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                let res = router.oneshot(Request::builder().uri(path).body(Body::empty()).unwrap()).await.unwrap();
+                let kind = res.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+                (res.status(), kind, axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap())
+            }
+        };
+        let (status, kind, page) = get("/docs").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
+        let page = String::from_utf8(page.to_vec()).unwrap();
+        assert!(page.contains(r#"spec-url="/openapi.json""#) && page.contains(r#"src="/docs/rapidoc-min.js""#));
+        assert!(!page.contains("https://"), "the page loads nothing from elsewhere");
+        let (status, kind, script) = get("/docs/rapidoc-min.js").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/javascript; charset=utf-8"));
+        assert_eq!(script.len(), RAPIDOC_JS.len());
+        let (status, kind, _) = get("/openapi.json").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, "application/json"));
     }
 
     #[test]

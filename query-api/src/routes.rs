@@ -197,7 +197,7 @@ struct TrialBalanceQuery {
 /// `GET /api/v1/reports/trial-balance?year=&month=[&account_code_from=&account_code_to=][&department_id=]`: the
 /// fiscal-year trial balance of a month (see [`report::fiscal_trial_balance`]). With a department, its lines are summed
 /// from `ledger_lines`; otherwise the cheaper `period_balances` serve.
-#[utoipa::path(get, path = "/api/v1/reports/trial-balance", tag = "reports", params(TrialBalanceQuery),
+#[utoipa::path(get, path = "/api/v1/reports/trial-balance", tag = "reports", summary = "The trial balance (시산표) of a month", params(TrialBalanceQuery),
     responses((status = 200, description = "The trial balance (시산표) of the month", body = Data<report::TrialBalance>),
               (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn trial_balance(
@@ -401,7 +401,7 @@ struct IncomeStatementQuery {
 
 /// `GET /api/v1/reports/income-statement?year=&month=`: the month and the fiscal year to its end, in the Korean
 /// structure (see [`report::income_statement`]).
-#[utoipa::path(get, path = "/api/v1/reports/income-statement", tag = "reports", params(IncomeStatementQuery),
+#[utoipa::path(get, path = "/api/v1/reports/income-statement", tag = "reports", summary = "The income statement (손익계산서) of a month and its fiscal year to date", params(IncomeStatementQuery),
     responses((status = 200, description = "The income statement (손익계산서)", body = Data<report::IncomeStatement>),
               (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn income_statement(
@@ -436,7 +436,7 @@ struct BalanceSheetQuery {
 /// `GET /api/v1/reports/balance-sheet?as_of=YYYY-MM-DD` (default today in Korea): balances at the end of that day
 /// (see [`report::balance_sheet`]). Whole months come from `period_balances`, the days of a partial month from
 /// `ledger_lines`.
-#[utoipa::path(get, path = "/api/v1/reports/balance-sheet", tag = "reports", params(BalanceSheetQuery),
+#[utoipa::path(get, path = "/api/v1/reports/balance-sheet", tag = "reports", summary = "The balance sheet (재무상태표) at the end of a day", params(BalanceSheetQuery),
     responses((status = 200, description = "The balance sheet (재무상태표)", body = Data<report::BalanceSheet>),
               (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn balance_sheet(
@@ -535,7 +535,7 @@ enum PartnerLedgerAnswer {
 /// on those two accounts from `from_date` (default the start of `to_date`'s fiscal year) to `to_date`, each with the
 /// running net balance, after the opening balance. Pages carry the running balance over, as the account ledger's do.
 /// `from_date` is checked but has no use without `partner_id`: the list shows balances, not movements.
-#[utoipa::path(get, path = "/api/v1/reports/partner-ledger", tag = "reports", params(PartnerLedgerQuery),
+#[utoipa::path(get, path = "/api/v1/reports/partner-ledger", tag = "reports", summary = "Partners with their receivables and payables, or one partner's ledger (거래처원장)", params(PartnerLedgerQuery),
     responses((status = 200, description = "Partners with their balances, or one partner's ledger", body = PartnerLedgerAnswer),
               (status = 400, response = BadRequest), (status = 422, response = Unprocessable)))]
 async fn partner_ledger(

@@ -238,7 +238,7 @@ fn bad_request(errors: Vec<FieldError>) -> Problem {
 
 /// `GET /api/v1/reports/vat-summary?year=&quarter=`: the caller's company's issued invoices of the quarter, by type and
 /// VAT type (see [`summarize`]). Every role may read it.
-#[utoipa::path(get, path = "/api/v1/reports/vat-summary", tag = "reports", params(VatQuery),
+#[utoipa::path(get, path = "/api/v1/reports/vat-summary", tag = "reports", summary = "The VAT summary (부가세 신고 기초) of a quarter", params(VatQuery),
     responses((status = 200, description = "The quarter's VAT summary (부가세 신고 기초)", body = Data<VatSummary>),
               (status = 400, response = BadRequest)))]
 async fn vat_summary(
