@@ -245,7 +245,9 @@ pub fn validate(input: &InvoiceInput) -> Result<ValidInvoice, Vec<FieldError>> {
     };
     let tax = input.tax_amount.unwrap_or(expected_tax);
     match vat_type {
-        Some(VatType::Taxable) if (tax - expected_tax).abs() > TAX_TOLERANCE_WON_MAX => errors.push(FieldError::new(
+        // `abs_diff`, not `(tax - expected_tax).abs()`: a client's tax near i64::MIN overflowed the subtraction
+        // (a panic that dropped the connection in debug builds; schemathesis found it).
+        Some(VatType::Taxable) if tax.abs_diff(expected_tax) > TAX_TOLERANCE_WON_MAX.unsigned_abs() => errors.push(FieldError::new(
             "tax_amount",
             format!("must be 10% of supply_amount, truncated to won: {expected_tax} (±{TAX_TOLERANCE_WON_MAX})"),
         )),
@@ -400,6 +402,19 @@ mod tests {
         }
         i.tax_amount = None;
         assert_eq!(validate(&i).unwrap().tax_amount, 123_456, "computed when left out");
+    }
+
+    #[test]
+    fn extreme_amounts_are_refused_without_overflow() {
+        for tax in [i64::MIN, i64::MIN + 1, -9_223_372_036_854_775_807, i64::MAX] {
+            let mut i = input();
+            i.tax_amount = Some(tax);
+            let errors = validate(&i).unwrap_err();
+            assert!(errors.iter().any(|e| e.field == "tax_amount"), "tax {tax}: {errors:?}");
+        }
+        let mut i = input();
+        (i.supply_amount, i.tax_amount) = (Some(i64::MAX), Some(i64::MIN));
+        assert!(validate(&i).is_err());
     }
 
     #[test]
