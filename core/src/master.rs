@@ -412,6 +412,10 @@ pub fn like_pattern(q: &str) -> Result<String, String> {
     if q.chars().count() > SEARCH_CHARS_MAX {
         return Err(format!("must be at most {SEARCH_CHARS_MAX} characters"));
     }
+    // Postgres text cannot hold U+0000: the pattern would fail its query with a 500.
+    if q.contains('\0') {
+        return Err("must not contain the NUL character (U+0000)".to_owned());
+    }
     let mut p = String::with_capacity(q.len() + 2);
     p.push('%');
     for c in q.chars() {
@@ -541,5 +545,6 @@ mod tests {
         assert_eq!(like_pattern(" 삼성 ").unwrap(), "%삼성%");
         assert_eq!(like_pattern("50%_off\\").unwrap(), "%50\\%\\_off\\\\%");
         assert!(like_pattern(&"가".repeat(SEARCH_CHARS_MAX + 1)).is_err());
+        assert!(like_pattern("a\0b").is_err(), "Postgres text cannot hold NUL");
     }
 }
