@@ -343,7 +343,21 @@ pub fn tracked(routes: axum::Router) -> axum::Router {
     routes
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async { Problem::new(StatusCode::METHOD_NOT_ALLOWED, "the route does not take this method") })
+        // Inside the metrics layer, so that a panicking handler is counted as the 500 the client sees instead of
+        // a dropped connection (which nginx would turn into a 502 with an HTML body).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(track_metrics))
+}
+
+/// The answer to a handler that panicked: logged with its message, answered as an opaque problem+json 500.
+fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "a request handler panicked; answered 500");
+    Problem::internal().into_response()
 }
 
 /// Adds `/metrics` and the request metrics layer to routes that are served on an internal listener only, such as
@@ -455,6 +469,19 @@ mod tests {
         assert_eq!((p.status, p.errors[0].field.as_str()), (422, "lines[1].description"));
         // An escaped backslash followed by "u0000" is no NUL.
         assert!(parse_json::<Line>(br#"{"description": "C:\\u0000"}"#).is_ok());
+    }
+
+    /// A handler that panics answers a problem+json 500 instead of dropping the connection.
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem() {
+        use tower::ServiceExt;
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = tracked(axum::Router::new().route("/boom", axum::routing::get(boom)));
+        let res = app.oneshot(Request::builder().uri("/boom").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
     }
 
     #[test]
