@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on the POSTs that create something. A request flows in through [`Idempotent`] (its key, a hash
-//! of method, path and body, and the parsed body); the handler opens a transaction and calls [`begin`], which either
-//! takes the key or answers with what an earlier request under it stored; after the work, [`finish`] stores the
-//! answer with the key and commits both together.
+//! of method, path and body, and the parsed body); the handler hands its work to [`run`], which opens a transaction,
+//! takes the key (or answers with what an earlier request under it stored), runs the work, and stores the answer with
+//! the key in the same transaction as what the work wrote.
 //!
 //! The same key with the same request returns the original status and body and creates nothing; with a different
 //! request it gets 422. Keys are scoped per company and kept [`KEY_TTL_HOURS`](crate::store::idempotency::KEY_TTL_HOURS).
@@ -10,11 +10,12 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::future::BoxFuture;
 use kerp_core::http::{self, Problem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::store::idempotency as store;
@@ -101,11 +102,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Idempotent<T> {
     }
 }
 
+/// What a request's work answers: the body and, for a creation, the new object's URL.
+pub type Answer<B> = (B, Option<String>);
+
+/// Runs `work` in one transaction under the request's idempotency key: the answer an earlier request with the key
+/// stored is given again; otherwise `work` runs, and its answer is stored with the key and committed together with
+/// what `work` wrote. `work` gets the transaction and must not commit it.
+///
+/// # Errors
+/// 422 for a key reused with a different request, `work`'s errors (then nothing is kept), database errors.
+pub async fn run<T, B, W>(pool: &PgPool, company_id: Uuid, req: &Idempotent<T>, status: StatusCode, work: W) -> Result<Response>
+where
+    B: Serialize,
+    W: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<Answer<B>>>,
+{
+    let mut tx = pool.begin().await?;
+    if let Some(replay) = begin(&mut tx, company_id, req).await? {
+        return Ok(replay);
+    }
+    let (body, location) = work(&mut tx).await?;
+    finish(tx, company_id, req, status, &body, location).await
+}
+
 /// Takes the request's key inside `tx`, or returns the answer stored under it. Without a key there is nothing to do.
 ///
 /// # Errors
 /// 422 when the key was used for a different request, database errors.
-pub async fn begin<T>(tx: &mut PgConnection, company_id: Uuid, req: &Idempotent<T>) -> Result<Option<Response>> {
+async fn begin<T>(tx: &mut PgConnection, company_id: Uuid, req: &Idempotent<T>) -> Result<Option<Response>> {
     let Some(key) = &req.key else { return Ok(None) };
     let Some(stored) = store::claim(tx, company_id, key, &req.hash).await? else { return Ok(None) };
     if stored.request_hash != req.hash {
@@ -128,7 +151,7 @@ pub async fn begin<T>(tx: &mut PgConnection, company_id: Uuid, req: &Idempotent<
 ///
 /// # Errors
 /// Database errors; then nothing of the request is kept.
-pub async fn finish<T, B: Serialize>(
+async fn finish<T, B: Serialize>(
     mut tx: Transaction<'_, Postgres>,
     company_id: Uuid,
     req: &Idempotent<T>,

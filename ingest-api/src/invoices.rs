@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kerp_core::auth::Claims;
 use kerp_core::http::{Auth, Data, JsonBody, Page, Pagination, Problem};
 use kerp_core::invoice::{self, InvoiceInput, InvoiceStatus, InvoiceType};
 use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unavailable};
@@ -21,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::access::{path_id, require_writer};
 use crate::idempotency::{self, IdempotencyKey, Idempotent};
 use crate::store::invoices::{self as store, Invoice, InvoiceFilter, Item};
 use crate::store::vouchers::Posted;
@@ -60,18 +60,6 @@ struct CancelledInvoice {
     reversal: Option<Posted>,
 }
 
-fn require_writer(claims: &Claims) -> Result<(), Problem> {
-    if claims.role.can_write() {
-        Ok(())
-    } else {
-        Err(Problem::new(StatusCode::FORBIDDEN, "this role may only read"))
-    }
-}
-
-fn invoice_id(id: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(id).map_err(|_| Problem::new(StatusCode::NOT_FOUND, "invoice not found"))
-}
-
 /// Creates a draft invoice; the server checks the tax to the won and the items against the supply.
 #[utoipa::path(post, path = "/api/v1/invoices", tag = "invoices", params(IdempotencyKey), request_body = InvoiceInput,
     responses((status = 201, description = "Created as a draft", body = Data<Invoice>,
@@ -80,13 +68,15 @@ fn invoice_id(id: &str) -> Result<Uuid, Problem> {
 async fn create_invoice(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<InvoiceInput>) -> Result<Response> {
     require_writer(&claims)?;
     let valid = invoice::validate(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let inv = timed("create_invoice", store::create(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, &valid)).await?;
-    let location = format!("/api/v1/invoices/{}", inv.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: inv }, Some(location)).await
+    let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let inv = timed("create_invoice", store::create(tx, company, user, &topic, &valid)).await?;
+            let location = format!("/api/v1/invoices/{}", inv.id);
+            Ok((Data { data: inv }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Replaces a draft invoice.
@@ -101,7 +91,7 @@ async fn update_invoice(
     JsonBody(input): JsonBody<InvoiceInput>,
 ) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
-    let id = invoice_id(&id)?;
+    let id = path_id(&id, "invoice")?;
     let valid = invoice::validate(&input).map_err(Problem::invalid)?;
     let mut tx = state.pool.begin().await?;
     let inv = timed("update_invoice", store::update(&mut tx, claims.company_id, &state.config.voucher_topic, id, &valid)).await?;
@@ -125,14 +115,15 @@ async fn issue_invoice(
     req: Idempotent<serde_json::Value>,
 ) -> Result<Response> {
     require_writer(&claims)?;
-    let id = invoice_id(&id)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let (invoice, voucher) =
-        timed("issue_invoice", store::issue(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id)).await?;
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: IssuedInvoice { invoice, voucher } }, None).await
+    let id = path_id(&id, "invoice")?;
+    let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::OK, move |tx| {
+        Box::pin(async move {
+            let (invoice, voucher) = timed("issue_invoice", store::issue(tx, company, user, &topic, id)).await?;
+            Ok((Data { data: IssuedInvoice { invoice, voucher } }, None))
+        })
+    })
+    .await
 }
 
 /// The optional body of `POST /api/v1/invoices/{id}/cancel`.
@@ -160,7 +151,7 @@ async fn cancel_invoice(
     req: Idempotent<CancelInput>,
 ) -> Result<Response> {
     require_writer(&claims)?;
-    let id = invoice_id(&id)?;
+    let id = path_id(&id, "invoice")?;
     let mut errors = Vec::new();
     let body = req.body.as_ref();
     let date =
@@ -172,14 +163,14 @@ async fn cancel_invoice(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors).into());
     }
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let (invoice, reversal) =
-        timed("cancel_invoice", store::cancel(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id, date, &reason))
-            .await?;
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::OK, &Data { data: CancelledInvoice { invoice, reversal } }, None).await
+    let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::OK, move |tx| {
+        Box::pin(async move {
+            let (invoice, reversal) = timed("cancel_invoice", store::cancel(tx, company, user, &topic, id, date, &reason)).await?;
+            Ok((Data { data: CancelledInvoice { invoice, reversal } }, None))
+        })
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -201,7 +192,7 @@ async fn set_approval_number(
     JsonBody(input): JsonBody<ApprovalNumberInput>,
 ) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
-    let id = invoice_id(&id)?;
+    let id = path_id(&id, "invoice")?;
     let number =
         invoice::approval_number(&input.approval_number).map_err(|m| Problem::invalid(vec![FieldError::new("approval_number", m)]))?;
     let mut tx = state.pool.begin().await?;
@@ -217,7 +208,7 @@ async fn set_approval_number(
     responses((status = 200, description = "The invoice", body = Data<InvoiceDetail>), (status = 404, response = NotFound),
               (status = 503, response = Unavailable)))]
 async fn get_invoice(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
-    let id = invoice_id(&id)?;
+    let id = path_id(&id, "invoice")?;
     let (invoice, items) = timed("get_invoice", store::get(&state.pool, claims.company_id, id))
         .await?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "invoice not found"))?;

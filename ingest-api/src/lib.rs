@@ -4,15 +4,16 @@
 //! with an outbox row; the [`relay`] task then publishes outbox rows to Kafka. It also serves the transactional reads
 //! (vouchers, accounts) straight from Postgres.
 
+mod access;
 pub mod company;
 mod error;
-mod idempotency;
+pub mod idempotency;
 mod invoices;
 mod master;
 pub mod openapi;
 pub mod relay;
 mod routes;
-mod store;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -18,8 +18,8 @@ use kerp_core::voucher::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
+use crate::access::{bad_query, not_found, path_id, require_admin};
 use crate::idempotency::{self, IdempotencyKey, Idempotent};
 use crate::store::master::{self as store, Company, Department, Partner, PartnerFilter, User};
 use crate::store::Account;
@@ -40,28 +40,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user, update_user))
         .routes(routes!(issue_token))
         .routes(routes!(get_company, update_company))
-}
-
-/// The 403 for a caller who may read but not manage.
-fn require_admin(claims: &Claims) -> Result<(), Problem> {
-    if claims.role.can_manage() {
-        Ok(())
-    } else {
-        Err(Problem::new(StatusCode::FORBIDDEN, "only an admin may change master data, users and settings"))
-    }
-}
-
-/// Parses a path id; anything that is not a UUID names no row, so it is a 404 like an unknown id.
-fn path_id(id: &str, what: &'static str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(id).map_err(|_| not_found(what))
-}
-
-fn not_found(what: &'static str) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, format!("{what} not found"))
-}
-
-fn bad_query(e: &QueryRejection) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -125,13 +103,15 @@ async fn list_partners(
 async fn create_partner(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<PartnerInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_partner(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let p = timed("create_partner", store::create_partner(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    let location = format!("/api/v1/partners/{}", p.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: p }, Some(location)).await
+    let (company, topic) = (claims.company_id, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let p = timed("create_partner", store::create_partner(tx, company, &topic, &valid)).await?;
+            let location = format!("/api/v1/partners/{}", p.id);
+            Ok((Data { data: p }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Reads a partner.
@@ -223,13 +203,15 @@ async fn list_departments(
 async fn create_department(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<DepartmentInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_department(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let d = timed("create_department", store::create_department(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    let location = format!("/api/v1/departments/{}", d.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: d }, Some(location)).await
+    let (company, topic) = (claims.company_id, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let d = timed("create_department", store::create_department(tx, company, &topic, &valid)).await?;
+            let location = format!("/api/v1/departments/{}", d.id);
+            Ok((Data { data: d }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Reads a department.
@@ -271,13 +253,15 @@ async fn update_department(
 pub async fn create_account(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<AccountInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_account(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let a = timed("create_account", store::create_account(&mut tx, claims.company_id, &state.config.voucher_topic, &valid)).await?;
-    let location = format!("/api/v1/accounts/{}", a.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: a }, Some(location)).await
+    let (company, topic) = (claims.company_id, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let a = timed("create_account", store::create_account(tx, company, &topic, &valid)).await?;
+            let location = format!("/api/v1/accounts/{}", a.id);
+            Ok((Data { data: a }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Reads an account.
@@ -334,13 +318,15 @@ async fn list_users(
 async fn create_user(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<UserInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_user(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let u = timed("create_user", store::create_user(&mut tx, claims.company_id, &valid)).await?;
-    let location = format!("/api/v1/users/{}", u.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: u }, Some(location)).await
+    let company = claims.company_id;
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let u = timed("create_user", store::create_user(tx, company, &valid)).await?;
+            let location = format!("/api/v1/users/{}", u.id);
+            Ok((Data { data: u }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Reads a user.

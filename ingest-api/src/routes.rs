@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use kerp_core::auth::Claims;
 use kerp_core::http::{Auth, Data, Health, JsonBody, Page, Pagination, Problem};
 use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable};
 use kerp_core::telemetry::timed;
@@ -16,8 +15,8 @@ use kerp_core::voucher::{self, FieldError, VoucherInput, VoucherStatus, DESCRIPT
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
+use crate::access::{path_id, require_admin, require_writer};
 use crate::idempotency::{self, IdempotencyKey, Idempotent};
 use crate::store::vouchers::{self as store, LineRow, Period, PeriodState, Posted, VoucherFilter, VoucherRow};
 use crate::store::Account;
@@ -50,18 +49,6 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-fn require_writer(claims: &Claims) -> Result<(), Problem> {
-    if claims.role.can_write() {
-        Ok(())
-    } else {
-        Err(Problem::new(StatusCode::FORBIDDEN, "this role may only read"))
-    }
-}
-
-fn voucher_id(id: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(id).map_err(|_| Problem::new(StatusCode::NOT_FOUND, "voucher not found"))
-}
-
 /// Posts a voucher: approved (numbered, published, in the reports) unless it says `"status": "draft"`.
 #[utoipa::path(post, path = "/api/v1/vouchers", tag = "vouchers", params(IdempotencyKey), request_body = VoucherInput,
     responses((status = 201, description = "Posted; replayed with `Idempotent-Replayed: true` for a repeated key", body = Data<Posted>,
@@ -71,14 +58,15 @@ fn voucher_id(id: &str) -> Result<Uuid, Problem> {
 async fn post_voucher(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<VoucherInput>) -> Result<Response> {
     require_writer(&claims)?;
     let valid = voucher::validate(&req.require_body()?).map_err(Problem::invalid)?;
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let posted =
-        timed("post_voucher", store::post_voucher(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, &valid)).await?;
-    let location = format!("/api/v1/vouchers/{}", posted.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: posted }, Some(location)).await
+    let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let posted = timed("post_voucher", store::post_voucher(tx, company, user, &topic, &valid)).await?;
+            let location = format!("/api/v1/vouchers/{}", posted.id);
+            Ok((Data { data: posted }, Some(location)))
+        })
+    })
+    .await
 }
 
 /// Replaces a draft; an approved voucher is corrected by a reversal instead (409).
@@ -93,7 +81,7 @@ async fn update_voucher(
     JsonBody(input): JsonBody<VoucherInput>,
 ) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
-    let id = voucher_id(&id)?;
+    let id = path_id(&id, "voucher")?;
     let valid = voucher::validate(&input).map_err(Problem::invalid)?;
     let mut tx = state.pool.begin().await?;
     let posted =
@@ -109,7 +97,7 @@ async fn update_voucher(
               (status = 409, response = Conflict), (status = 503, response = Unavailable)))]
 async fn delete_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
-    let id = voucher_id(&id)?;
+    let id = path_id(&id, "voucher")?;
     let mut tx = state.pool.begin().await?;
     timed("delete_voucher", store::delete_draft(&mut tx, claims.company_id, id)).await?;
     tx.commit().await?;
@@ -123,7 +111,7 @@ async fn delete_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(
               (status = 422, response = Unprocessable), (status = 503, response = Unavailable)))]
 async fn approve_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
     require_writer(&claims)?;
-    let id = voucher_id(&id)?;
+    let id = path_id(&id, "voucher")?;
     let mut tx = state.pool.begin().await?;
     let posted = timed("approve_voucher", store::approve(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id)).await?;
     tx.commit().await?;
@@ -156,7 +144,7 @@ async fn reverse_voucher(
     req: Idempotent<ReverseInput>,
 ) -> Result<Response> {
     require_writer(&claims)?;
-    let id = voucher_id(&id)?;
+    let id = path_id(&id, "voucher")?;
     let input = req.body.as_ref();
     let mut errors = Vec::new();
     let date = input
@@ -169,15 +157,15 @@ async fn reverse_voucher(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors).into());
     }
-    let mut tx = state.pool.begin().await?;
-    if let Some(replay) = idempotency::begin(&mut tx, claims.company_id, &req).await? {
-        return Ok(replay);
-    }
-    let posted =
-        timed("reverse_voucher", store::reverse(&mut tx, claims.company_id, claims.sub, &state.config.voucher_topic, id, date, &reason))
-            .await?;
-    let location = format!("/api/v1/vouchers/{}", posted.id);
-    idempotency::finish(tx, claims.company_id, &req, StatusCode::CREATED, &Data { data: posted }, Some(location)).await
+    let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
+        Box::pin(async move {
+            let posted = timed("reverse_voucher", store::reverse(tx, company, user, &topic, id, date, &reason)).await?;
+            let location = format!("/api/v1/vouchers/{}", posted.id);
+            Ok((Data { data: posted }, Some(location)))
+        })
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -256,7 +244,7 @@ struct VoucherDetail {
     responses((status = 200, description = "The voucher", body = Data<VoucherDetail>), (status = 404, response = NotFound),
               (status = 503, response = Unavailable)))]
 async fn get_voucher(State(state): State<AppState>, Auth(claims): Auth, Path(id): Path<String>) -> Result<impl IntoResponse> {
-    let id = voucher_id(&id)?;
+    let id = path_id(&id, "voucher")?;
     let (voucher, lines) = timed("get_voucher", store::get_voucher(&state.pool, claims.company_id, id))
         .await?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "voucher not found"))?;
@@ -307,14 +295,6 @@ fn parse_period(s: &str) -> Result<NaiveDate, Problem> {
         return Err(not_found());
     }
     Ok(d)
-}
-
-fn require_admin(claims: &Claims) -> Result<(), Problem> {
-    if claims.role.can_manage() {
-        Ok(())
-    } else {
-        Err(Problem::new(StatusCode::FORBIDDEN, "only an admin may close and reopen periods"))
-    }
 }
 
 /// A month's new state after a close or a reopen.

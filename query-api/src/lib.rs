@@ -6,7 +6,7 @@ mod error;
 mod openapi;
 pub mod report;
 mod routes;
-mod store;
+pub mod store;
 mod vat;
 
 use std::net::SocketAddr;
