@@ -184,6 +184,12 @@ async fn bad_invoices_are_refused_and_write_nothing() {
         assert_eq!(status, 422, "{why}: {problem}");
         assert!(problem["errors"].as_array().is_some_and(|e| !e.is_empty()), "{why}: names the field: {problem}");
     }
+    // A deactivated partner cannot go on a new invoice.
+    let retired = partner(&c.token, "C077", "customer").await;
+    assert_eq!(post(&c.token, &format!("/api/v1/partners/{retired}/deactivate"), None).await.0, 200);
+    let (status, problem) = post(&c.token, "/api/v1/invoices", Some(&sales_invoice(&retired, "2025-01-15", 1000, 100))).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "partner_id");
     // Tax within a won of 10% is accepted.
     assert_eq!(post(&c.token, "/api/v1/invoices", Some(&sales_invoice(&customer, "2025-01-15", 1_234_567, 123_457))).await.0, 201);
     assert_eq!(invoices_of(&pool, c.id).await, before + 1);
