@@ -1,0 +1,19 @@
+//! The grpc-api binary: serves VoucherService, ReportService and TaxScraperService on `GRPC_LISTEN` and
+//! InsuranceEDIService on `GRPC_EDI_LISTEN` until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "grpc-api", about = "K-ERP grpc-api: vouchers and reports over gRPC, plus the tax-scraper and insurance-EDI contracts")]
+struct Cli {
+    #[command(flatten)]
+    config: kerp_grpc::Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kerp_core::telemetry::init_logging();
+    let cli = Cli::parse();
+    kerp_grpc::run(cli.config, kerp_core::shutdown_on_signal()).await.context("grpc-api failed")
+}
