@@ -29,6 +29,56 @@ pub const VOUCHER_DATE_MAX: NaiveDate = match NaiveDate::from_ymd_opt(2099, 12, 
 /// The voucher types a client may send; `general` when absent.
 pub const VOUCHER_TYPES: &[&str] = &["general", "sales", "purchase", "receipt", "payment", "transfer", "adjustment", "closing"];
 
+/// What kind of transaction a voucher records (전표 유형). Invoices post `sales` and `purchase` vouchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum VoucherType {
+    General,
+    Sales,
+    Purchase,
+    Receipt,
+    Payment,
+    Transfer,
+    Adjustment,
+    Closing,
+}
+
+impl VoucherType {
+    /// Every type, in the order of [`VOUCHER_TYPES`].
+    pub const ALL: [VoucherType; 8] = [
+        VoucherType::General,
+        VoucherType::Sales,
+        VoucherType::Purchase,
+        VoucherType::Receipt,
+        VoucherType::Payment,
+        VoucherType::Transfer,
+        VoucherType::Adjustment,
+        VoucherType::Closing,
+    ];
+
+    /// The lower-case name used in the API, the database and the events.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoucherType::General => "general",
+            VoucherType::Sales => "sales",
+            VoucherType::Purchase => "purchase",
+            VoucherType::Receipt => "receipt",
+            VoucherType::Payment => "payment",
+            VoucherType::Transfer => "transfer",
+            VoucherType::Adjustment => "adjustment",
+            VoucherType::Closing => "closing",
+        }
+    }
+
+    /// Parses the lower-case name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// Where a voucher is in its life. Only approved vouchers (reversals included) become events and reach the reports;
 /// a reversed voucher stays in them, netted by its reversal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
@@ -143,7 +193,7 @@ pub struct ValidLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidVoucher {
     pub voucher_date: NaiveDate,
-    pub voucher_type: String,
+    pub voucher_type: VoucherType,
     pub description: String,
     pub lines: Vec<ValidLine>,
     /// Σdebit, equal to Σcredit.
@@ -215,10 +265,13 @@ pub fn validate(input: &VoucherInput) -> Result<ValidVoucher, Vec<FieldError>> {
 
     let voucher_date = parse_date(&input.voucher_date).map_err(|m| errors.push(FieldError::new("voucher_date", m))).ok();
 
-    let voucher_type = input.voucher_type.clone().unwrap_or_else(|| "general".to_owned());
-    if !VOUCHER_TYPES.contains(&voucher_type.as_str()) {
-        errors.push(FieldError::new("voucher_type", format!("must be one of {}", VOUCHER_TYPES.join(", "))));
-    }
+    let voucher_type = match input.voucher_type.as_deref() {
+        None => VoucherType::General,
+        Some(t) => VoucherType::parse(t).unwrap_or_else(|| {
+            errors.push(FieldError::new("voucher_type", format!("must be one of {}", VOUCHER_TYPES.join(", "))));
+            VoucherType::General
+        }),
+    };
     let description = check_text(&mut errors, "description", input.description.as_ref());
 
     let n = input.lines.len();
@@ -355,7 +408,7 @@ mod tests {
     fn a_balanced_voucher_passes() {
         let v = validate(&voucher(vec![line(Some(100), None), line(None, Some(60)), line(None, Some(40))])).unwrap();
         assert_eq!(v.total, 100);
-        assert_eq!(v.voucher_type, "general");
+        assert_eq!(v.voucher_type, VoucherType::General);
         assert_eq!(v.lines.len(), 3);
         assert_eq!(v.lines[1].credit, 60);
         assert_eq!(v.lines[1].debit, 0);
@@ -467,6 +520,14 @@ mod tests {
         }
         assert!(parse_date("2024-02-29").is_ok());
         assert!(parse_date("1970-01-01").is_ok());
+    }
+
+    #[test]
+    fn voucher_types_are_the_listed_names() {
+        assert_eq!(VoucherType::ALL.map(VoucherType::as_str), VOUCHER_TYPES);
+        for t in VoucherType::ALL {
+            assert_eq!(VoucherType::parse(t.as_str()), Some(t));
+        }
     }
 
     #[test]

@@ -225,7 +225,7 @@ pub fn voucher(v: &VoucherRow, lines: &[LineRow]) -> pb::Voucher {
         id: v.id.to_string(),
         voucher_number: v.voucher_number.clone().unwrap_or_default(),
         voucher_date: v.voucher_date.to_string(),
-        voucher_type: voucher_type_of(&v.voucher_type).into(),
+        voucher_type: voucher_type_of(v.voucher_type.as_str()).into(),
         description: v.description.clone(),
         status: status_of(v.status).into(),
         total_debit: v.total_debit,
@@ -451,7 +451,7 @@ mod tests {
     #[test]
     fn a_message_validates_as_the_same_rest_body() {
         let v = voucher::validate(&voucher_input(&input())).unwrap();
-        assert_eq!(v.voucher_type, "purchase");
+        assert_eq!(v.voucher_type, voucher::VoucherType::Purchase);
         assert_eq!(v.status, VoucherStatus::Approved, "unspecified posts approved, as REST without status");
         assert_eq!(v.total, 110_000);
         assert_eq!(v.lines[0].account, voucher::AccountRef::Code("5212".into()));

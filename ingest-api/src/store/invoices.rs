@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use kerp_core::http::Problem;
 use kerp_core::invoice::{self, InvoiceStatus, InvoiceType, ValidInvoice, VatType};
 use kerp_core::master::PartnerType;
-use kerp_core::voucher::{AccountRef, FieldError, ValidLine, ValidVoucher, VoucherStatus};
+use kerp_core::voucher::{AccountRef, FieldError, ValidLine, ValidVoucher, VoucherStatus, VoucherType};
 use kerp_schemas::InvoiceChanged;
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -273,7 +273,10 @@ pub async fn issue(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid, topic
         .collect();
     let voucher = ValidVoucher {
         voucher_date: current.invoice_date,
-        voucher_type: kind.as_str().to_owned(),
+        voucher_type: match kind {
+            InvoiceType::Sales => VoucherType::Sales,
+            InvoiceType::Purchase => VoucherType::Purchase,
+        },
         description: description.chars().take(kerp_core::voucher::DESCRIPTION_CHARS_MAX).collect(),
         total: current.supply_amount + current.tax_amount,
         lines,

@@ -12,7 +12,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use kerp_core::http::Problem;
 use kerp_core::kafka::EVENT_BYTES_MAX;
-use kerp_core::voucher::{self, AccountRef, FieldError, ValidVoucher, VoucherStatus, DESCRIPTION_CHARS_MAX, VOUCHERS_PER_MONTH_MAX};
+use kerp_core::voucher::{
+    self, AccountRef, FieldError, ValidVoucher, VoucherStatus, VoucherType, DESCRIPTION_CHARS_MAX, VOUCHERS_PER_MONTH_MAX,
+};
 use kerp_schemas::{VoucherLine, VoucherPosted};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -43,7 +45,7 @@ pub struct VoucherRow {
     pub id: Uuid,
     pub voucher_number: Option<String>,
     pub voucher_date: NaiveDate,
-    pub voucher_type: String,
+    pub voucher_type: VoucherType,
     pub description: String,
     pub status: VoucherStatus,
     pub total_debit: i64,
@@ -90,7 +92,7 @@ struct BookLine {
 struct Header<'a> {
     id: Uuid,
     voucher_date: NaiveDate,
-    voucher_type: &'a str,
+    voucher_type: VoucherType,
     description: &'a str,
     reversal_of: Option<Uuid>,
 }
@@ -304,7 +306,7 @@ async fn publish(
         voucher_number: voucher_number.clone(),
         // `NaiveDate::default()` is 1970-01-01, the epoch of Avro's `date` logical type.
         voucher_date: i32::try_from(h.voucher_date.signed_duration_since(NaiveDate::default()).num_days()).unwrap_or(0),
-        voucher_type: h.voucher_type.to_owned(),
+        voucher_type: h.voucher_type.as_str().to_owned(),
         status: VoucherStatus::Approved.as_str().to_owned(),
         description: h.description.to_owned(),
         posted_at: posted_at.timestamp_micros(),
@@ -354,7 +356,7 @@ pub async fn post_voucher(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid
     let id = Uuid::new_v4();
     insert_lines(tx, company_id, id, &lines).await?;
     let (number, seq, approved_at) = if v.status == VoucherStatus::Approved {
-        let h = Header { id, voucher_date: v.voucher_date, voucher_type: &v.voucher_type, description: &v.description, reversal_of: None };
+        let h = Header { id, voucher_date: v.voucher_date, voucher_type: v.voucher_type, description: &v.description, reversal_of: None };
         let (n, s, at) = publish(tx, company_id, topic, &h, &lines).await?;
         (Some(n), Some(s), Some(at))
     } else {
@@ -369,7 +371,7 @@ pub async fn post_voucher(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid
     .bind(company_id)
     .bind(&number)
     .bind(v.voucher_date)
-    .bind(&v.voucher_type)
+    .bind(v.voucher_type)
     .bind(&v.description)
     .bind(v.status)
     .bind(v.total)
@@ -434,7 +436,7 @@ pub async fn update_draft(
     )
     .bind(id)
     .bind(v.voucher_date)
-    .bind(&v.voucher_type)
+    .bind(v.voucher_type)
     .bind(&v.description)
     .bind(v.total)
     .execute(&mut *tx)
@@ -519,7 +521,7 @@ pub async fn approve(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid, top
     let h = Header {
         id,
         voucher_date: current.voucher_date,
-        voucher_type: &current.voucher_type,
+        voucher_type: current.voucher_type,
         description: &current.description,
         reversal_of: None,
     };
@@ -581,7 +583,7 @@ pub async fn reverse(
     let new_id = Uuid::new_v4();
     insert_lines(tx, company_id, new_id, &lines).await?;
     let h =
-        Header { id: new_id, voucher_date: date, voucher_type: &original.voucher_type, description: &description, reversal_of: Some(id) };
+        Header { id: new_id, voucher_date: date, voucher_type: original.voucher_type, description: &description, reversal_of: Some(id) };
     let (new_number, seq, at) = publish(tx, company_id, topic, &h, &lines).await?;
     sqlx::query(
         "INSERT INTO vouchers (id, company_id, voucher_number, voucher_date, voucher_type, description, status, total_debit,
@@ -592,7 +594,7 @@ pub async fn reverse(
     .bind(company_id)
     .bind(&new_number)
     .bind(date)
-    .bind(&original.voucher_type)
+    .bind(original.voucher_type)
     .bind(&description)
     .bind(original.total_debit)
     .bind(user_id)
