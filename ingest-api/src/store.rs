@@ -23,7 +23,7 @@ pub struct Account {
     pub name: String,
     pub name_en: String,
     #[schema(value_type = kerp_core::chart::AccountType)]
-    pub account_type: String,
+    pub account_type: kerp_core::chart::AccountType,
     pub is_active: bool,
 }
 

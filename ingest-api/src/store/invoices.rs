@@ -5,6 +5,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
+use kerp_core::chart::AccountType;
 use kerp_core::http::Problem;
 use kerp_core::invoice::{self, InvoiceStatus, InvoiceType, ValidInvoice, VatType};
 use kerp_core::master::PartnerType;
@@ -115,23 +116,24 @@ async fn check_refs(tx: &mut PgConnection, company_id: Uuid, v: &ValidInvoice) -
         _ => {}
     }
     if let Some(code) = &v.account_code {
-        let account: Option<(String, bool)> =
+        let account: Option<(AccountType, bool)> =
             sqlx::query_as("SELECT account_type, is_active FROM accounts WHERE company_id = $1 AND code = $2")
                 .bind(company_id)
                 .bind(code)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let allowed: &[&str] = match v.invoice_type {
-            InvoiceType::Sales => &["revenue"],
-            InvoiceType::Purchase => &["asset", "expense"],
+        let allowed: &[AccountType] = match v.invoice_type {
+            InvoiceType::Sales => &[AccountType::Revenue],
+            InvoiceType::Purchase => &[AccountType::Asset, AccountType::Expense],
         };
         match account {
             None => return Err(invalid("account_code", "account not found")),
             Some((_, false)) => return Err(invalid("account_code", "account is inactive")),
-            Some((t, true)) if !allowed.contains(&t.as_str()) => {
+            Some((t, true)) if !allowed.contains(&t) => {
+                let names: Vec<&str> = allowed.iter().map(|a| a.as_str()).collect();
                 return Err(invalid(
                     "account_code",
-                    format!("a {} invoice books its supply to a {} account", v.invoice_type.as_str(), allowed.join(" or ")),
+                    format!("a {} invoice books its supply to a {} account", v.invoice_type.as_str(), names.join(" or ")),
                 ));
             }
             Some(_) => {}
@@ -168,12 +170,40 @@ async fn insert_items(tx: &mut PgConnection, id: Uuid, v: &ValidInvoice) -> Resu
 /// # Errors
 /// 422 for a partner or account the invoice cannot use, database errors.
 pub async fn create(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid, topic: &str, v: &ValidInvoice) -> Result<Invoice> {
+    insert_draft(tx, company_id, user_id, topic, v, None).await
+}
+
+/// Creates a draft invoice that already has its NTS approval number (an e-tax invoice imported from Hometax, whose
+/// `approval_number` is the checked 24 digits) and queues its event, the number in it: one event, as for [`create`].
+///
+/// # Errors
+/// As [`create`]; a number the company already has violates `invoices_company_approval_number_key`, which an
+/// importer takes for "imported before" (the index makes concurrent imports of one invoice store it once).
+pub async fn create_imported(
+    tx: &mut PgConnection,
+    company_id: Uuid,
+    user_id: Uuid,
+    topic: &str,
+    v: &ValidInvoice,
+    approval_number: &str,
+) -> Result<Invoice> {
+    insert_draft(tx, company_id, user_id, topic, v, Some(approval_number)).await
+}
+
+async fn insert_draft(
+    tx: &mut PgConnection,
+    company_id: Uuid,
+    user_id: Uuid,
+    topic: &str,
+    v: &ValidInvoice,
+    approval_number: Option<&str>,
+) -> Result<Invoice> {
     check_refs(tx, company_id, v).await?;
     let id = Uuid::new_v4();
     let row: Invoice = sqlx::query_as(&format!(
         "INSERT INTO invoices (id, company_id, invoice_type, vat_type, partner_id, invoice_date, supply_amount, tax_amount,
-                               description, account_code, status, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'draft', $11) RETURNING {INVOICE_COLUMNS}"
+                               description, account_code, status, created_by, approval_number)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'draft', $11, $12) RETURNING {INVOICE_COLUMNS}"
     ))
     .bind(id)
     .bind(company_id)
@@ -186,6 +216,7 @@ pub async fn create(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid, topi
     .bind(&v.description)
     .bind(&v.account_code)
     .bind(user_id)
+    .bind(approval_number)
     .fetch_one(&mut *tx)
     .await?;
     insert_items(tx, id, v).await?;

@@ -318,7 +318,7 @@ async fn publish(
                 account_id: l.account.id,
                 account_code: l.account.code.clone(),
                 account_name: l.account.name.clone(),
-                account_type: l.account.account_type.clone(),
+                account_type: l.account.account_type.as_str().to_owned(),
                 partner_id: l.partner_id,
                 debit: l.debit,
                 credit: l.credit,
