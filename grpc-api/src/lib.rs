@@ -128,6 +128,9 @@ pub struct Config {
     /// Most items a CreateVouchers stream posts: [`CREATE_VOUCHERS_ITEMS_MAX`]; tests lower it.
     #[arg(skip = CREATE_VOUCHERS_ITEMS_MAX)]
     pub create_vouchers_items_max: usize,
+    /// TaxScraperService: where its invoices come from (`TAX_SCRAPER_INBOX_DIR`).
+    #[command(flatten)]
+    pub tax_scraper: tax_scraper::ScraperConfig,
 }
 
 impl Config {
@@ -307,8 +310,10 @@ async fn watch_health(state: AppState, health: tonic_health::server::HealthRepor
         let status = |up: bool| if up { Serving } else { NotServing };
         health.set_service_status(vouchers::SERVICE_NAME, status(pg.is_ok())).await;
         health.set_service_status(reports::SERVICE_NAME, status(ch.is_ok())).await;
-        // The contracts served as stubs need no store yet; their implementations report their own needs here.
-        health.set_service_status(tax_scraper::SERVICE_NAME, Serving).await;
+        // TaxScraperService imports into Postgres. Its source is checked per call instead: a late inbox mount answers
+        // that call UNAVAILABLE, which is no reason to drain the instance of its other services.
+        health.set_service_status(tax_scraper::SERVICE_NAME, status(pg.is_ok())).await;
+        // The contract served as a stub needs no store yet; its implementation reports its own needs here.
         health.set_service_status(insurance_edi::SERVICE_NAME, Serving).await;
         tokio::select! {
             () = state.shutdown.cancelled() => break,
