@@ -14,7 +14,7 @@ const PROTOS: &[&str] = &["kerp/v1/vouchers.proto", "kerp/v1/reports.proto", "ta
 /// Messages that carry credentials or personal data, whose generated `Debug` would print them: prost derives none for
 /// these, and the service modules write one that redacts (prost requires one). One list, because prost-build's
 /// `skip_debug` replaces what an earlier call gave it.
-const DEBUG_WRITTEN_BY_HAND: &[&str] = &[".ScrapeInvoicesRequest"];
+const DEBUG_WRITTEN_BY_HAND: &[&str] = &[".ScrapeInvoicesRequest", ".EmployeeData"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../schemas/proto");

@@ -5,10 +5,12 @@ pub mod auth;
 pub mod chart;
 pub mod clickhouse;
 pub mod http;
+pub mod insurance;
 pub mod invoice;
 pub mod kafka;
 pub mod master;
 pub mod openapi;
+pub mod resident;
 pub mod telemetry;
 pub mod voucher;
 

@@ -435,7 +435,9 @@ async fn the_services_of_part_two_authenticate_then_answer_unimplemented() {
         ..Default::default()
     };
     assert_eq!(edi.submit_report(tonic::Request::new(report.clone())).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(edi.submit_report(authed(report, &c.token)).await.unwrap_err().code(), Code::Unimplemented);
+    assert_eq!(edi.submit_report(authed(report.clone(), &viewer)).await.unwrap_err().code(), Code::PermissionDenied);
+    // InsuranceEDIService is implemented (e2e/tests/grpc_insurance_edi.rs): a report without employees is refused.
+    assert_eq!(violations(&edi.submit_report(authed(report, &c.token)).await.unwrap_err()), ["employees"]);
 }
 
 #[tokio::test]

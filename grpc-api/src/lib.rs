@@ -131,6 +131,9 @@ pub struct Config {
     /// TaxScraperService: where its invoices come from (`TAX_SCRAPER_INBOX_DIR`).
     #[command(flatten)]
     pub tax_scraper: tax_scraper::ScraperConfig,
+    /// InsuranceEDIService: the resident-number key (`RESIDENT_NUMBER_KEY`).
+    #[command(flatten)]
+    pub insurance_edi: insurance_edi::EdiConfig,
 }
 
 impl Config {
@@ -193,7 +196,7 @@ pub fn main_routes(state: &AppState, health: &tonic_health::server::HealthReport
 /// As [`main_routes`].
 pub fn edi_routes(state: &AppState, health: &tonic_health::server::HealthReporter) -> Result<Routes> {
     let mut routes = Routes::builder();
-    routes.add_service(insurance_edi::server(state.clone())).add_service(health_server(health));
+    routes.add_service(insurance_edi::server(state.clone())?).add_service(health_server(health));
     add_reflection(&mut routes, &[insurance_edi::SERVICE_NAME])?;
     Ok(routes.routes())
 }
@@ -260,9 +263,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// `StreamEnd`), and calls in flight finish before this returns.
 ///
 /// # Errors
-/// A refused JWT secret, a `DATABASE_URL` that does not parse, transport errors.
+/// A refused JWT secret or resident-number key, a `DATABASE_URL` that does not parse, transport errors.
 pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
     config.check_jwt_secret()?;
+    // The resident-number key is checked before anything starts, as the JWT secret is: no instance serves without it.
+    config.insurance_edi.cipher(config.dev_stack)?;
     let pool = connect(&config)?;
     let ch = config.clickhouse.client();
     let state = AppState { pool, ch, config: Arc::new(config), shutdown: shutdown.clone() };
@@ -313,8 +318,8 @@ async fn watch_health(state: AppState, health: tonic_health::server::HealthRepor
         // TaxScraperService imports into Postgres. Its source is checked per call instead: a late inbox mount answers
         // that call UNAVAILABLE, which is no reason to drain the instance of its other services.
         health.set_service_status(tax_scraper::SERVICE_NAME, status(pg.is_ok())).await;
-        // The contract served as a stub needs no store yet; its implementation reports its own needs here.
-        health.set_service_status(insurance_edi::SERVICE_NAME, Serving).await;
+        // InsuranceEDIService stores its reports in Postgres.
+        health.set_service_status(insurance_edi::SERVICE_NAME, status(pg.is_ok())).await;
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = tokio::time::sleep(Duration::from_millis(HEALTH_CHECK_INTERVAL_MS)) => {}

@@ -44,8 +44,13 @@ pub fn config() -> kerp_grpc::Config {
         voucher_topic: stack().topic.clone(),
         create_vouchers_items_max: kerp_grpc::CREATE_VOUCHERS_ITEMS_MAX,
         tax_scraper: kerp_grpc::tax_scraper::ScraperConfig::default(),
+        insurance_edi: kerp_grpc::insurance_edi::EdiConfig { resident_number_key: Some(RESIDENT_NUMBER_KEY.into()) },
     }
 }
+
+/// The resident-number key of the test instances: base64 of the 32 bytes `e2e-test-resident-number-key-32b`. It is not
+/// the public sample, so the instances start without `KERP_DEV_STACK`, and the tests decrypt stored lines with it.
+pub const RESIDENT_NUMBER_KEY: &str = "ZTJlLXRlc3QtcmVzaWRlbnQtbnVtYmVyLWtleS0zMmI=";
 
 /// Starts an instance with `config` on a thread of its own, serving until `shutdown` is cancelled. The receiver gets
 /// `serve`'s result when it returns.
