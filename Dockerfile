@@ -1,4 +1,5 @@
-# One multi-stage image for the three K-ERP services; compose picks the binary with `command`.
+# One multi-stage image for the four K-ERP services; compose picks the binary with `command`. protoc comes from the
+# protoc-bin-vendored crate at build time, so the build stage needs no protobuf package.
 FROM rust:1-bookworm AS build
 # rdkafka's cmake-build bundles librdkafka and needs these to compile it.
 RUN apt-get update && apt-get install -y --no-install-recommends \
@@ -7,7 +8,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
-    && mkdir /out && cp target/release/ingest-api target/release/stream-workers target/release/query-api /out/
+    && mkdir /out && cp target/release/ingest-api target/release/stream-workers target/release/query-api target/release/grpc-api /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
