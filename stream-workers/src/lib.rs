@@ -144,9 +144,17 @@ fn group_down_too_long() -> bool {
     up_at > 0 && now_ms() - up_at > CONSUMER_GROUP_DOWN_MS_MAX
 }
 
+/// Whether librdkafka's consumer-group statistics say the consumer is a member of its group: its coordinator is up
+/// *and* it has joined (`steady`). The fault suite caught a consumer whose coordinator state stayed `up` after a Kafka
+/// restart while its join requests sat in an out-queue forever (`join_state` never back to `steady`), so `state`
+/// alone would keep the watchdog quiet while nothing is folded.
+fn in_group(group: &rdkafka::statistics::ConsumerGroup) -> bool {
+    group.state == "up" && group.join_state == "steady"
+}
+
 impl ClientContext for WorkerContext {
     fn stats(&self, stats: Statistics) {
-        let up = stats.cgrp.as_ref().is_some_and(|g| g.state == "up");
+        let up = stats.cgrp.as_ref().is_some_and(in_group);
         if up {
             GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
         }
@@ -621,4 +629,23 @@ async fn spawn_metrics(listen: &str, shutdown: CancellationToken) -> Result<()> 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(kerp_core::http::serve(listener, app, shutdown));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::statistics::ConsumerGroup;
+
+    fn group(state: &str, join_state: &str) -> ConsumerGroup {
+        ConsumerGroup { state: state.into(), join_state: join_state.into(), ..ConsumerGroup::default() }
+    }
+
+    /// A consumer whose coordinator is up but who is not (yet, or any more) in the group counts as out of it, so the
+    /// watchdog rebuilds a consumer stuck that way.
+    #[test]
+    fn only_a_joined_consumer_is_in_its_group() {
+        assert!(super::in_group(&group("up", "steady")));
+        for (state, join) in [("up", "init"), ("up", "wait-join"), ("up", "wait-unassign-to-complete"), ("query-coord", "steady"), ("down", "init")] {
+            assert!(!super::in_group(&group(state, join)), "{state}/{join}");
+        }
+    }
 }
