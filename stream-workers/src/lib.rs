@@ -644,7 +644,9 @@ mod tests {
     #[test]
     fn only_a_joined_consumer_is_in_its_group() {
         assert!(super::in_group(&group("up", "steady")));
-        for (state, join) in [("up", "init"), ("up", "wait-join"), ("up", "wait-unassign-to-complete"), ("query-coord", "steady"), ("down", "init")] {
+        for (state, join) in
+            [("up", "init"), ("up", "wait-join"), ("up", "wait-unassign-to-complete"), ("query-coord", "steady"), ("down", "init")]
+        {
             assert!(!super::in_group(&group(state, join)), "{state}/{join}");
         }
     }
