@@ -1,19 +1,26 @@
-//! kerp-perf: the fault suite's load generator and checker. `companies` makes fresh companies (through
-//! `ingest-api create-company`) and writes their ids and tokens to a file; `load` posts vouchers for them through the
-//! public URL at a steady rate until SIGTERM and writes one record per request; `check` reads those records and the
-//! scenario's fault marks, asks Postgres and `stream-workers reconcile` whether everything acknowledged arrived once,
-//! prints a table and exits non-zero on any loss or difference. `compose/dev faults` runs the three in turn. `demo`
-//! fills the dev stack's demo company with two years of books.
+//! kerp-perf: K-ERP's data generator, load tools, perf runner and fault-suite checker.
+//!
+//! - `generate` loads the thresholds file's data sizes into Postgres with COPY and feeds ClickHouse through the real
+//!   pipeline (outbox → relay → Kafka → stream-workers); `export` writes the accounts and partners the k6 scripts read.
+//! - `grpc-load` drives `VoucherService` and `ReportService`; `run` is the perf runner that does the whole job and
+//!   writes `perf/results/<timestamp>/`.
+//! - `companies`, `load` and `check` are the fault suite's (`compose/dev faults`): fresh companies, a steady voucher
+//!   load that records every request, and a check that nothing acknowledged was lost. `demo` fills the dev stack's
+//!   demo company with two years of books.
 
 mod check;
 mod demo;
+mod export;
+mod generate;
+mod grpc_load;
 mod load;
 mod record;
+mod run;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kerp-perf", about = "K-ERP fault suite: load generator and checker")]
+#[command(name = "kerp-perf", about = "K-ERP data generator, load tools, perf runner and fault-suite checker")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +36,14 @@ enum Command {
     Check(check::CheckArgs),
     /// Fill a company with two fiscal years of demo books through the API (`compose/dev up` runs it once).
     Demo(demo::DemoArgs),
+    /// Load a data size of the thresholds file into Postgres (COPY) and, through the pipeline, into ClickHouse.
+    Generate(generate::GenerateArgs),
+    /// Write `data/accounts.json` and `data/partners.json` for the k6 scripts, read from the API.
+    Export(export::ExportArgs),
+    /// Drive the gRPC VoucherService (unary and the bulk stream) and ReportService; report p50/p95/p99 and RPS.
+    GrpcLoad(grpc_load::GrpcLoadArgs),
+    /// The perf runner: data, scenarios, metrics, resources, baseline, thresholds; writes perf/results/<timestamp>/.
+    Run(run::RunArgs),
 }
 
 #[tokio::main]
@@ -37,6 +52,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Companies(args) => load::companies(&args),
         Command::Load(args) => load::run(&args).await,
         Command::Demo(args) => demo::run(&args).await,
+        Command::Generate(args) => generate::run(&args).await,
+        Command::Export(args) => export::run(&args).await,
+        Command::GrpcLoad(args) => grpc_load::run(&args).await,
+        Command::Run(args) => {
+            if !run::run(&args).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Check(args) => {
             if !check::run(&args).await? {
                 std::process::exit(1);
