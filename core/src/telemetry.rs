@@ -37,12 +37,31 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("freshness_seconds".into()), FRESHNESS_BUCKETS_SECONDS))
                 .expect("bucket lists are non-empty");
             match builder.install_recorder() {
-                Ok(h) => h,
+                Ok(h) => {
+                    // Descriptions go to the recorder installed at the time of the call, so they are given right
+                    // after it is installed; a metric that is never recorded shows no help line.
+                    describe();
+                    h
+                }
                 // Another recorder is already installed (for example by a test harness): render an empty registry.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// Gives the help text of the metrics that the shared helpers record: the request metrics of [`crate::http`] and
+/// [`timed`]. Each service describes its own metrics as well (for instance `kerp_stream::describe_metrics`).
+fn describe() {
+    metrics::describe_counter!("http_requests_total", "HTTP requests answered, by route template (handler), method and status code.");
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        "Seconds from a request's arrival to its response headers, by route template (handler), method and status code."
+    );
+    metrics::describe_histogram!(
+        "db_query_duration_seconds",
+        "Seconds a named database call (Postgres or ClickHouse) took, by query name."
+    );
 }
 
 /// Awaits a database call and records its duration in `db_query_duration_seconds{query}`. `query` is a fixed name,
@@ -52,4 +71,22 @@ pub async fn timed<F: std::future::Future>(query: &'static str, f: F) -> F::Outp
     let out = f.await;
     metrics::histogram!("db_query_duration_seconds", "query" => query).record(start.elapsed().as_secs_f64());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shared metrics leave with their help text, so a scrape explains what each one measures.
+    #[test]
+    fn shared_metrics_are_rendered_with_their_help() {
+        let handle = super::metrics_handle();
+        let labels = [("handler", "/test/help"), ("method", "GET"), ("status", "200")];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!("http_request_duration_seconds", &labels).record(0.002);
+        metrics::histogram!("db_query_duration_seconds", "query" => "test_help").record(0.001);
+        let text = handle.render();
+        for name in ["http_requests_total", "http_request_duration_seconds", "db_query_duration_seconds"] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help line:\n{text}");
+        }
+        assert!(text.contains("# TYPE http_request_duration_seconds histogram"), "{text}");
+    }
 }

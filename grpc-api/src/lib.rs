@@ -273,6 +273,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     let state = AppState { pool, ch, config: Arc::new(config), shutdown: shutdown.clone() };
     let health = tonic_health::server::HealthReporter::new();
     if let Some(metrics) = listeners.metrics {
+        crate::metrics::describe();
         spawn_internal_http(metrics, state.clone());
     }
     tokio::spawn(watch_health(state.clone(), health.clone()));

@@ -28,6 +28,20 @@ pub const KNOWN_METHODS: &[(&str, &[&str])] = &[
     (crate::REFLECTION_V1ALPHA_NAME, &["ServerReflectionInfo"]),
 ];
 
+/// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of the call
+/// metrics, and of ingest-api's posting metrics, which grpc-api records too since it posts through the same store.
+pub fn describe() {
+    kerp_ingest::describe_metrics();
+    metrics::describe_counter!(
+        "grpc_server_handled_total",
+        "gRPC calls that ended, by service (grpc_service), method (grpc_method) and status code (grpc_code)."
+    );
+    metrics::describe_histogram!(
+        "grpc_server_handling_seconds",
+        "Seconds from a gRPC call's arrival to its end (a server stream's last message), by service, method and status code."
+    );
+}
+
 /// The label value of a service or method outside [`KNOWN_METHODS`].
 pub const UNKNOWN: &str = "unknown";
 

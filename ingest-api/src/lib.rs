@@ -193,6 +193,32 @@ async fn purge_idempotency_keys(pool: PgPool, shutdown: CancellationToken) {
     }
 }
 
+/// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of the
+/// metrics ingest-api records: the outbox relay's and the posting counter. grpc-api posts through the same store and
+/// calls this too. Every label is bounded (`reason` has two values).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    let _ = kerp_core::telemetry::metrics_handle();
+    describe_counter!(
+        "vouchers_posted_total",
+        "Vouchers numbered and written to the outbox as VoucherPosted: posted approved, approved drafts and reversals."
+    );
+    describe_gauge!("outbox_backlog_rows", "Outbox rows not yet published to Kafka, measured by the relay every few seconds.");
+    describe_gauge!("outbox_oldest_row_age_seconds", "Age of the oldest unpublished outbox row, in seconds (0 when the outbox is empty).");
+    describe_counter!("outbox_published_total", "Outbox rows published to Kafka (acknowledged by acks=all) and deleted.");
+    describe_gauge!(
+        "outbox_relay_leader",
+        "1 while this instance's relay holds the Postgres advisory lock and publishes, 0 while it stands by."
+    );
+    describe_counter!("outbox_relay_lock_lost_total", "Times this relay found it had lost its advisory lock and stopped publishing.");
+    describe_gauge!("outbox_held_companies", "Companies whose outbox is held back because a row of theirs could not be published.");
+    describe_counter!("outbox_holds_total", "Times a company's outbox was held back because one of its rows could not be published.");
+    describe_counter!(
+        "outbox_producer_rebuilds_total",
+        "Kafka producers dropped and built anew, by reason (fatal: the producer hit a fatal error; no_ack: no acknowledgement within the delivery wait)."
+    );
+}
+
 /// Binds the configured address and serves until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -228,6 +254,10 @@ pub async fn serve_with_metrics(
     shutdown: CancellationToken,
 ) -> Result<()> {
     config.check_jwt_secret()?;
+    if metrics.is_some() {
+        // Before the relay starts, so that its first gauges already reach the recorder, with their help text.
+        describe_metrics();
+    }
     let pool = connect(&config).await?;
     check_topic_at_start(&config).await?;
     let config = Arc::new(config);

@@ -248,6 +248,65 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
     Ok(c)
 }
 
+/// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of every
+/// metric the worker records. Labels are bounded: `partition` by the topic's partition count, `reason` by the kinds
+/// of hold, `table` by the aggregate tables.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    let _ = kerp_core::telemetry::metrics_handle();
+    describe_gauge!(
+        "kafka_consumer_group_up",
+        "1 while the consumer is a joined member of its group (coordinator up, join state steady), else 0."
+    );
+    describe_gauge!(
+        "kafka_consumer_lag_messages",
+        "Messages between the consumer's position and the end of the partition, per partition this worker consumes (librdkafka statistics, every 5 s)."
+    );
+    describe_counter!("kafka_commit_errors_total", "Offset commits that failed (the next commit covers their offsets).");
+    describe_counter!("kafka_consumer_rebuilds_total", "Consumers rebuilt because they had been out of their group for too long.");
+    describe_counter!(
+        "fold_rewinds_total",
+        "Consumer sessions restarted from the committed offsets (a batch outlived its poll, or an operator skip)."
+    );
+    describe_counter!("fold_events_total", "Events folded into ClickHouse (written, and their offsets about to be committed).");
+    describe_counter!("fold_lines_total", "Ledger lines written to ClickHouse by the fold.");
+    describe_counter!("fold_duplicates_skipped_total", "Redelivered events the fold skipped because the watermark already covers them.");
+    describe_counter!("fold_held_messages_total", "Messages not folded because their company (or partition) is held.");
+    describe_counter!("fold_operator_skips_total", "Messages given up by an operator's `stream-workers skip`.");
+    describe_counter!("fold_holds_total", "Companies (or partitions) newly held back, by reason (undecodable, gap, invalid).");
+    describe_gauge!(
+        "fold_held_companies",
+        "Companies (or partitions) held back now: nothing of theirs is folded until the cause is fixed."
+    );
+    describe_counter!(
+        "fold_write_errors_total",
+        "Attempts to write a folded batch to ClickHouse that failed or timed out (each is retried)."
+    );
+    describe_counter!(
+        "fold_batches_abandoned_total",
+        "Batches given up because they were too late for the poll interval (read again after the rewind)."
+    );
+    describe_histogram!(
+        "fold_batch_duration_seconds",
+        "Seconds from folding a batch to having written it to ClickHouse, retries included."
+    );
+    describe_histogram!(
+        "fold_event_freshness_seconds",
+        "Seconds from a voucher's posting (its posted_at) to its rows being written to ClickHouse, per folded voucher."
+    );
+    describe_histogram!(
+        "clickhouse_insert_duration_seconds",
+        "Seconds one successful ClickHouse INSERT took, from its start to the server's answer, by table (base name)."
+    );
+    describe_gauge!(
+        "kerp_reconciliation_differences",
+        "Differences the last periodic reconciliation found between ClickHouse and Postgres (0 when exact)."
+    );
+    describe_gauge!("kerp_reconciliation_diff_won", "Sum of the absolute amount differences, in won, that the last reconciliation found.");
+    describe_gauge!("kerp_reconciliation_last_run_timestamp_seconds", "Unix time of the last reconciliation that ran to the end.");
+    describe_counter!("kerp_reconciliation_errors_total", "Periodic reconciliations that could not run (a store unreachable).");
+}
+
 /// Runs the fold until `shutdown`. The batch in flight is written and committed before this returns.
 ///
 /// The fold runs in consumer *sessions*. A session ends, and a new one starts from the committed offsets with its
@@ -259,6 +318,7 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // Metrics and health first: a worker waiting for its topic is alive and says so.
     if !config.metrics_listen.is_empty() {
+        describe_metrics();
         spawn_metrics(&config.metrics_listen, shutdown.clone()).await?;
     }
     // The tables before the topic: query-api reads them as soon as it starts, whether or not events flow yet.
