@@ -16,6 +16,7 @@ mod grpc_load;
 mod load;
 mod record;
 mod run;
+mod thresholds;
 
 use clap::{Parser, Subcommand};
 
