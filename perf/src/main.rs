@@ -44,7 +44,7 @@ enum Command {
     /// Drive the gRPC VoucherService (unary and the bulk stream) and ReportService; report p50/p95/p99 and RPS.
     GrpcLoad(grpc_load::GrpcLoadArgs),
     /// The perf runner: data, scenarios, metrics, resources, baseline, thresholds; writes perf/results/<timestamp>/.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
 }
 
 #[tokio::main]
