@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod chart;
 pub mod clickhouse;
+pub mod cursor;
 pub mod http;
 pub mod insurance;
 pub mod invoice;

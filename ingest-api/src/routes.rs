@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use kerp_core::http::{Auth, Data, Health, JsonBody, Page, Pagination, Problem};
+use kerp_core::http::{Auth, Data, Health, JsonBody, Pagination, Problem};
 use kerp_core::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable};
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::{self, FieldError, VoucherInput, VoucherStatus, DESCRIPTION_CHARS_MAX};
@@ -18,7 +18,9 @@ use utoipa_axum::routes;
 
 use crate::access::{path_id, require_admin, require_writer};
 use crate::idempotency::{self, IdempotencyKey, Idempotent};
-use crate::store::vouchers::{self as store, LineRow, Period, PeriodState, Posted, VoucherFilter, VoucherRow};
+use crate::store::vouchers::{
+    self as store, LineRow, ListCount, ListKey, ListStart, Period, PeriodState, Posted, VoucherFilter, VoucherRow,
+};
 use crate::store::Account;
 use crate::{AppState, Result};
 
@@ -179,10 +181,45 @@ struct ListQuery {
     to_date: Option<String>,
     #[param(value_type = Option<VoucherStatus>)]
     status: Option<String>,
-    /// From 1 (0 is taken as 1).
+    /// From 1 (0 is taken as 1). Deep pages cost more the deeper they are (an `OFFSET` scan); use `cursor` to walk
+    /// a long list. Not together with `cursor`.
     page: Option<u32>,
     /// `PAGE_SIZE_DEFAULT` (50) when left out; larger than `PAGE_SIZE_MAX` (500) is clamped to it.
     page_size: Option<u32>,
+    /// The `pagination.next_cursor` of the previous page: the page just after it, read from an index whatever its
+    /// depth. Opaque; it keeps the filters of the page that gave it (filters sent with it must be the same).
+    cursor: Option<String>,
+    /// `true` for an exact `total` on every page (a full `count(*)`, slow on large companies). By default the vouchers
+    /// from the page on are counted up to `LIST_COUNT_ROWS_MAX` (10,000).
+    include_total: Option<bool>,
+}
+
+/// What a voucher-list cursor carries: where the next page starts, what came before it, and the filters it belongs to.
+#[derive(Debug, Serialize, Deserialize)]
+struct ListCursor {
+    filter: VoucherFilter,
+    after: ListKey,
+    /// Vouchers before the next page, for its `page` and `total`.
+    position: u64,
+}
+
+/// The voucher list's `pagination`: the contract's `page`, `page_size` and `total`, and how to go on.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VoucherPagination {
+    #[serde(flatten)]
+    page: Pagination,
+    /// `false` when `total` is exact. `true` when counting stopped at `LIST_COUNT_ROWS_MAX` (10,000) vouchers past
+    /// the page's start: then `total` is a lower bound, and `include_total=true` gives the exact number.
+    total_is_estimate: bool,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// A page of vouchers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VoucherPage {
+    data: Vec<VoucherRow>,
+    pagination: VoucherPagination,
 }
 
 fn parse_filter(q: &ListQuery) -> Result<VoucherFilter, Problem> {
@@ -211,9 +248,33 @@ fn parse_filter(q: &ListQuery) -> Result<VoucherFilter, Problem> {
     }
 }
 
-/// Lists the company's vouchers by date and number.
+/// Where a voucher-list request starts: from a cursor (with its filters and the vouchers before it) or at an offset.
+fn list_start(q: &ListQuery, filter: VoucherFilter, pagination: &Pagination) -> Result<(VoucherFilter, ListStart, u64), Problem> {
+    let Some(text) = q.cursor.as_deref() else {
+        return Ok((filter, ListStart::Offset(pagination.offset()), pagination.offset()));
+    };
+    let invalid = |m: &str| Problem::invalid(vec![FieldError::new("cursor", m)]);
+    if q.page.is_some() {
+        return Err(invalid("give either page or cursor"));
+    }
+    let c: ListCursor = kerp_core::cursor::decode(text).map_err(|m| invalid(&m))?;
+    let filtered = q.from_date.is_some() || q.to_date.is_some() || q.status.is_some();
+    if filtered && filter != c.filter {
+        return Err(invalid("was made for other filters; send the same from_date, to_date and status, or none"));
+    }
+    Ok((c.filter, ListStart::After(c.after), c.position))
+}
+
+/// Lists the company's vouchers by date, number (drafts last in their day), creation time and id.
+///
+/// Two ways to page, both in that order: `page`/`page_size` as the contract has it, whose cost grows with the page
+/// number (an `OFFSET` scan); or the keyset cursor: each page's `pagination.next_cursor`, sent back as `cursor`,
+/// gives the next page from an index range scan, as fast at the 1,000th page as at the first, and without skipping
+/// or repeating a voucher when others are posted meanwhile. `total` counts the vouchers from the page on up to
+/// `LIST_COUNT_ROWS_MAX` (10,000), plus those before it; past that `total_is_estimate` is `true` and `total` is a lower
+/// bound. `include_total=true` counts them all, exactly.
 #[utoipa::path(get, path = "/api/v1/vouchers", tag = "vouchers", params(ListQuery),
-    responses((status = 200, description = "A page of vouchers", body = Page<VoucherRow>), (status = 400, response = BadRequest),
+    responses((status = 200, description = "A page of vouchers", body = VoucherPage), (status = 400, response = BadRequest),
               (status = 422, response = Unprocessable),
               (status = 503, response = Unavailable)))]
 async fn list_vouchers(
@@ -224,11 +285,23 @@ async fn list_vouchers(
     let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let filter = parse_filter(&q)?;
     let mut pagination = Pagination::clamp(q.page, q.page_size);
-    let (rows, total) =
-        timed("list_vouchers", store::list_vouchers(&state.pool, claims.company_id, &filter, pagination.page_size, pagination.offset()))
-            .await?;
-    pagination.total = total;
-    Ok(Json(Page { data: rows, pagination }))
+    let (filter, start, before) = list_start(&q, filter, &pagination)?;
+    let count = if q.include_total == Some(true) { ListCount::Exact } else { ListCount::Capped };
+    let page =
+        timed("list_vouchers", store::list_vouchers(&state.pool, claims.company_id, &filter, &start, pagination.page_size, count)).await?;
+    if matches!(start, ListStart::After(_)) {
+        pagination.page = u32::try_from(before / u64::from(pagination.page_size) + 1).unwrap_or(u32::MAX);
+    }
+    pagination.total = match (count, &start) {
+        (ListCount::Capped, ListStart::After(_)) => before + page.counted,
+        _ => page.counted,
+    };
+    let next_cursor = page.rows.last().filter(|_| page.more).map(|last| {
+        let position = before + page.rows.len() as u64;
+        kerp_core::cursor::encode(&ListCursor { filter, after: ListKey::of(last), position })
+    });
+    let pagination = VoucherPagination { page: pagination, total_is_estimate: page.count_capped, next_cursor };
+    Ok(Json(VoucherPage { data: page.rows, pagination }))
 }
 
 /// A voucher with its lines.

@@ -185,6 +185,37 @@ pub fn running(debit_normal: bool, start: i128, lines: Vec<LedgerLine>) -> Vec<L
         .collect()
 }
 
+/// Where an offset page of a ledger starts, found from the range's monthly totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageStart {
+    /// The page's lines are read from this day on: the range's start, or the first day of the month the page
+    /// starts in.
+    pub from: NaiveDate,
+    /// Lines to skip from `from` on: the page's place inside its month.
+    pub skip: u64,
+    /// Debits and credits of the range's whole months before that month.
+    pub carried_debit: i128,
+    pub carried_credit: i128,
+}
+
+/// The start of the page that begins `offset` lines into a ledger range whose lines per month are `months`
+/// (ascending, as [`crate::store::ledger_months`] gives them), or `None` when the range has no more than `offset` lines.
+/// The balance carried into the page is then the whole months before it plus at most one month of lines, however deep
+/// the page.
+#[must_use]
+pub fn locate_page(range_from: NaiveDate, months: &[crate::store::MonthTotals], offset: u64) -> Option<PageStart> {
+    let (mut before, mut debit, mut credit) = (0u64, 0i128, 0i128);
+    for m in months {
+        if before + m.lines > offset {
+            return Some(PageStart { from: range_from.max(m.month), skip: offset - before, carried_debit: debit, carried_credit: credit });
+        }
+        before += m.lines;
+        debit += m.debit;
+        credit += m.credit;
+    }
+    None
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Fiscal years and the virtual closing
 // ---------------------------------------------------------------------------------------------------------------------
@@ -853,6 +884,22 @@ mod tests {
         let revenue = running(debit_normal("revenue"), 0, vec![line(0, 80), line(5, 0)]);
         assert_eq!(revenue.iter().map(|e| e.balance).collect::<Vec<_>>(), [80, 75]);
     }
+    #[test]
+    fn a_page_starts_in_its_month_with_the_months_before_it_carried() {
+        use crate::store::MonthTotals;
+        let month = |m, lines, debit| MonthTotals { month: day(&format!("2025-{m:02}-01")), lines, debit, credit: 1 };
+        let months = [month(1, 3, 10), month(2, 0, 0), month(3, 4, 20), month(5, 2, 40)];
+        let from = day("2025-01-15");
+        let start = |offset| locate_page(from, &months, offset);
+        assert_eq!(start(0), Some(PageStart { from, skip: 0, carried_debit: 0, carried_credit: 0 }));
+        assert_eq!(start(2), Some(PageStart { from, skip: 2, carried_debit: 0, carried_credit: 0 }));
+        assert_eq!(start(3), Some(PageStart { from: day("2025-03-01"), skip: 0, carried_debit: 10, carried_credit: 2 }));
+        assert_eq!(start(6), Some(PageStart { from: day("2025-03-01"), skip: 3, carried_debit: 10, carried_credit: 2 }));
+        assert_eq!(start(7), Some(PageStart { from: day("2025-05-01"), skip: 0, carried_debit: 30, carried_credit: 3 }));
+        assert_eq!(start(9), None);
+        assert_eq!(locate_page(from, &[], 0), None);
+    }
+
     // ----- fiscal years, statements and partner ledgers -----
 
     fn day(s: &str) -> NaiveDate {

@@ -251,10 +251,34 @@ struct LedgerQuery {
     /// `YYYY-MM-DD`, with `from_date`.
     #[param(format = Date)]
     to_date: Option<String>,
-    /// From 1 (0 is taken as 1).
+    /// From 1 (0 is taken as 1). Not together with `cursor`.
     page: Option<u32>,
     /// `LEDGER_PAGE_SIZE_DEFAULT` (200) when left out; larger than `LEDGER_PAGE_SIZE_MAX` (1000) is clamped to it.
     page_size: Option<u32>,
+    /// The `pagination.next_cursor` of the previous page, with the same account and range: the next page, started from
+    /// the balance the previous page ended on. Opaque.
+    cursor: Option<String>,
+}
+
+/// What a ledger cursor carries: the account and range it belongs to, the last line sent, the running balance after
+/// it and how many lines came before the next page.
+#[derive(Debug, Serialize, Deserialize)]
+struct LedgerCursor {
+    account_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+    after: store::LedgerKey,
+    balance: i128,
+    position: u64,
+}
+
+/// The ledger's `pagination`: `page`, `page_size` and `total` (lines in the range), and the cursor of the next page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LedgerPagination {
+    #[serde(flatten)]
+    page: Pagination,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -284,7 +308,7 @@ struct Ledger {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LedgerPage {
     data: Ledger,
-    pagination: Pagination,
+    pagination: LedgerPagination,
 }
 
 fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveDate, NaiveDate)> {
@@ -328,6 +352,11 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
 
 /// An account's entries by date, voucher number and line, each with the running balance on the account's normal side;
 /// pages carry the running balance over.
+///
+/// Page by `page`/`page_size`, or by cursor: each page's `pagination.next_cursor`, sent back as `cursor` with the same
+/// account and range, gives the next page with its running balance carried in the cursor. Either way a page costs the
+/// same at any depth: an offset page is found from the range's monthly totals and carries at most one month of lines,
+/// and a cursor page reads from its key on.
 #[utoipa::path(get, path = "/api/v1/reports/account-ledger", tag = "reports", params(LedgerQuery),
     responses((status = 200, description = "A page of the ledger", body = LedgerPage), (status = 400, response = BadRequest),
               (status = 404, response = NotFound), (status = 422, response = Unprocessable)))]
@@ -348,24 +377,92 @@ async fn account_ledger(
         errors.push(FieldError::new("account_id", "account_id or account_code is required"));
     }
     let range = ledger_range(&q, &mut errors);
+    let cursor = match q.cursor.as_deref() {
+        Some(_) if q.page.is_some() => {
+            errors.push(FieldError::new("cursor", "give either page or cursor"));
+            None
+        }
+        Some(text) => kerp_core::cursor::decode::<LedgerCursor>(text).map_err(|m| errors.push(FieldError::new("cursor", m))).ok(),
+        None => None,
+    };
     let (Some((from, to)), true) = (range, errors.is_empty()) else {
         return Err(Problem::invalid(errors).into());
     };
+    if let Some(c) = &cursor {
+        if (c.from, c.to) != (from, to) || account_id.is_some_and(|id| id != c.account_id) {
+            return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
+        }
+    }
     let company = claims.company_id;
-    let info = store::account_infos(&state.ch, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
+    let ch = &state.ch;
+    let info = store::account_infos(ch, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
+    if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
+        return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
+    }
+    let account = info.account_id;
     let debit_normal = report::debit_normal(&info.account_type);
-
     let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
-    let (opening_debit, opening_credit) = store::ledger_opening(&state.ch, company, info.account_id, from).await?;
-    let opening = report::signed(debit_normal, opening_debit, opening_credit);
-    let totals = store::ledger_totals(&state.ch, company, info.account_id, from, to).await?;
-    pagination.total = totals.lines;
-    let offset = pagination.offset();
-    let (carried_debit, carried_credit) = store::ledger_carry(&state.ch, company, info.account_id, from, to, offset).await?;
-    let carried = report::signed(debit_normal, carried_debit, carried_credit);
-    let lines = store::ledger_lines(&state.ch, company, info.account_id, from, to, offset, pagination.page_size).await?;
-    let entries = report::running(debit_normal, opening + carried, lines);
-    let (period_debit, period_credit) = (totals.debit, totals.credit);
+    let limit = pagination.page_size;
+
+    // The opening balance, the range's monthly totals and (from a cursor) the page are independent reads: they run
+    // concurrently, so a page costs about its slowest read rather than their sum.
+    let opening = store::ledger_opening(ch, company, account, from);
+    let months = store::ledger_months(ch, company, account, from, to);
+    let (opening, months, start, lines) = match &cursor {
+        Some(c) => {
+            let page = store::ledger_lines_after(ch, company, account, (from, to), &c.after, limit);
+            let (opening, months, lines) = tokio::try_join!(opening, months, page)?;
+            (opening, months, c.balance, lines)
+        }
+        None if pagination.offset() == 0 => {
+            let page = store::ledger_lines(ch, company, account, from, to, 0, limit);
+            let (opening, months, lines) = tokio::try_join!(opening, months, page)?;
+            let start = report::signed(debit_normal, opening.0, opening.1);
+            (opening, months, start, lines)
+        }
+        None => {
+            // A deeper page starts in the month the monthly totals place it in: the months before it are carried from
+            // those totals, and only the lines of that month before the page are summed.
+            let (opening, months) = tokio::try_join!(opening, months)?;
+            let mut start = report::signed(debit_normal, opening.0, opening.1);
+            let lines = match report::locate_page(from, &months, pagination.offset()) {
+                Some(p) => {
+                    let carry = store::ledger_carry(ch, company, account, p.from, to, p.skip);
+                    let page = store::ledger_lines(ch, company, account, p.from, to, p.skip, limit);
+                    let ((in_month_debit, in_month_credit), lines) = tokio::try_join!(carry, page)?;
+                    start += report::signed(debit_normal, p.carried_debit + in_month_debit, p.carried_credit + in_month_credit);
+                    lines
+                }
+                None => Vec::new(),
+            };
+            (opening, months, start, lines)
+        }
+    };
+    let opening = report::signed(debit_normal, opening.0, opening.1);
+    let total_lines: u64 = months.iter().map(|m| m.lines).sum();
+    let (period_debit, period_credit) = months.iter().fold((0, 0), |(d, c), m| (d + m.debit, c + m.credit));
+    let position = cursor.as_ref().map_or(pagination.offset(), |c| c.position);
+    if cursor.is_some() {
+        pagination.page = u32::try_from(position / u64::from(limit) + 1).unwrap_or(u32::MAX);
+    }
+    pagination.total = total_lines;
+    let entries = report::running(debit_normal, start, lines);
+    let after = position + entries.len() as u64;
+    let next_cursor = entries.last().filter(|_| after < total_lines).map(|last| {
+        kerp_core::cursor::encode(&LedgerCursor {
+            account_id: account,
+            from,
+            to,
+            after: store::LedgerKey {
+                voucher_date: last.line.voucher_date.parse().unwrap_or(from),
+                voucher_number: last.line.voucher_number.clone(),
+                line_no: last.line.line_no,
+            },
+            balance: last.balance,
+            position: after,
+        })
+    });
+    let pagination = LedgerPagination { page: pagination, next_cursor };
     let closing = opening + report::signed(debit_normal, period_debit, period_credit);
     Ok(Json(LedgerPage {
         data: Ledger {

@@ -15,7 +15,7 @@ use clickhouse::{Client, Row};
 use kerp_core::clickhouse::uuid_literal;
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::VOUCHER_DATE_MIN;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::report::{AccountInfo, BucketSums, LedgerLine, Movement, PartnerBalance, PartnerInfo, PartnerLine};
@@ -97,34 +97,33 @@ fn account_key(company: Uuid, account: Uuid) -> String {
 }
 
 /// An account's (debit, credit) totals before `from`: whole months from the balances table, then the days of
-/// `from`'s month before it from the lines.
+/// `from`'s month before it from the lines. The two reads are independent and run concurrently.
 pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate) -> Result<(i128, i128)> {
     let key = account_key(company, account);
     let month_start = crate::report::month_start(from);
-    let before_months: TwoSums = timed(
-        "ledger_opening_months",
-        ch.query(&format!(
-            "SELECT {} AS debit_sum, {} AS credit_sum FROM period_balances FINAL WHERE {key} AND period < {}",
-            wide_sum("debit"),
-            wide_sum("credit"),
-            date(month_start),
-        ))
-        .fetch_one(),
-    )
-    .await?;
-    let before_days: TwoSums = timed(
-        "ledger_opening_days",
-        ch.query(&format!(
-            "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
-             WHERE {key} AND voucher_date >= {} AND voucher_date < {}",
-            wide_sum("debit"),
-            wide_sum("credit"),
-            date(month_start),
-            date(from),
-        ))
-        .fetch_one(),
-    )
-    .await?;
+    let months_sql = format!(
+        "SELECT {} AS debit_sum, {} AS credit_sum FROM period_balances FINAL WHERE {key} AND period < {}",
+        wide_sum("debit"),
+        wide_sum("credit"),
+        date(month_start),
+    );
+    let days_sql = format!(
+        "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
+         WHERE {key} AND voucher_date >= {} AND voucher_date < {}",
+        wide_sum("debit"),
+        wide_sum("credit"),
+        date(month_start),
+        date(from),
+    );
+    let before_months = timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>());
+    // From the first of a month there are no days before it to read.
+    let before_days = async {
+        if from == month_start {
+            return Ok(TwoSums { debit: "0".into(), credit: "0".into() });
+        }
+        timed("ledger_opening_days", ch.query(&days_sql).fetch_one::<TwoSums>()).await
+    };
+    let (before_months, before_days) = tokio::try_join!(before_months, before_days)?;
     let (md, mc) = before_months.pair()?;
     let (dd, dc) = before_days.pair()?;
     Ok((md + dd, mc + dc))
@@ -217,6 +216,90 @@ impl From<LineRow> for LedgerLine {
             credit: r.credit,
         }
     }
+}
+
+/// An account's lines in one month of a ledger range (the range's first and last months may be partial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthTotals {
+    /// The first day of the month.
+    pub month: NaiveDate,
+    pub lines: u64,
+    pub debit: i128,
+    pub credit: i128,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct MonthTotalsRow {
+    month: String,
+    lines: u64,
+    debit: String,
+    credit: String,
+}
+
+/// Per month of the range, in order, the count, debits and credits of an account's lines; months without lines are
+/// left out. One read gives the range's totals and where each page of the ledger starts (see
+/// [`crate::report::locate_page`]), so a deep page needs no scan of the lines before it.
+pub async fn ledger_months(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<MonthTotals>> {
+    let rows: Vec<MonthTotalsRow> = timed(
+        "ledger_months",
+        ch.query(&format!(
+            "SELECT toString(toStartOfMonth(voucher_date)) AS month_day, count() AS line_count, {} AS debit_sum, {} AS credit_sum
+             FROM ledger_lines FINAL WHERE {} GROUP BY month_day ORDER BY month_day",
+            wide_sum("debit"),
+            wide_sum("credit"),
+            ledger_range(company, account, from, to),
+        ))
+        .fetch_all(),
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let month = r.month.parse().map_err(|e| Error::Other(format!("ClickHouse month {:?} is not a date: {e}", r.month)))?;
+            Ok(MonthTotals { month, lines: r.lines, debit: wide(&r.debit)?, credit: wide(&r.credit)? })
+        })
+        .collect()
+}
+
+/// A ledger line's place in ledger order: the sorting key of `ledger_lines` after the company and account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerKey {
+    pub voucher_date: NaiveDate,
+    pub voucher_number: String,
+    pub line_no: u32,
+}
+
+/// The first `limit` of an account's lines in the range that come after `after` in ledger order: a keyset page.
+///
+/// The bound is spelled out rather than written as a tuple comparison, which 18.16 does not index; its leading
+/// `voucher_date >= …` lets the primary key skip the granules before the key, so a deep page reads no more than a
+/// first one.
+pub async fn ledger_lines_after(
+    ch: &Client,
+    company: Uuid,
+    account: Uuid,
+    (from, to): (NaiveDate, NaiveDate),
+    after: &LedgerKey,
+    limit: u32,
+) -> Result<Vec<LedgerLine>> {
+    let day = date(after.voucher_date);
+    let rows: Vec<LineRow> = timed(
+        "ledger_entries_after",
+        ch.query(&format!(
+            "SELECT toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
+                    description, debit, credit
+             FROM ledger_lines FINAL
+             WHERE {} AND voucher_date >= {day}
+               AND (voucher_date > {day} OR voucher_number > ? OR (voucher_number = ? AND line_no > {}))
+             {LEDGER_ORDER} LIMIT {limit}",
+            ledger_range(company, account, from, to),
+            after.line_no,
+        ))
+        .bind(after.voucher_number.as_str())
+        .bind(after.voucher_number.as_str())
+        .fetch_all(),
+    )
+    .await?;
+    Ok(rows.into_iter().map(LedgerLine::from).collect())
 }
 
 /// One page of an account's lines in the range, in ledger order.

@@ -16,8 +16,8 @@ use kerp_core::voucher::{
     self, AccountRef, FieldError, ValidVoucher, VoucherStatus, VoucherType, DESCRIPTION_CHARS_MAX, VOUCHERS_PER_MONTH_MAX,
 };
 use kerp_schemas::{VoucherLine, VoucherPosted};
-use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{enqueue, Account};
@@ -617,42 +617,151 @@ pub async fn reverse(
 }
 
 /// Filters of the voucher list, already checked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoucherFilter {
     pub from_date: Option<NaiveDate>,
     pub to_date: Option<NaiveDate>,
     pub status: Option<VoucherStatus>,
 }
 
-/// One page of a company's vouchers ordered by date and number (drafts, which have none, last in their day), and
-/// the total count.
+/// Most rows the voucher list counts for `total` when the client does not ask for an exact total: past it the count
+/// stops, and `total` is a lower bound. Counting at most this many index entries from the page on keeps a page's cost
+/// independent of how many vouchers the company has.
+pub const LIST_COUNT_ROWS_MAX: u64 = 10_000;
+
+/// A voucher's place in the list: date, then number with drafts (no number yet) last in their day, then creation
+/// time, then id. The id makes the order total, so a page that ends between two vouchers of the same date and
+/// creation time still resumes at exactly the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListKey {
+    pub voucher_date: NaiveDate,
+    pub voucher_number: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl ListKey {
+    /// The key of a listed voucher.
+    #[must_use]
+    pub fn of(v: &VoucherRow) -> Self {
+        Self { voucher_date: v.voucher_date, voucher_number: v.voucher_number.clone(), created_at: v.created_at, id: v.id }
+    }
+}
+
+/// Where a page of the voucher list starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListStart {
+    /// After this many vouchers, by `OFFSET`: the page/page_size contract, whose cost grows with the offset.
+    Offset(u64),
+    /// Just after this voucher, by the keyset: an index range scan from the key, whatever the depth.
+    After(ListKey),
+}
+
+/// How `total` is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListCount {
+    /// `count(*)` over every voucher the filters select.
+    Exact,
+    /// The vouchers from the page's start on, up to [`LIST_COUNT_ROWS_MAX`].
+    Capped,
+}
+
+/// One page of the voucher list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub rows: Vec<VoucherRow>,
+    /// Whether more vouchers follow the page.
+    pub more: bool,
+    /// With [`ListCount::Exact`], every voucher the filters select. With [`ListCount::Capped`], from an offset: the
+    /// vouchers up to the offset plus at most [`LIST_COUNT_ROWS_MAX`] more; after a key: at most that many from the
+    /// key on, and the caller adds the ones before it.
+    pub counted: u64,
+    /// Whether the capped count stopped at its cap, so there are more than `counted`.
+    pub count_capped: bool,
+}
+
+/// The list's sort key as SQL. "NULLS LAST" is spelled as `voucher_number IS NULL` (false first) then the number with
+/// NULL read as '', because a row comparison cannot step over a NULL; migration 0008 indexes exactly these columns.
+const LIST_KEY: &str = "v.voucher_date, (v.voucher_number IS NULL), COALESCE(v.voucher_number, ''), v.created_at, v.id";
+
+/// Appends the filters, and the keyset bound when the page starts after a key. Only the conditions in use are written
+/// (rather than `$n IS NULL OR …`), so that Postgres's generic plan for a prepared statement still has every bound as
+/// an index condition.
+fn push_list_where(b: &mut QueryBuilder<'_, Postgres>, company_id: Uuid, f: &VoucherFilter, after: Option<&ListKey>) {
+    b.push(" WHERE v.company_id = ").push_bind(company_id);
+    if let Some(from) = f.from_date {
+        b.push(" AND v.voucher_date >= ").push_bind(from);
+    }
+    if let Some(to) = f.to_date {
+        b.push(" AND v.voucher_date <= ").push_bind(to);
+    }
+    if let Some(status) = f.status {
+        b.push(" AND v.status = ").push_bind(status.as_str());
+    }
+    if let Some(k) = after {
+        b.push(format_args!(" AND ({LIST_KEY}) > ("))
+            .push_bind(k.voucher_date)
+            .push(", ")
+            .push_bind(k.voucher_number.is_none())
+            .push(", ")
+            .push_bind(k.voucher_number.clone().unwrap_or_default())
+            .push(", ")
+            .push_bind(k.created_at)
+            .push(", ")
+            .push_bind(k.id)
+            .push(")");
+    }
+}
+
+/// One page of a company's vouchers in list order (see [`ListKey`]), whether more follow, and the count `total` is
+/// made of. The page and the count are read concurrently, on two connections.
 ///
 /// # Errors
 /// Database errors.
-pub async fn list_vouchers(pool: &PgPool, company_id: Uuid, f: &VoucherFilter, limit: u32, offset: u64) -> Result<(Vec<VoucherRow>, u64)> {
-    const WHERE: &str = "WHERE v.company_id = $1 AND ($2::date IS NULL OR v.voucher_date >= $2)
-                         AND ($3::date IS NULL OR v.voucher_date <= $3) AND ($4::text IS NULL OR v.status = $4)";
-    let status = f.status.map(VoucherStatus::as_str);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM vouchers v {WHERE}"))
-        .bind(company_id)
-        .bind(f.from_date)
-        .bind(f.to_date)
-        .bind(status)
-        .fetch_one(pool)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {VOUCHER_COLUMNS} FROM vouchers v {WHERE} ORDER BY v.voucher_date, v.voucher_number NULLS LAST, v.created_at
-         LIMIT $5 OFFSET $6"
-    ))
-    .bind(company_id)
-    .bind(f.from_date)
-    .bind(f.to_date)
-    .bind(status)
-    .bind(i64::from(limit))
-    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    Ok((rows, u64::try_from(total).unwrap_or(0)))
+pub async fn list_vouchers(
+    pool: &PgPool,
+    company_id: Uuid,
+    f: &VoucherFilter,
+    start: &ListStart,
+    limit: u32,
+    count: ListCount,
+) -> Result<ListPage> {
+    let (after, offset) = match start {
+        ListStart::Offset(o) => (None, i64::try_from(*o).unwrap_or(i64::MAX)),
+        ListStart::After(k) => (Some(k), 0),
+    };
+    let mut page = QueryBuilder::new(format!("SELECT {VOUCHER_COLUMNS} FROM vouchers v"));
+    push_list_where(&mut page, company_id, f, after);
+    // One row past the page tells whether another page follows.
+    page.push(format_args!(" ORDER BY {LIST_KEY} LIMIT ")).push_bind(i64::from(limit) + 1);
+    if offset > 0 {
+        page.push(" OFFSET ").push_bind(offset);
+    }
+    let mut counter = QueryBuilder::new("SELECT count(*) FROM ");
+    match count {
+        ListCount::Exact => {
+            counter.push("vouchers v");
+            push_list_where(&mut counter, company_id, f, None);
+        }
+        ListCount::Capped => {
+            // From the key on, or from the start through the offset (which the OFFSET page scans anyway), so that a
+            // page past the end still learns the real total.
+            counter.push("(SELECT 1 FROM vouchers v");
+            push_list_where(&mut counter, company_id, f, after);
+            let rows_max = offset.saturating_add(i64::try_from(LIST_COUNT_ROWS_MAX).unwrap_or(i64::MAX));
+            counter.push(" LIMIT ").push_bind(rows_max.saturating_add(1));
+            counter.push(") AS counted");
+        }
+    }
+    let (mut rows, counted): (Vec<VoucherRow>, i64) =
+        tokio::try_join!(page.build_query_as().fetch_all(pool), counter.build_query_scalar().fetch_one(pool))?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let counted = u64::try_from(counted).unwrap_or(0);
+    let cap = u64::try_from(offset).unwrap_or(0) + LIST_COUNT_ROWS_MAX;
+    let count_capped = count == ListCount::Capped && counted > cap;
+    let counted = if count_capped { cap } else { counted };
+    Ok(ListPage { rows, more, counted, count_capped })
 }
 
 /// One voucher of the company with its lines, or `None` (also for another company's voucher).
