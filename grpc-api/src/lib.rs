@@ -128,6 +128,9 @@ pub struct Config {
     /// Most items a CreateVouchers stream posts: [`CREATE_VOUCHERS_ITEMS_MAX`]; tests lower it.
     #[arg(skip = CREATE_VOUCHERS_ITEMS_MAX)]
     pub create_vouchers_items_max: usize,
+    /// Group-commit lanes for voucher posts without a request_id, as ingest-api's `GROUP_COMMIT_LANES`.
+    #[arg(long, env = "GROUP_COMMIT_LANES", default_value_t = 4)]
+    pub group_commit_lanes: usize,
     /// TaxScraperService: where its invoices come from (`TAX_SCRAPER_INBOX_DIR`).
     #[command(flatten)]
     pub tax_scraper: tax_scraper::ScraperConfig,
@@ -155,6 +158,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Cancelled when the server shuts down: long streams end early instead of holding the shutdown up.
     pub shutdown: CancellationToken,
+    /// Voucher posts without a request_id go through group commit (`kerp_ingest::group_commit`).
+    pub poster: kerp_ingest::group_commit::Poster,
 }
 
 /// Opens the Postgres pool with ingest-api's time limits on every connection (a lock wait, a statement and a
@@ -270,7 +275,8 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     config.insurance_edi.cipher(config.dev_stack)?;
     let pool = connect(&config)?;
     let ch = config.clickhouse.client();
-    let state = AppState { pool, ch, config: Arc::new(config), shutdown: shutdown.clone() };
+    let poster = kerp_ingest::group_commit::Poster::start(pool.clone(), config.voucher_topic.clone(), config.group_commit_lanes);
+    let state = AppState { pool, ch, config: Arc::new(config), shutdown: shutdown.clone(), poster };
     let health = tonic_health::server::HealthReporter::new();
     if let Some(metrics) = listeners.metrics {
         crate::metrics::describe();

@@ -8,7 +8,11 @@
 //! answer whether it comes through CreateVoucher or inside a CreateVouchers stream, and a REST request never
 //! matches (its hash covers the HTTP method, path and JSON body).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use chrono::SecondsFormat;
+use futures::stream::{FuturesOrdered, StreamExt};
 use kerp_core::auth::Claims;
 use kerp_core::telemetry::timed;
 use kerp_core::voucher::{self, FieldError, LineInput, ValidVoucher, VoucherInput, VoucherStatus};
@@ -291,23 +295,48 @@ enum Step {
 }
 
 impl Vouchers {
-    /// Posts one item, as `POST /api/v1/vouchers` posts a body: validated first (a bad one never opens a transaction),
-    /// then the key, the voucher, its event and the stored answer in one transaction. Any failure rolls all of it back.
+    /// Posts one item, as `POST /api/v1/vouchers` posts a body; see [`Vouchers::start`].
     async fn post_one(&self, claims: &Claims, item: &pb::CreateVoucherRequest) -> Result<Outcome, Failure> {
-        let key = request_id(&item.request_id).map_err(|e| Failure::invalid(vec![e]))?;
-        let Some(input) = &item.voucher else {
-            return Err(Failure::invalid(vec![FieldError::new("voucher", "required")]));
+        self.start(claims, item).await.await
+    }
+
+    /// Starts posting one item and returns the future of its answer. The item is validated first (a bad one never
+    /// reaches the database). Without a request_id it is queued for group commit, which writes it in a batch with
+    /// whatever else is being posted; items started one after the other are posted in that order. With a request_id,
+    /// the key, the voucher, its event and the stored answer are written here, in one transaction of their own; any
+    /// failure rolls all of it back.
+    async fn start(&self, claims: &Claims, item: &pb::CreateVoucherRequest) -> Pending {
+        let key = match request_id(&item.request_id) {
+            Ok(key) => key,
+            Err(e) => return answered(Err(Failure::invalid(vec![e]))),
         };
-        let valid = voucher::validate(&voucher_input(input)).map_err(|e| Failure::invalid(e).under("voucher"))?;
+        let Some(input) = &item.voucher else {
+            return answered(Err(Failure::invalid(vec![FieldError::new("voucher", "required")])));
+        };
+        let valid = match voucher::validate(&voucher_input(input)) {
+            Ok(valid) => valid,
+            Err(e) => return answered(Err(Failure::invalid(e).under("voucher"))),
+        };
+        if key.is_none() {
+            return match self.state.poster.submit(claims.company_id, claims.sub, valid).await {
+                Ok(answer) => Box::pin(async move {
+                    match timed("post_voucher", answer).await {
+                        Ok(p) => Ok(Outcome { voucher: posted(&p), replayed: false }),
+                        Err(e) => Err(Error::from(e).into_failure().await.under("voucher")),
+                    }
+                }),
+                Err(e) => Box::pin(async move { Err(Error::from(e).into_failure().await.under("voucher")) }),
+            };
+        }
         let hash = request_hash(input);
-        match self.write(claims, key, &hash, &valid).await {
+        let answer = match self.write(claims, key, &hash, &valid).await {
             Ok(Step::Posted(p)) => Ok(Outcome { voucher: posted(&p), replayed: false }),
             Ok(Step::Stored(stored)) => {
                 if stored.request_hash != hash {
-                    return Err(Failure::invalid(vec![FieldError::new(
+                    return answered(Err(Failure::invalid(vec![FieldError::new(
                         "request_id",
                         "this request_id was already used for a different request; send a new one for a new voucher",
-                    )]));
+                    )])));
                 }
                 match stored_posted(&stored.body) {
                     Some(voucher) => Ok(Outcome { voucher, replayed: true }),
@@ -318,7 +347,8 @@ impl Vouchers {
                 }
             }
             Err(e) => Err(e.into_failure().await.under("voucher")),
-        }
+        };
+        answered(answer)
     }
 
     /// The transaction of [`Vouchers::post_one`].
@@ -339,6 +369,43 @@ impl Vouchers {
         tx.commit().await?;
         Ok(Step::Posted(p))
     }
+}
+
+/// Most items of one CreateVouchers stream started and not yet answered: enough for group commit to fill its batches,
+/// few enough that a stream cannot take a lane's whole queue.
+pub const STREAM_IN_FLIGHT_MAX: usize = 256;
+
+/// The answer of an item being posted.
+type Pending = Pin<Box<dyn Future<Output = Result<Outcome, Failure>> + Send>>;
+
+/// An item's index, its request_id and its answer, as a stream collects them.
+type Answered = Pin<Box<dyn Future<Output = (u32, String, Result<Outcome, Failure>)> + Send>>;
+
+fn answered(answer: Result<Outcome, Failure>) -> Pending {
+    Box::pin(std::future::ready(answer))
+}
+
+/// Adds an item's result to a stream's answer. An UNAVAILABLE item ends the stream (every later item would wait for
+/// the same database only to fail alike; the client retries them), once the items already started are answered.
+fn record(
+    results: &mut Vec<pb::CreateVouchersResult>,
+    (index, request_id, answer): (u32, String, Result<Outcome, Failure>),
+    end: &mut Option<(pb::StreamEnd, String)>,
+) {
+    let (outcome, replayed) = match answer {
+        Ok(o) => (pb::create_vouchers_result::Outcome::Voucher(o.voucher), o.replayed),
+        Err(f) => {
+            if f.code == Code::Unavailable && end.is_none() {
+                *end = Some((
+                    pb::StreamEnd::Unavailable,
+                    "the database is unavailable; send again the items that failed with UNAVAILABLE and those after the last result"
+                        .to_owned(),
+                ));
+            }
+            (pb::create_vouchers_result::Outcome::Error(item_error(f)), false)
+        }
+    };
+    results.push(pb::CreateVouchersResult { index, request_id, outcome: Some(outcome), replayed });
 }
 
 /// Counts of a CreateVouchers stream and why it ended.
@@ -366,42 +433,67 @@ impl VoucherService for Vouchers {
         let items_max = self.state.config.create_vouchers_items_max;
         let mut stream = request.into_inner();
         let mut results: Vec<pb::CreateVouchersResult> = Vec::new();
-        let (end, end_message) = loop {
+        // Items are started in stream order and their answers collected in that order; up to STREAM_IN_FLIGHT_MAX
+        // wait at once, which is what lets group commit write a stream's items in batches.
+        let mut in_flight: FuturesOrdered<Answered> = FuturesOrdered::new();
+        let mut read = 0_usize;
+        let mut end: Option<(pb::StreamEnd, String)> = None;
+        loop {
+            if end.is_some() || in_flight.len() >= STREAM_IN_FLIGHT_MAX {
+                // Stopped reading (or full): the answers of the items already started still go out, every one.
+                match in_flight.next().await {
+                    Some(answer) => record(&mut results, answer, &mut end),
+                    None => break,
+                }
+                continue;
+            }
             let next = tokio::select! {
                 biased;
                 () = self.state.shutdown.cancelled() => {
-                    break (pb::StreamEnd::Unavailable, "the server is shutting down; send the items after the last result again".to_owned());
+                    end = Some((pb::StreamEnd::Unavailable, "the server is shutting down; send the items after the last result again".to_owned()));
+                    continue;
+                }
+                Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                    record(&mut results, answer, &mut end);
+                    continue;
                 }
                 next = stream.message() => next,
             };
             let item = match next {
                 Ok(Some(item)) => item,
-                Ok(None) => break (pb::StreamEnd::Complete, String::new()),
+                Ok(None) => {
+                    end = Some((pb::StreamEnd::Complete, String::new()));
+                    continue;
+                }
                 Err(status) => {
-                    let at = results.len();
-                    break (pb::StreamEnd::Unreadable, format!("item {at} could not be read: {}", status.message()));
+                    end = Some((pb::StreamEnd::Unreadable, format!("item {read} could not be read: {}", status.message())));
+                    continue;
                 }
             };
-            if results.len() >= items_max {
-                break (
+            if read >= items_max {
+                end = Some((
                     pb::StreamEnd::ItemsMax,
                     format!("a stream posts at most {items_max} items (CREATE_VOUCHERS_ITEMS_MAX); send the rest in another stream"),
-                );
+                ));
+                continue;
             }
-            let index = u32::try_from(results.len()).unwrap_or(u32::MAX);
-            let (outcome, replayed, unavailable) = match self.post_one(&claims, &item).await {
-                Ok(o) => (pb::create_vouchers_result::Outcome::Voucher(o.voucher), o.replayed, false),
-                Err(f) => {
-                    let unavailable = f.code == Code::Unavailable;
-                    (pb::create_vouchers_result::Outcome::Error(item_error(f)), false, unavailable)
+            if !item.request_id.is_empty() {
+                // A keyed item is written in its own transaction as it starts: the items before it are answered first,
+                // so that the stream's items are still posted in order.
+                while let Some(answer) = in_flight.next().await {
+                    record(&mut results, answer, &mut end);
                 }
-            };
-            results.push(pb::CreateVouchersResult { index, request_id: item.request_id, outcome: Some(outcome), replayed });
-            if unavailable {
-                // Every later item would wait for the same database only to fail alike; the client retries them.
-                break (pb::StreamEnd::Unavailable, "the database is unavailable; send the items from the last result on again".to_owned());
+                if end.is_some() {
+                    continue;
+                }
             }
-        };
+            let index = u32::try_from(read).unwrap_or(u32::MAX);
+            read += 1;
+            let pending = self.start(&claims, &item).await;
+            let request_id = item.request_id;
+            in_flight.push_back(Box::pin(async move { (index, request_id, pending.await) }));
+        }
+        let (end, end_message) = end.unwrap_or((pb::StreamEnd::Complete, String::new()));
         let answer = finish_stream(results, end, end_message);
         tracing::info!(
             company = %claims.company_id,

@@ -7,6 +7,7 @@
 mod access;
 pub mod company;
 mod error;
+pub mod group_commit;
 pub mod idempotency;
 mod invoices;
 mod master;
@@ -39,6 +40,11 @@ pub struct Config {
     /// Most Postgres connections the pool opens.
     #[arg(long, env = "DB_POOL_MAX", default_value_t = 20)]
     pub db_pool_max: u32,
+    /// Group-commit lanes: postings are written in batches, one transaction per batch, by this many lanes at once
+    /// (a company's postings always use the same lane). Each lane holds one pooled connection while it writes; at most
+    /// `group_commit::LANES_MAX`.
+    #[arg(long, env = "GROUP_COMMIT_LANES", default_value_t = 4)]
+    pub group_commit_lanes: usize,
     /// Address the HTTP server listens on.
     #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
@@ -96,6 +102,8 @@ impl Config {
 pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
+    /// Postings without an idempotency key go through group commit.
+    pub poster: group_commit::Poster,
 }
 
 impl kerp_core::http::JwtSecret for AppState {
@@ -267,7 +275,8 @@ pub async fn serve_with_metrics(
     }
     tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
     tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
-    let app = router(AppState { pool, config });
+    let poster = group_commit::Poster::start(pool.clone(), config.voucher_topic.clone(), config.group_commit_lanes);
+    let app = router(AppState { pool, config, poster });
     kerp_core::http::serve(listener, app, shutdown).await?;
     if let Some(relay) = relay {
         // A panicked relay has already logged; the server itself stopped cleanly.

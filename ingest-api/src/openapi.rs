@@ -209,7 +209,10 @@ mod tests {
             .acquire_timeout(std::time::Duration::from_millis(crate::DB_ACQUIRE_MS_MAX))
             .connect_lazy("postgres://kerp:kerp@127.0.0.1:1/kerp")
             .expect("a lazy pool parses its URL only");
-        crate::router(AppState { pool, config: std::sync::Arc::new(cli.config) })
+        {
+            let poster = crate::group_commit::Poster::start(pool.clone(), cli.config.voucher_topic.clone(), 1);
+            crate::router(AppState { pool, config: std::sync::Arc::new(cli.config), poster })
+        }
     }
 
     /// A concrete URI for a path template.

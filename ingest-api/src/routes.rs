@@ -61,6 +61,17 @@ async fn post_voucher(State(state): State<AppState>, Auth(claims): Auth, mut req
     require_writer(&claims)?;
     let valid = voucher::validate(&req.require_body()?).map_err(Problem::invalid)?;
     let (company, user, topic) = (claims.company_id, claims.sub, state.config.voucher_topic.clone());
+    if req.key.is_none() {
+        // Group commit: written in a batch with whatever else is being posted (see `group_commit`). A keyed post
+        // takes the path below, where its key is claimed and answered in the voucher's own transaction.
+        let posted = timed("post_voucher", state.poster.post(company, user, valid)).await?;
+        let location = format!("/api/v1/vouchers/{}", posted.id);
+        let mut res = (StatusCode::CREATED, Json(Data { data: posted })).into_response();
+        if let Ok(location) = axum::http::HeaderValue::from_str(&location) {
+            res.headers_mut().insert(axum::http::header::LOCATION, location);
+        }
+        return Ok(res);
+    }
     idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
         Box::pin(async move {
             let posted = timed("post_voucher", store::post_voucher(tx, company, user, &topic, &valid)).await?;

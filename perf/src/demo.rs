@@ -70,7 +70,7 @@ impl Api {
 }
 
 /// A valid business registration number built from nine digits, with its check digit.
-fn business_number(nine: u64) -> String {
+pub(crate) fn business_number(nine: u64) -> String {
     let d: Vec<u32> = format!("{nine:09}").chars().filter_map(|c| c.to_digit(10)).collect();
     const WEIGHTS: [u32; 9] = [1, 3, 7, 1, 3, 7, 1, 3, 5];
     let mut sum: u32 = d.iter().zip(WEIGHTS).map(|(a, w)| a * w).sum();

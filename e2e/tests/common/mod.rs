@@ -154,6 +154,7 @@ pub fn ingest_config(topic: &str) -> kerp_ingest::Config {
         relay_batch_rows: 1000,
         relay_poll_interval_ms: 20,
         relay_held_retry_ms: 2_000,
+        group_commit_lanes: 4,
     }
 }
 

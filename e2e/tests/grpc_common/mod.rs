@@ -43,6 +43,7 @@ pub fn config() -> kerp_grpc::Config {
         clickhouse: common::clickhouse_reader(),
         voucher_topic: stack().topic.clone(),
         create_vouchers_items_max: kerp_grpc::CREATE_VOUCHERS_ITEMS_MAX,
+        group_commit_lanes: 4,
         tax_scraper: kerp_grpc::tax_scraper::ScraperConfig::default(),
         insurance_edi: kerp_grpc::insurance_edi::EdiConfig { resident_number_key: Some(RESIDENT_NUMBER_KEY.into()) },
     }

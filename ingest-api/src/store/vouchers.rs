@@ -23,6 +23,8 @@ use uuid::Uuid;
 use super::{enqueue, Account};
 use crate::Result;
 
+pub mod batch;
+
 /// The answer to a post, an approval or a reversal.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Posted {
@@ -127,6 +129,12 @@ async fn resolve_accounts(tx: &mut PgConnection, company_id: Uuid, v: &ValidVouc
     .bind(&codes)
     .fetch_all(&mut *tx)
     .await?;
+    match_accounts(&found, v)
+}
+
+/// The pure half of [`resolve_accounts`]: each line's account among `found` (the company's accounts that any line
+/// names), or the lines that fail. Group commit resolves a whole batch with one query and then calls this per voucher.
+pub(super) fn match_accounts(found: &[Account], v: &ValidVoucher) -> Result<Vec<Account>> {
     let by_id: HashMap<Uuid, &Account> = found.iter().map(|a| (a.id, a)).collect();
     let by_code: HashMap<&str, &Account> = found.iter().map(|a| (a.code.as_str(), a)).collect();
 
@@ -177,6 +185,11 @@ async fn check_refs(
         .bind(&wanted)
         .fetch_all(&mut *tx)
         .await?;
+    missing_refs(v, &found, field, pick)
+}
+
+/// The pure half of [`check_refs`]: refuses lines whose reference `pick` reads is not among `found`.
+pub(super) fn missing_refs(v: &ValidVoucher, found: &[Uuid], field: &str, pick: fn(&voucher::ValidLine) -> Option<Uuid>) -> Result<()> {
     let what = field.trim_end_matches("_id");
     let errors: Vec<FieldError> = v
         .lines
@@ -197,7 +210,12 @@ async fn book_lines(tx: &mut PgConnection, company_id: Uuid, v: &ValidVoucher) -
     let accounts = resolve_accounts(tx, company_id, v).await?;
     check_refs(tx, company_id, v, "partners", "partner_id", |l| l.partner_id).await?;
     check_refs(tx, company_id, v, "departments", "department_id", |l| l.department_id).await?;
-    Ok(v.lines
+    Ok(to_book_lines(v, accounts))
+}
+
+/// A voucher's lines with their resolved accounts (in line order, as [`match_accounts`] returns them).
+fn to_book_lines(v: &ValidVoucher, accounts: Vec<Account>) -> Vec<BookLine> {
+    v.lines
         .iter()
         .zip(accounts)
         .map(|(l, account)| BookLine {
@@ -208,7 +226,7 @@ async fn book_lines(tx: &mut PgConnection, company_id: Uuid, v: &ValidVoucher) -
             credit: l.credit,
             description: l.description.clone(),
         })
-        .collect())
+        .collect()
 }
 
 /// Writes a voucher's lines, numbered from 1. Their foreign key to the voucher is checked at commit, so they may go
@@ -255,13 +273,18 @@ async fn next_number(tx: &mut PgConnection, company_id: Uuid, date: NaiveDate) -
     .fetch_one(&mut *tx)
     .await?;
     if is_closed(tx, company_id, period).await? {
-        return Err(conflict(format!("the period {} is closed", period.format("%Y-%m"))));
+        return Err(period_closed(period));
     }
     let no = u32::try_from(no).unwrap_or(u32::MAX);
     if no > VOUCHERS_PER_MONTH_MAX {
         return Err(conflict(format!("the month {period} already has {VOUCHERS_PER_MONTH_MAX} vouchers")));
     }
     Ok(voucher::voucher_number(date, no))
+}
+
+/// The 409 of a posting into a closed month.
+fn period_closed(period: NaiveDate) -> crate::Error {
+    conflict(format!("the period {} is closed", period.format("%Y-%m")))
 }
 
 fn first_of_month(date: NaiveDate) -> NaiveDate {
@@ -298,12 +321,27 @@ async fn publish(
         return Err(Problem::unauthorized().into());
     };
     let posted_at = Utc::now();
+    let payload = event_payload(company_id, company_seq, &voucher_number, h, lines, posted_at)?;
+    enqueue(tx, company_id, topic, payload).await?;
+    metrics::counter!("vouchers_posted_total").increment(1);
+    Ok((voucher_number, company_seq, posted_at))
+}
+
+/// The encoded `VoucherPosted` event of a voucher being approved, or a 413 when it is larger than Kafka carries.
+fn event_payload(
+    company_id: Uuid,
+    company_seq: i64,
+    voucher_number: &str,
+    h: &Header<'_>,
+    lines: &[BookLine],
+    posted_at: DateTime<Utc>,
+) -> Result<Vec<u8>> {
     let event = VoucherPosted {
         event_id: Uuid::new_v4(),
         company_id,
         company_seq,
         voucher_id: h.id,
-        voucher_number: voucher_number.clone(),
+        voucher_number: voucher_number.to_owned(),
         // `NaiveDate::default()` is 1970-01-01, the epoch of Avro's `date` logical type.
         voucher_date: i32::try_from(h.voucher_date.signed_duration_since(NaiveDate::default()).num_days()).unwrap_or(0),
         voucher_type: h.voucher_type.as_str().to_owned(),
@@ -341,9 +379,7 @@ async fn publish(
         )
         .into());
     }
-    enqueue(tx, company_id, topic, payload).await?;
-    metrics::counter!("vouchers_posted_total").increment(1);
-    Ok((voucher_number, company_seq, posted_at))
+    Ok(payload)
 }
 
 /// Stores a validated voucher and its lines; an approved one is also numbered and published.

@@ -1,0 +1,175 @@
+//! Group commit for postings: concurrent posts, of one company or of many, are written in batches, one Postgres
+//! transaction and one commit per batch.
+//!
+//! What flows through it: a handler hands its validated voucher to [`Poster::post`] and awaits the answer. The voucher
+//! goes to one of a few lanes, chosen by its company, so that a company's postings always queue in one lane, in
+//! arrival order. A lane takes whatever has queued while its previous batch was being written (up to
+//! [`BATCH_VOUCHERS_MAX`] vouchers and [`BATCH_LINES_MAX`] lines; it never waits to fill a batch, so a lone post is
+//! written at once) and posts it with [`crate::store::vouchers::batch::post_batch`]. Each post gets its own answer:
+//! its number, or the 4xx that refused it alone. A batch that fails as a whole before its commit was rolled back, and
+//! its posts are then written one by one, each in a transaction of its own, as without group commit. A failed commit
+//! is not retried, since Postgres may have kept it: every post of the batch gets the error, as a single posting would.
+//!
+//! Order and exactly-once are unchanged: a company's posts of a batch take consecutive sequences in arrival order
+//! under its company row, exactly as consecutive single postings would, and lanes never share a company.
+
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use kerp_core::http::Problem;
+use kerp_core::voucher::ValidVoucher;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::store::vouchers::{self, batch, Posted};
+use crate::{Error, Result};
+
+/// Most vouchers in one batch: beyond this, a batch's statements grow past the point where the commit they share is
+/// what they wait for.
+pub const BATCH_VOUCHERS_MAX: usize = 256;
+/// Most lines in one batch (a voucher has up to `LINES_MAX`), which bounds the arrays of its one insert statement.
+pub const BATCH_LINES_MAX: usize = 4_096;
+/// Posts queued per lane before a new post waits for room: back-pressure instead of unbounded memory.
+pub const LANE_QUEUE_MAX: usize = 1_024;
+/// Most lanes: each holds one pooled connection while it writes.
+pub const LANES_MAX: usize = 16;
+
+struct Job {
+    company_id: Uuid,
+    user_id: Uuid,
+    voucher: ValidVoucher,
+    reply: oneshot::Sender<Result<Posted>>,
+    span: tracing::Span,
+}
+
+/// The handle handlers post through; cloning it is cheap. The lanes stop once every handle is dropped, after
+/// writing what was queued.
+#[derive(Clone)]
+pub struct Poster {
+    lanes: Vec<mpsc::Sender<Job>>,
+}
+
+impl Poster {
+    /// Starts `lanes` lanes (1 to [`LANES_MAX`]) posting on `pool` to `topic`.
+    #[must_use]
+    pub fn start(pool: PgPool, topic: String, lanes: usize) -> Poster {
+        let lanes = (0..lanes.clamp(1, LANES_MAX))
+            .map(|lane_no| {
+                let (tx, rx) = mpsc::channel(LANE_QUEUE_MAX);
+                tokio::spawn(lane(pool.clone(), topic.clone(), rx, lane_no));
+                tx
+            })
+            .collect();
+        Poster { lanes }
+    }
+
+    /// Posts one validated voucher for a company's user and returns its answer.
+    ///
+    /// # Errors
+    /// As [`vouchers::post_voucher`]; a 503 when the lanes have stopped (the service is shutting down).
+    pub async fn post(&self, company_id: Uuid, user_id: Uuid, voucher: ValidVoucher) -> Result<Posted> {
+        self.submit(company_id, user_id, voucher).await?.await
+    }
+
+    /// Queues a voucher and returns the future of its answer. A caller that submits several vouchers one after the
+    /// other (a gRPC stream) has them posted in that order, however it then awaits their answers.
+    ///
+    /// # Errors
+    /// A 503 when the lanes have stopped (the service is shutting down).
+    pub async fn submit(
+        &self,
+        company_id: Uuid,
+        user_id: Uuid,
+        voucher: ValidVoucher,
+    ) -> Result<impl std::future::Future<Output = Result<Posted>> + Send + 'static> {
+        let (reply, answer) = oneshot::channel();
+        // The lane is a function of the company alone, so that a company's posts keep their order.
+        let lane = usize::try_from(company_id.as_u128() % self.lanes.len() as u128).unwrap_or(0);
+        let job = Job { company_id, user_id, voucher, reply, span: tracing::Span::current() };
+        self.lanes[lane].send(job).await.map_err(|_| stopped())?;
+        Ok(async move { answer.await.map_err(|_| stopped())? })
+    }
+}
+
+fn stopped() -> Error {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down; retry shortly").into()
+}
+
+/// Each post's copy of a failed commit's error: a lost connection stays one (a 503, as for a single posting whose
+/// commit was cut off), anything else is a 500.
+fn commit_failed(e: &sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Io(io) => Error::Db(sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string()))),
+        other => Error::Other(format!("a batch's commit failed: {other}")),
+    }
+}
+
+async fn lane(pool: PgPool, topic: String, mut rx: mpsc::Receiver<Job>, lane_no: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut lines = first.voucher.lines.len();
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH_VOUCHERS_MAX && lines < BATCH_LINES_MAX {
+            match rx.try_recv() {
+                Ok(job) => {
+                    lines += job.voucher.lines.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let span = tracing::info_span!("group_commit", lane = lane_no, vouchers = jobs.len(), lines);
+        write(&pool, &topic, jobs).instrument(span).await;
+    }
+}
+
+/// Writes one batch and answers each of its posts.
+async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
+    let started = Instant::now();
+    metrics::histogram!("group_commit_batch_vouchers").record(jobs.len() as f64);
+    let items: Vec<batch::Item<'_>> =
+        jobs.iter().map(|j| batch::Item { company_id: j.company_id, user_id: j.user_id, voucher: &j.voucher }).collect();
+    let attempt = async {
+        let mut tx = pool.begin().await?;
+        let answers = batch::post_batch(&mut tx, topic, &items).await?;
+        Ok::<_, Error>((tx, answers))
+    }
+    .await;
+    let answers = match attempt {
+        Ok((tx, answers)) => match tx.commit().await {
+            Ok(()) => answers,
+            Err(e) => {
+                // Postgres may have kept the commit: posting again could count the vouchers twice.
+                tracing::error!(error = %e, "a batch's commit failed; its posts get the error");
+                metrics::counter!("group_commit_failures_total", "stage" => "commit").increment(1);
+                jobs.iter().map(|_| Err(commit_failed(&e))).collect()
+            }
+        },
+        Err(e) => {
+            // Rolled back as the transaction was dropped: nothing of the batch is kept. Each post goes alone now.
+            tracing::info!(error = %e, vouchers = jobs.len(), "a batch could not be posted as one; posting its vouchers one by one");
+            metrics::counter!("group_commit_failures_total", "stage" => "batch").increment(1);
+            drop(items);
+            let mut answers = Vec::with_capacity(jobs.len());
+            for j in &jobs {
+                answers.push(single(pool, topic, j).instrument(j.span.clone()).await);
+            }
+            answers
+        }
+    };
+    metrics::histogram!("db_query_duration_seconds", "query" => "post_voucher_batch").record(started.elapsed().as_secs_f64());
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        // A caller that went away no longer waits for its answer; its voucher is posted all the same, as it would be
+        // had it gone away just after the commit.
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// The single path: one voucher in a transaction of its own.
+async fn single(pool: &PgPool, topic: &str, j: &Job) -> Result<Posted> {
+    let mut tx = pool.begin().await?;
+    let posted = vouchers::post_voucher(&mut tx, j.company_id, j.user_id, topic, &j.voucher).await?;
+    tx.commit().await?;
+    Ok(posted)
+}
