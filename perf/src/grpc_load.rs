@@ -193,16 +193,20 @@ impl GrpcLoadReport {
 /// Runs the load, prints the table, writes `--out`.
 ///
 /// # Errors
-/// Bad arguments, grpc-api out of reach, or the output file cannot be written. Failed calls are counted, not errors.
+/// Bad arguments, grpc-api out of reach, the output file cannot be written, or any call failed or item was refused
+/// (after the table and the file, which count them by code).
 pub async fn run(args: &GrpcLoadArgs) -> Result<()> {
     let report = measure(args).await?;
     print!("{}", report.table());
-    println!("grpc-load: {} failed calls and refused items", report.failures());
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", out.display()))?;
         println!("grpc-load: report written to {}", out.display());
     }
-    Ok(())
+    // A run with failures exits 1, so a script or CI step cannot pass on a load that never reached the server.
+    match report.failures() {
+        0 => Ok(()),
+        n => bail!("{n} failed calls and refused items (see the errors column)"),
+    }
 }
 
 /// Runs the load and answers its report; the perf runner calls this in-process.
