@@ -131,19 +131,17 @@ async fn a_bad_cursor_is_a_422_problem() {
     let long = "0".repeat(5000);
     let not_ours = ["zz", "abc", "7b7d", "6e756c6c", long.as_str()];
     for bad in not_ours {
-        let r = common::http()
-            .get(format!("{}/api/v1/vouchers?cursor={bad}", stack().ingest_url))
-            .bearer_auth(&c.token)
-            .send()
-            .await
-            .unwrap();
+        let r =
+            common::http().get(format!("{}/api/v1/vouchers?cursor={bad}", stack().ingest_url)).bearer_auth(&c.token).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 422, "{bad}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["errors"][0]["field"], "cursor", "{body}");
     }
     // With page, or with other filters than the cursor was made for.
-    for query in [format!("page=2&cursor={cursor}"), format!("status=draft&cursor={cursor}"), format!("from_date=2025-05-03&cursor={cursor}")] {
+    for query in
+        [format!("page=2&cursor={cursor}"), format!("status=draft&cursor={cursor}"), format!("from_date=2025-05-03&cursor={cursor}")]
+    {
         let (status, body) = get(Svc::Ingest, &c.token, &format!("/api/v1/vouchers?{query}")).await;
         assert_eq!(status, 422, "{query}: {body}");
         assert_eq!(body["errors"][0]["field"], "cursor", "{body}");
