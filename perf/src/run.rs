@@ -47,6 +47,11 @@ use report::{Comparison, Summary};
 pub const GRPC_SECONDS_FULL: f64 = 60.0;
 /// Seconds each gRPC mode runs at the least.
 pub const GRPC_SECONDS_MIN: u64 = 2;
+/// Vouchers per gRPC bulk stream at scale 1: the 1,000 that `COPY` and the thresholds' `bulk_insert_1000` use.
+pub const GRPC_BATCH_FULL: f64 = 1_000.0;
+/// Vouchers per gRPC bulk stream at the least: a smaller scale shrinks the stream, since a stream in flight is
+/// finished however long it takes, and 8 streams of 1,000 take minutes on a debug build.
+pub const GRPC_BATCH_MIN: usize = 100;
 /// Seconds to wait for the public URL's `/health` after `compose/dev up`.
 pub const STACK_READY_SECONDS_MAX: u64 = 120;
 /// Lines of a child's output kept in the summary.
@@ -145,6 +150,9 @@ pub struct RunArgs {
     /// `COPY` batches of 1,000 vouchers.
     #[arg(long, default_value_t = 3)]
     pub copy_batches: usize,
+    /// Vouchers per gRPC bulk stream; by default 1,000 × scale, at least GRPC_BATCH_MIN (100).
+    #[arg(long)]
+    pub grpc_batch: Option<usize>,
     /// Keep the baseline's `perf_baseline_*` indexes after the run (they are dropped by default: every posting pays
     /// for them).
     #[arg(long)]
@@ -502,6 +510,8 @@ async fn k6_scenarios(ctx: &mut Ctx<'_>, s: &mut Summary, which: &[Scenario], sa
 async fn grpc_scenario(ctx: &Ctx<'_>, s: &mut Summary) {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let seconds = ((GRPC_SECONDS_FULL * ctx.args.scale).round() as u64).max(GRPC_SECONDS_MIN);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let batch = ctx.args.grpc_batch.unwrap_or(((GRPC_BATCH_FULL * ctx.args.scale).round() as usize).clamp(GRPC_BATCH_MIN, 1_000));
     let mut argv: Vec<String> = [
         "--url",
         &ctx.args.grpc_url,
@@ -513,6 +523,8 @@ async fn grpc_scenario(ctx: &Ctx<'_>, s: &mut Summary) {
         &ctx.args.concurrency.to_string(),
         "--seconds",
         &seconds.to_string(),
+        "--batch",
+        &batch.to_string(),
         "--out",
         &ctx.dir.join("grpc.json").display().to_string(),
     ]
@@ -901,7 +913,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let after = metrics::scrape(&client, &targets).await;
     s.resources = sampler.stop().await?;
     s.machine.load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
-    s.machine.shared_with.extend(busiest_others().into_iter().map(|p| format!("{p} (at the end)")));
 
     let mdir = dir.join("metrics");
     std::fs::create_dir_all(&mdir)?;

@@ -76,8 +76,8 @@ WHERE l.company_id = $1 AND l.account_id = $2
   AND v.company_id = $1 AND v.status IN ('approved', 'reversed') AND v.voucher_date BETWEEN $3 AND $4
 ORDER BY v.voucher_date, v.created_at";
 
-/// Creates the baseline's indexes (concurrently, so the stack's writers are not blocked meanwhile) and refreshes the
-/// planner's statistics. An index left invalid by an interrupted build is dropped and built again.
+/// Creates the baseline's indexes (concurrently, so the stack's writers are not blocked meanwhile), vacuums and
+/// analyzes both tables. An index left invalid by an interrupted build is dropped and built again.
 ///
 /// # Errors
 /// Postgres refuses.
@@ -96,8 +96,9 @@ pub async fn create_indexes(pg: &PgPool) -> anyhow::Result<Vec<String>> {
         sqlx::query(sql).execute(pg).await.with_context(|| format!("creating {name}"))?;
         notes.push(format!("{name}: {why} ({:.1} s{})", t.elapsed().as_secs_f64(), if invalid.is_some() { ", existed" } else { "" }));
     }
-    sqlx::query("ANALYZE vouchers").execute(pg).await?;
-    sqlx::query("ANALYZE voucher_lines").execute(pg).await?;
+    // VACUUM sets the visibility map that index-only scans need (freshly loaded rows are not all-visible until
+    // autovacuum gets to them), and ANALYZE gives the planner the new indexes' statistics.
+    sqlx::query("VACUUM (ANALYZE) vouchers, voucher_lines").execute(pg).await?;
     Ok(notes)
 }
 

@@ -25,7 +25,8 @@ pub struct Machine {
     /// `/proc/loadavg` at the start and at the end.
     pub load_before: String,
     pub load_after: String,
-    /// The busiest processes outside the stack at the start and at the end (`ps`), to say what shared the machine.
+    /// The busiest processes outside the stack at the start (`ps`: their lifetime CPU); the sampler's
+    /// `resources.others` says what they used during the run.
     pub shared_with: Vec<String>,
 }
 
@@ -205,12 +206,13 @@ pub fn markdown(s: &Summary) -> String {
         md,
         "- Everything ran on this machine: Postgres, Kafka, ClickHouse, the four services, nginx, k6 and this runner. The machine's \
          busy CPU averaged {:.0}% of one core over the sampling, of which {:.0}% went to processes outside the stack (other people's \
-         builds and tests). Busiest processes outside the stack:",
-        s.resources.machine_mean_cpu_pct, s.resources.other_mean_cpu_pct
+         builds and tests). Busiest processes outside the stack during the run (mean % of one core): {}. At the start (`ps`, \
+         lifetime CPU): {}.",
+        s.resources.machine_mean_cpu_pct,
+        s.resources.other_mean_cpu_pct,
+        s.resources.others.iter().map(|(n, c)| format!("`{n}` {c:.0}%")).collect::<Vec<_>>().join(", "),
+        m.shared_with.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
     );
-    for p in &m.shared_with {
-        let _ = writeln!(md, "  - `{p}`");
-    }
     let _ = writeln!(md, "\nData: {}. Company: {}.\n", s.data, s.company);
 
     md.push_str("## Checks\n\n| kind | check | measured | unit | bound | result | note |\n|---|---|---:|---|---|---|---|\n");
@@ -349,14 +351,19 @@ pub fn markdown(s: &Summary) -> String {
         );
     }
 
-    md.push_str("\n## Resources (sampled from /proc every second)\n\n| service | samples | peak RSS MiB | mean RSS MiB | mean CPU % | peak CPU % |\n|---|---:|---:|---:|---:|---:|\n");
+    md.push_str(
+        "\n## Resources (sampled from /proc every second)\n\n\
+         | service | samples | processes | peak RSS MiB | mean RSS MiB | peak PSS MiB | mean CPU % | peak CPU % |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for (name, u) in &s.resources.services {
         let _ = writeln!(
             md,
-            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            u.samples, u.peak_rss_mib, u.mean_rss_mib, u.mean_cpu_pct, u.peak_cpu_pct
+            "| {name} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            u.samples, u.processes_max, u.peak_rss_mib, u.mean_rss_mib, u.peak_pss_mib, u.mean_cpu_pct, u.peak_cpu_pct
         );
     }
+    md.push_str("\nRSS of a service of several processes counts their shared memory once per process; PSS divides it among them.\n");
     md.push_str("\nCPU is percent of one core (this machine has ");
     let _ = write!(md, "{} cores, so 100% = half the machine). Mean CPU by phase:\n\n", s.machine.nproc);
     for (name, u) in &s.resources.services {

@@ -60,8 +60,14 @@ pub fn dev_stack_services(run_dir: &std::path::Path) -> Vec<Service> {
 pub struct Usage {
     /// Ticks at which at least one of its processes was alive.
     pub samples: usize,
+    /// The most processes seen at one tick.
+    pub processes_max: usize,
+    /// RSS summed over the service's processes. For several processes this counts shared memory (Postgres' shared
+    /// buffers) once per process that touched it, so [`Usage::peak_pss_mib`] is the honest sum there.
     pub peak_rss_mib: f64,
     pub mean_rss_mib: f64,
+    /// PSS (shared pages divided among the processes sharing them) summed over the service's processes.
+    pub peak_pss_mib: f64,
     /// Percent of one core, averaged over the ticks it was alive (200% = both cores of this machine).
     pub mean_cpu_pct: f64,
     pub peak_cpu_pct: f64,
@@ -77,6 +83,7 @@ pub struct Sample {
     pub phase: String,
     pub service: String,
     pub rss_mib: f64,
+    pub pss_mib: f64,
     pub cpu_pct: f64,
     pub processes: usize,
 }
@@ -89,6 +96,8 @@ pub struct Report {
     pub machine_mean_cpu_pct: f64,
     /// The part of it no listed service used: builds, tests and tools of the people sharing the machine.
     pub other_mean_cpu_pct: f64,
+    /// The busiest processes outside the stack over the sampling, by name: mean percent of one core.
+    pub others: Vec<(String, f64)>,
     pub samples: Vec<Sample>,
 }
 
@@ -153,6 +162,17 @@ struct Proc {
     rss_kib: u64,
 }
 
+/// Processes outside the stack listed in [`Report::others`].
+const OTHERS_MAX: usize = 8;
+
+/// PSS of a process, KiB (`/proc/<pid>/smaps_rollup`); 0 when unreadable.
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.split_whitespace().next()?.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn read_proc(pid: u32) -> Option<Proc> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The name is in parentheses and may hold spaces; the fields after the last ')' are fixed.
@@ -209,6 +229,10 @@ struct State {
     machine_pct: Vec<f64>,
     service_pct: Vec<f64>,
     samples: Vec<Sample>,
+    /// CPU ticks of processes outside the stack since the first tick, by name.
+    other_ticks: HashMap<String, u64>,
+    /// Seconds from the first tick to the last.
+    span_seconds: f64,
 }
 
 impl State {
@@ -225,6 +249,8 @@ impl State {
             machine_pct: Vec::new(),
             service_pct: Vec::new(),
             samples: Vec::new(),
+            other_ticks: HashMap::new(),
+            span_seconds: 0.0,
         }
     }
 
@@ -260,20 +286,28 @@ impl State {
             })
             .collect();
         let mut rss = vec![0_u64; self.services.len()];
+        let mut pss = vec![0_u64; self.services.len()];
         let mut ticks = vec![0_u64; self.services.len()];
         let mut count = vec![0_usize; self.services.len()];
         let mut seen = HashMap::new();
         for p in all_pids().into_iter().filter_map(read_proc) {
             seen.insert(p.pid, p.cpu_ticks);
-            let Some(i) = self.owner(&p, &pid_files) else { continue };
-            rss[i] += p.rss_kib;
-            count[i] += 1;
             // A process first seen after the first tick started since the last one: all its ticks are new.
             let before = self.last_ticks.get(&p.pid).copied().unwrap_or(if self.last.is_some() { 0 } else { p.cpu_ticks });
+            let Some(i) = self.owner(&p, &pid_files) else {
+                *self.other_ticks.entry(p.comm.clone()).or_default() += p.cpu_ticks.saturating_sub(before);
+                continue;
+            };
+            rss[i] += p.rss_kib;
+            pss[i] += pss_kib(p.pid);
+            count[i] += 1;
             ticks[i] += p.cpu_ticks.saturating_sub(before);
         }
         self.last_ticks = seen;
         let machine = machine_jiffies();
+        if let Some(dt) = elapsed {
+            self.span_seconds += dt;
+        }
         if let (Some(dt), Some((busy, total)), Some((busy0, total0))) = (elapsed, machine, self.last_machine) {
             if total > total0 {
                 #[allow(clippy::cast_precision_loss)]
@@ -293,6 +327,7 @@ impl State {
                     phase: phase.to_owned(),
                     service: s.name.clone(),
                     rss_mib: rss[i] as f64 / 1024.0,
+                    pss_mib: pss[i] as f64 / 1024.0,
                     cpu_pct: cpu,
                     processes: count[i],
                 });
@@ -322,8 +357,10 @@ impl State {
                 s.name.clone(),
                 Usage {
                     samples: mine.len(),
+                    processes_max: mine.iter().map(|x| x.processes).max().unwrap_or(0),
                     peak_rss_mib: rss.iter().copied().fold(0.0, f64::max),
                     mean_rss_mib: mean(&rss),
+                    peak_pss_mib: mine.iter().map(|x| x.pss_mib).fold(0.0, f64::max),
                     mean_cpu_pct: mean(&cpu),
                     peak_cpu_pct: cpu.iter().copied().fold(0.0, f64::max),
                     mean_cpu_pct_by_phase: by_phase
@@ -338,10 +375,19 @@ impl State {
             );
         }
         let machine = mean(&self.machine_pct);
+        let mut others: Vec<(String, u64)> = self.other_ticks.into_iter().filter(|(_, t)| *t > 0).collect();
+        others.sort_by_key(|o| std::cmp::Reverse(o.1));
+        #[allow(clippy::cast_precision_loss)]
+        let others = others
+            .into_iter()
+            .take(OTHERS_MAX)
+            .map(|(name, t)| (name, t as f64 / self.ticks_per_second / self.span_seconds.max(f64::MIN_POSITIVE) * 100.0))
+            .collect();
         Report {
             services,
             machine_mean_cpu_pct: machine,
             other_mean_cpu_pct: (machine - mean(&self.service_pct)).max(0.0),
+            others,
             samples: self.samples,
         }
     }
