@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ const COPY_CHUNK_VOUCHERS_MAX: usize = 5_000;
 const FOLD_WAIT_SECONDS_MAX: u64 = 4 * 3600;
 /// How often the pipeline's progress is read while waiting, in milliseconds.
 const POLL_INTERVAL_MS: u64 = 500;
+/// How often a log (not a terminal) gets a progress line while the pipeline folds, in seconds.
+const LOG_INTERVAL_S: u64 = 10;
 /// Postgres connections the generator holds: one writes, one reads progress.
 const POOL_CONNECTIONS_MAX: u32 = 2;
 
@@ -124,6 +127,7 @@ pub struct GeneratedCompany {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stage {
     pub name: String,
+    /// Vouchers the stage carried (each has two lines).
     pub rows: u64,
     pub seconds: f64,
 }
@@ -167,8 +171,17 @@ pub async fn ensure(args: &GenerateArgs) -> anyhow::Result<Manifest> {
         let bar = bars.add(bar(target, "postgres"));
         let now = Utc::now();
         let mut rows = 0;
-        for plan in &missing {
+        for (n, plan) in missing.iter().enumerate() {
             rows += write_company(&pool, &args.topic, plan, &spec, now, &bar).await?;
+            if !bar_visible() {
+                // Progress bars draw only on a terminal; a log gets a line per company instead.
+                println!(
+                    "postgres: company {} of {} written, {rows} vouchers in {:.1} s",
+                    n + 1,
+                    missing.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         bar.finish();
         stages.push(Stage {
@@ -200,7 +213,8 @@ pub async fn ensure(args: &GenerateArgs) -> anyhow::Result<Manifest> {
     let path = args.out_dir.join(format!("manifest-{}-{}.json", args.size.as_str(), args.seed));
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
     for s in &manifest.stages {
-        println!("{:<55} {:>10} rows {:>9.1} s {:>10.0} rows/s", s.name, s.rows, s.seconds, s.rows as f64 / s.seconds.max(1e-9));
+        let per_s = s.rows as f64 / s.seconds.max(1e-9);
+        println!("{:<58} {:>9} vouchers {:>8.1} s {:>9.0} vouchers/s {:>9.0} lines/s", s.name, s.rows, s.seconds, per_s, 2.0 * per_s);
     }
     println!("manifest: {}", path.display());
     Ok(manifest)
@@ -212,6 +226,11 @@ pub async fn ensure(args: &GenerateArgs) -> anyhow::Result<Manifest> {
 /// As [`ensure`].
 pub async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     ensure(args).await.map(|_| ())
+}
+
+/// Whether progress bars are drawn: only on a terminal (indicatif hides them otherwise).
+fn bar_visible() -> bool {
+    std::io::stderr().is_terminal()
 }
 
 fn bar(len: u64, name: &str) -> ProgressBar {
@@ -442,7 +461,7 @@ fn days_in_month(first: NaiveDate) -> u32 {
 }
 
 /// Writes one company's books and their outbox rows in one transaction, so a failed load leaves no half company (and
-/// `ensure` loads it again next time). Returns the rows written.
+/// `ensure` loads it again next time). Returns the vouchers written.
 #[allow(clippy::too_many_lines)] // One straight pass over a company's tables, in the order their keys need.
 async fn write_company(
     pool: &PgPool,
@@ -706,7 +725,7 @@ async fn write_company(
     Ok(rows)
 }
 
-/// Writes a chunk of vouchers, their lines and their events; returns the rows written.
+/// Writes a chunk of vouchers, their lines and their events; returns the vouchers written.
 async fn flush(
     conn: &mut PgConnection,
     vouchers: &mut CopyBuf,
@@ -717,7 +736,7 @@ async fn flush(
     vouchers.copy(conn, COPY_VOUCHERS).await?;
     lines.copy(conn, COPY_LINES).await?;
     outbox.copy(conn, COPY_OUTBOX).await?;
-    Ok(4 * count as u64)
+    Ok(count as u64)
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -747,6 +766,7 @@ async fn wait_for_pipeline(
     );
     let target = per_company * ids.len() as u64;
     let mut drained_s = None;
+    let mut last_line = Instant::now();
     loop {
         if drained_s.is_none() {
             let backlog: i64 =
@@ -757,6 +777,10 @@ async fn wait_for_pipeline(
         }
         let folded = client.query(&sql).fetch_optional::<Folded>().await?.map_or(0, |f| f.folded);
         bar.set_position(folded);
+        if !bar_visible() && last_line.elapsed() >= Duration::from_secs(LOG_INTERVAL_S) {
+            println!("pipeline: {folded} of {target} vouchers folded in {:.1} s", started.elapsed().as_secs_f64());
+            last_line = Instant::now();
+        }
         if folded >= target && drained_s.is_some() {
             stages.push(Stage {
                 name: "folded into ClickHouse (relay → Kafka → stream-workers)".into(),
