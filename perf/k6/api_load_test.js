@@ -7,12 +7,13 @@
 //   API_TOKEN=$(compose/dev token) SCALE=0.05 k6 run perf/k6/api_load_test.js       # ~1-minute smoke
 //
 // Env: BASE_URL (default http://127.0.0.1:8080), API_TOKEN (or TOKEN), SCALE (default 1: about 17 minutes, 0.05: about
-// a minute with a twentieth of the VUs), VU_SCALE (VU counts only), THINK_SECONDS (default 1), DATA_DIR (default
-// perf/data), REPORT_YEAR/REPORT_MONTH (default this month), SUMMARY_JSON (a path for k6's summary as JSON).
+// a minute with a twentieth of the VUs), VU_SCALE (VU counts only), THINK_SECONDS (default 1), IDEMPOTENCY_KEYS (1: a
+// key on every POST, the single posting path; default none, group commit), DATA_DIR (default perf/data),
+// REPORT_YEAR/REPORT_MONTH (default this month), SUMMARY_JSON (a path for k6's summary as JSON).
 import { sleep } from 'k6';
 import { k6Thresholds } from './lib/thresholds.js';
 import {
-  call, data, dataPath, idempotencyKey, parseData, seconds, sequential, summary, voucherBody, vus,
+  call, data, dataPath, keyHeader, parseData, seconds, sequential, summary, voucherBody, vus,
   MONTH, THINK_SECONDS, TODAY, YEAR, YEAR_START,
 } from './lib/common.js';
 
@@ -57,8 +58,7 @@ export const options = {
 };
 
 export function mixed() {
-  const created = call('POST', '/api/v1/vouchers', voucherBody(DATA, null), 'vouchers_create', 201,
-    { 'Idempotency-Key': idempotencyKey() });
+  const created = call('POST', '/api/v1/vouchers', voucherBody(DATA, null), 'vouchers_create', 201, keyHeader());
   const posted = data(created);
   if (posted && posted.id) {
     call('GET', `/api/v1/vouchers/${posted.id}`, null, 'vouchers_get', 200);

@@ -10,11 +10,12 @@
 //
 // Env: BASE_URL (default http://127.0.0.1:8080), API_TOKEN (or TOKEN), SCALE (default 1: about 20 minutes; 0.05: about
 // a minute with a twentieth of the VUs; 1.5: a 30-minute soak), VU_SCALE (VU counts only), THINK_SECONDS (default 1),
-// DATA_DIR (default perf/data), REPORT_YEAR/REPORT_MONTH (default this month), SUMMARY_JSON (k6's summary as JSON).
+// IDEMPOTENCY_KEYS (1: a key on every POST, the single posting path; default none, group commit), DATA_DIR (default
+// perf/data), REPORT_YEAR/REPORT_MONTH (default this month), SUMMARY_JSON (k6's summary as JSON).
 import { sleep } from 'k6';
 import { k6Thresholds } from './lib/thresholds.js';
 import {
-  call, data, dataPath, idempotencyKey, invoiceBody, parseData, pick, seconds, sequential, summary, voucherBody, vus,
+  call, data, dataPath, keyHeader, invoiceBody, parseData, pick, seconds, sequential, summary, voucherBody, vus,
   MONTH, THINK_SECONDS, TODAY, YEAR, YEAR_START,
 } from './lib/common.js';
 
@@ -90,7 +91,7 @@ export function morningEntry() {
     'partners_search', 200));
   // The partner the clerk picks from the results; the one they looked for if the term matched nothing active.
   const partner = (found || []).find((p) => p.is_active) || wanted;
-  call('POST', '/api/v1/vouchers', voucherBody(DATA, partner), 'vouchers_create', 201, { 'Idempotency-Key': idempotencyKey() });
+  call('POST', '/api/v1/vouchers', voucherBody(DATA, partner), 'vouchers_create', 201, keyHeader());
   think();
 }
 
@@ -111,9 +112,9 @@ export function endOfDayInvoices() {
   const partners = sales ? DATA.customers : DATA.suppliers;
   if (partners.length === 0) return;
   const created = data(call('POST', '/api/v1/invoices', invoiceBody(sales ? 'sales' : 'purchase', pick(partners)), 'invoices_create',
-    201, { 'Idempotency-Key': idempotencyKey() }));
+    201, keyHeader()));
   if (created && created.id) {
-    call('POST', `/api/v1/invoices/${created.id}/issue`, null, 'invoices_issue', 200, { 'Idempotency-Key': idempotencyKey() });
+    call('POST', `/api/v1/invoices/${created.id}/issue`, null, 'invoices_issue', 200, keyHeader());
   }
   think();
 }

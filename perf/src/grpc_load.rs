@@ -6,6 +6,8 @@
 //! - `reports`: `ReportService/TrialBalance` and `ReportService/AccountLedger` (the whole ledger stream), alternately;
 //! - `all`: the three above, one after another, each for the full duration.
 //!
+//! Vouchers go without a `request_id` unless `--request-ids` is given, so they take grpc-api's group commit.
+//!
 //! Every call's latency is kept (no sampling, no outlier dropped) and sorted for p50/p95/p99; failures are counted by
 //! gRPC code, and for `bulk` also each refused item by its code. The result is a [`GrpcLoadReport`]: a table on
 //! stdout and JSON in `--out`, and what the perf runner gets from [`measure`] in-process.
@@ -96,6 +98,11 @@ pub struct GrpcLoadArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, env = "GRPC_LOAD_OUT")]
     pub out: Option<PathBuf>,
+    /// Send every voucher with a unique `request_id`. Keyed posts take the single path (their key, voucher and answer
+    /// in one transaction of their own); unkeyed posts, the default, are group-committed in batches with whatever
+    /// else is being posted, which is the throughput path.
+    #[arg(long, env = "GRPC_LOAD_REQUEST_IDS")]
+    pub request_ids: bool,
 }
 
 /// Latency percentiles of one method, in milliseconds, nearest-rank over every call (failed calls included: a
@@ -144,6 +151,9 @@ pub struct GrpcLoadReport {
     pub seconds: u64,
     pub batch: usize,
     pub lines_per_voucher: usize,
+    /// Whether vouchers carried a `request_id` (the single path) or not (group commit).
+    #[serde(default)]
+    pub request_ids: bool,
     /// When the run started, RFC 3339.
     pub started_at: String,
     pub methods: Vec<MethodReport>,
@@ -160,8 +170,14 @@ impl GrpcLoadReport {
     #[must_use]
     pub fn table(&self) -> String {
         let mut s = format!(
-            "grpc-load {:?} against {}: {} workers, {} s per mode, batch {}, {} lines per voucher\n",
-            self.mode, self.url, self.workers, self.seconds, self.batch, self.lines_per_voucher
+            "grpc-load {:?} against {}: {} workers, {} s per mode, batch {}, {} lines per voucher, {}\n",
+            self.mode,
+            self.url,
+            self.workers,
+            self.seconds,
+            self.batch,
+            self.lines_per_voucher,
+            if self.request_ids { "with request_ids (single path)" } else { "no request_ids (group commit)" }
         );
         s.push_str(&format!(
             "{:<15} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11} {:>10}  errors\n",
@@ -231,6 +247,7 @@ pub async fn measure(args: &GrpcLoadArgs) -> Result<GrpcLoadReport> {
         seconds: args.seconds,
         batch: args.batch,
         lines_per_voucher: args.lines,
+        request_ids: args.request_ids,
         started_at,
         methods,
     })
@@ -376,6 +393,15 @@ impl Worker {
         req
     }
 
+    /// The n-th voucher's `request_id`: unique per run and worker with `--request-ids`, empty (none) without.
+    fn request_id(&self, n: u64) -> String {
+        if self.args.request_ids {
+            format!("{}-{n}", self.key_prefix)
+        } else {
+            String::new()
+        }
+    }
+
     fn date(&self) -> String {
         self.args.date.clone().unwrap_or_else(|| chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string())
     }
@@ -407,7 +433,7 @@ impl Worker {
         let (date, mut t, mut n) = (self.date(), Tally::default(), 0u64);
         while Instant::now() < self.deadline {
             n += 1;
-            let req = pb::CreateVoucherRequest { request_id: format!("{}-{n}", self.key_prefix), voucher: Some(self.voucher(&date, n)) };
+            let req = pb::CreateVoucherRequest { request_id: self.request_id(n), voucher: Some(self.voucher(&date, n)) };
             let started = Instant::now();
             let result = client.create_voucher(self.authed(req)).await;
             t.latencies.push(started.elapsed());
@@ -427,7 +453,7 @@ impl Worker {
             let items: Vec<pb::CreateVoucherRequest> = (0..self.args.batch)
                 .map(|_| {
                     n += 1;
-                    pb::CreateVoucherRequest { request_id: format!("{}-{n}", self.key_prefix), voucher: Some(self.voucher(&date, n)) }
+                    pb::CreateVoucherRequest { request_id: self.request_id(n), voucher: Some(self.voucher(&date, n)) }
                 })
                 .collect();
             let started = Instant::now();
@@ -535,6 +561,7 @@ mod tests {
             seconds: 1,
             batch: 10,
             lines_per_voucher: 2,
+            request_ids: false,
             started_at: "2026-01-01T00:00:00Z".into(),
             methods: vec![report("CreateVouchers", Tally::default(), 1.0, 2)],
         };

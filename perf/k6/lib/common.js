@@ -107,8 +107,14 @@ export const MONTH = Number(__ENV.REPORT_MONTH || NOW.getMonth() + 1);
 export const TODAY = `${NOW.getFullYear()}-${pad(NOW.getMonth() + 1)}-${pad(NOW.getDate())}`;
 export const YEAR_START = `${NOW.getFullYear()}-01-01`;
 
-export function idempotencyKey() {
-  return `k6-${crypto.randomUUID()}`;
+// IDEMPOTENCY_KEYS=1 sends an Idempotency-Key with every POST, as a client that retries would. A keyed voucher post
+// takes ingest-api's single path (its key, voucher and answer in one transaction of its own); unkeyed posts, the
+// default, are group-committed in batches, the throughput path.
+export const IDEMPOTENCY_KEYS = ['1', 'true', 'yes'].includes(String(__ENV.IDEMPOTENCY_KEYS || '').toLowerCase());
+
+/** The headers a POST carries for IDEMPOTENCY_KEYS: a fresh key, or none. */
+export function keyHeader() {
+  return IDEMPOTENCY_KEYS ? { 'Idempotency-Key': `k6-${crypto.randomUUID()}` } : {};
 }
 
 /**
@@ -203,7 +209,7 @@ export function summary(data, title) {
     .map((k) => k.slice('http_req_duration{endpoint:'.length, -1))
     .sort();
   const width = Math.max(8, ...names.map((n) => n.length));
-  rows.push(`${title}: SCALE=${SCALE} VU_SCALE=${VU_SCALE} THINK_SECONDS=${THINK_SECONDS} against ${BASE}`);
+  rows.push(`${title}: SCALE=${SCALE} VU_SCALE=${VU_SCALE} THINK_SECONDS=${THINK_SECONDS} IDEMPOTENCY_KEYS=${IDEMPOTENCY_KEYS ? 1 : 0} against ${BASE}`);
   rows.push(`${'endpoint'.padEnd(width)}  ${'count'.padStart(7)}  ${'p50 ms'.padStart(8)}  ${'p95 ms'.padStart(8)}  ${'p99 ms'.padStart(8)}  ${'max ms'.padStart(8)}  floor p95/p99  ok`);
   const line = (name, metric, bound) => {
     const v = metric.values;
