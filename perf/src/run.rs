@@ -578,8 +578,10 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary) -> anyhow::Result<()> {
     s.explain_trial_balance = tb_plan;
     s.explain_ledger = ledger_plan;
     let tb_url = format!("{}/api/v1/reports/trial-balance?year={}&month={}", ctx.args.url, p.year, p.month);
-    let ledger_url =
-        format!("{}/api/v1/reports/account-ledger?account_code={}&year={}&page=1&page_size=200", ctx.args.url, p.account_code, p.year);
+    let ledger_url = format!(
+        "{}/api/v1/reports/account-ledger?account_code={}&from_date={}&to_date={}&page=1&page_size=200",
+        ctx.args.url, p.account_code, p.from, p.to
+    );
     let get = |url: String, client: reqwest::Client, token: String| move |_| bench::http(client.get(&url).bearer_auth(&token));
     let tb_ours = get(tb_url.clone(), ctx.client.clone(), ctx.main.token.clone());
     let ledger_ours = get(ledger_url.clone(), ctx.client.clone(), ctx.main.token.clone());
@@ -624,7 +626,10 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary) -> anyhow::Result<()> {
         Comparison {
             name: "account ledger".into(),
             ours_request: format!("GET {}", ledger_url.trim_start_matches(&ctx.args.url)),
-            theirs_request: format!("baseline::LEDGER_SQL, account {}, {} (all {} rows)", p.account_code, p.year, p.account_lines),
+            theirs_request: format!(
+                "baseline::LEDGER_SQL, account {}, {}..{} (all {} rows)",
+                p.account_code, p.from, p.to, p.account_lines
+            ),
             ours,
             theirs,
             ..Comparison::default()
@@ -836,7 +841,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let probe =
         ensure_company(&bin, &env, &pg, &args.data_root.join("perf-probe-company"), "kerp-perf probe (freshness, POST timing)").await?;
     let scratch = ensure_company(&bin, &env, &pg, &args.data_root.join("perf-scratch-company"), "kerp-perf scratch (bulk COPY)").await?;
-    let params = match baseline::pick_params(&pg, company).await {
+    let params = match baseline::pick_params(&pg, company, month_bounds(today()).0).await {
         Ok(p) => Some(p),
         Err(e) => {
             s.errors.push(format!("report parameters: {e:#}"));

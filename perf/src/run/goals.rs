@@ -230,7 +230,15 @@ pub fn goal_checks(s: &Summary) -> Vec<Check> {
     for (name, u) in &s.resources.services {
         if matches!(
             name.as_str(),
-            "ingest-api" | "query-api" | "grpc-api" | "stream-workers" | "postgres" | "kafka" | "clickhouse" | "nginx"
+            "ingest-api"
+                | "query-api"
+                | "grpc-api"
+                | "stream-workers"
+                | "stream-workers rebuild"
+                | "postgres"
+                | "kafka"
+                | "clickhouse"
+                | "nginx"
         ) {
             // A service of several processes (Postgres' backends) is held to its PSS: their RSS counts the shared
             // buffers once per backend.

@@ -243,8 +243,9 @@ pub fn markdown(s: &Summary) -> String {
         if let Some(p) = &s.params {
             let _ = writeln!(
                 md,
-                "Company {}, account {} ({} posted lines in {}), trial balance of {}-{:02} (the baseline sums {} to {}).\n",
-                p.company_id, p.account_code, p.account_lines, p.year, p.year, p.month, p.from, p.to
+                "Company {}, account {} ({} posted lines from {} to {}; the ledger covers that range), trial balance of {}-{:02} (the \
+                 baseline sums the same range). Postings of the current month (the load scenarios') are left out of the choice.\n",
+                p.company_id, p.account_code, p.account_lines, p.from, p.to, p.year, p.month
             );
         }
         md.push_str("| measure | requests | p50 ms | p95 ms | p99 ms | max ms | mean ms | failures | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
