@@ -185,35 +185,63 @@ pub fn running(debit_normal: bool, start: i128, lines: Vec<LedgerLine>) -> Vec<L
         .collect()
 }
 
-/// Where an offset page of a ledger starts, found from the range's monthly totals.
+/// Where an offset page of a ledger lies, found from the range's monthly totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageStart {
     /// The page's lines are read from this day on: the range's start, or the first day of the month the page
     /// starts in.
     pub from: NaiveDate,
-    /// Lines to skip from `from` on: the page's place inside its month.
+    /// ... up to this day: the last day of the month the page ends in (or of the range). `ledger_lines` is
+    /// partitioned by month, so the page's reads touch only its own months.
+    pub to: NaiveDate,
+    /// Lines to skip from `from` on: the page's place inside its first month.
     pub skip: u64,
     /// Debits and credits of the range's whole months before that month.
     pub carried_debit: i128,
     pub carried_credit: i128,
 }
 
-/// The start of the page that begins `offset` lines into a ledger range whose lines per month are `months`
-/// (ascending, as [`crate::store::ledger_months`] gives them), or `None` when the range has no more than `offset` lines.
-/// The balance carried into the page is then the whole months before it plus at most one month of lines, however deep
-/// the page.
+/// The start of the page of `limit` lines that begins `offset` lines into a ledger range whose lines per month are
+/// `months` (ascending, as [`crate::store::ledger_months`] gives them), or `None` when the range has no more than
+/// `offset` lines. The balance carried into the page is then the whole months before it plus at most one month of
+/// lines, however deep the page.
 #[must_use]
-pub fn locate_page(range_from: NaiveDate, months: &[crate::store::MonthTotals], offset: u64) -> Option<PageStart> {
+pub fn locate_page(
+    (range_from, range_to): (NaiveDate, NaiveDate),
+    months: &[crate::store::MonthTotals],
+    offset: u64,
+    limit: u32,
+) -> Option<PageStart> {
     let (mut before, mut debit, mut credit) = (0u64, 0i128, 0i128);
     for m in months {
         if before + m.lines > offset {
-            return Some(PageStart { from: range_from.max(m.month), skip: offset - before, carried_debit: debit, carried_credit: credit });
+            return Some(PageStart {
+                from: range_from.max(m.month),
+                to: page_end(range_to, months, offset + u64::from(limit.max(1)) - 1),
+                skip: offset - before,
+                carried_debit: debit,
+                carried_credit: credit,
+            });
         }
         before += m.lines;
         debit += m.debit;
         credit += m.credit;
     }
     None
+}
+
+/// The last day a read must reach to see the line at `last` (counted from 0) of a ledger range: the end of the month
+/// that holds it, or the range's end when the range has no such line.
+#[must_use]
+pub fn page_end(range_to: NaiveDate, months: &[crate::store::MonthTotals], last: u64) -> NaiveDate {
+    let mut before = 0u64;
+    for m in months {
+        before += m.lines;
+        if before > last {
+            return month_end(m.month.year(), m.month.month()).map_or(range_to, |end| end.min(range_to));
+        }
+    }
+    range_to
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -889,15 +917,18 @@ mod tests {
         use crate::store::MonthTotals;
         let month = |m, lines, debit| MonthTotals { month: day(&format!("2025-{m:02}-01")), lines, debit, credit: 1 };
         let months = [month(1, 3, 10), month(2, 0, 0), month(3, 4, 20), month(5, 2, 40)];
-        let from = day("2025-01-15");
-        let start = |offset| locate_page(from, &months, offset);
-        assert_eq!(start(0), Some(PageStart { from, skip: 0, carried_debit: 0, carried_credit: 0 }));
-        assert_eq!(start(2), Some(PageStart { from, skip: 2, carried_debit: 0, carried_credit: 0 }));
-        assert_eq!(start(3), Some(PageStart { from: day("2025-03-01"), skip: 0, carried_debit: 10, carried_credit: 2 }));
-        assert_eq!(start(6), Some(PageStart { from: day("2025-03-01"), skip: 3, carried_debit: 10, carried_credit: 2 }));
-        assert_eq!(start(7), Some(PageStart { from: day("2025-05-01"), skip: 0, carried_debit: 30, carried_credit: 3 }));
-        assert_eq!(start(9), None);
-        assert_eq!(locate_page(from, &[], 0), None);
+        let (from, to) = (day("2025-01-15"), day("2025-12-31"));
+        let start = |offset, limit| locate_page((from, to), &months, offset, limit);
+        let page = |from, to, skip, carried_debit, carried_credit| Some(PageStart { from, to, skip, carried_debit, carried_credit });
+        assert_eq!(start(0, 2), page(from, day("2025-01-31"), 0, 0, 0));
+        assert_eq!(start(0, 3), page(from, day("2025-01-31"), 0, 0, 0));
+        assert_eq!(start(2, 2), page(from, day("2025-03-31"), 2, 0, 0));
+        assert_eq!(start(3, 1), page(day("2025-03-01"), day("2025-03-31"), 0, 10, 2));
+        assert_eq!(start(6, 2), page(day("2025-03-01"), day("2025-05-31"), 3, 10, 2));
+        assert_eq!(start(7, 100), page(day("2025-05-01"), to, 0, 30, 3));
+        assert_eq!(start(9, 1), None);
+        assert_eq!(locate_page((from, to), &[], 0, 1), None);
+        assert_eq!(page_end(day("2025-05-20"), &months, 8), day("2025-05-20"), "never past the range");
     }
 
     // ----- fiscal years, statements and partner ledgers -----

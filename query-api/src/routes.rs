@@ -355,8 +355,8 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
 ///
 /// Page by `page`/`page_size`, or by cursor: each page's `pagination.next_cursor`, sent back as `cursor` with the same
 /// account and range, gives the next page with its running balance carried in the cursor. Either way a page costs the
-/// same at any depth: an offset page is found from the range's monthly totals and carries at most one month of lines,
-/// and a cursor page reads from its key on.
+/// same at any depth: the range's monthly totals place the page in its months, which are all its lines are read from;
+/// an offset page sums at most one month of earlier lines for its carried balance, and a cursor page none.
 #[utoipa::path(get, path = "/api/v1/reports/account-ledger", tag = "reports", params(LedgerQuery),
     responses((status = 200, description = "A page of the ledger", body = LedgerPage), (status = 400, response = BadRequest),
               (status = 404, response = NotFound), (status = 422, response = Unprocessable)))]
@@ -404,38 +404,35 @@ async fn account_ledger(
     let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
     let limit = pagination.page_size;
 
-    // The opening balance, the range's monthly totals and (from a cursor) the page are independent reads: they run
-    // concurrently, so a page costs about its slowest read rather than their sum.
-    let opening = store::ledger_opening(ch, company, account, from);
-    let months = store::ledger_months(ch, company, account, from, to);
-    let (opening, months, start, lines) = match &cursor {
+    // The opening balance and the range's monthly totals are independent reads and run concurrently. The totals then
+    // place the page: its months (`ledger_lines` is partitioned by month, so the page's reads touch only those) and,
+    // for an offset page, the whole months before it, so only the lines of its first month before it are summed.
+    let (opening, months) =
+        tokio::try_join!(store::ledger_opening(ch, company, account, from), store::ledger_months(ch, company, account, from, to))?;
+    let (start, lines) = match &cursor {
         Some(c) => {
-            let page = store::ledger_lines_after(ch, company, account, (from, to), &c.after, limit);
-            let (opening, months, lines) = tokio::try_join!(opening, months, page)?;
-            (opening, months, c.balance, lines)
-        }
-        None if pagination.offset() == 0 => {
-            let page = store::ledger_lines(ch, company, account, from, to, 0, limit);
-            let (opening, months, lines) = tokio::try_join!(opening, months, page)?;
-            let start = report::signed(debit_normal, opening.0, opening.1);
-            (opening, months, start, lines)
+            let end = report::page_end(to, &months, c.position + u64::from(limit) - 1);
+            let mut lines = store::ledger_lines_after(ch, company, account, (from, end), &c.after, limit).await?;
+            // Lines posted into earlier days since the cursor was made push the page later than its position says;
+            // a short page then reads on to the range's end rather than stop early.
+            if lines.len() < limit as usize && end < to {
+                lines = store::ledger_lines_after(ch, company, account, (from, to), &c.after, limit).await?;
+            }
+            (c.balance, lines)
         }
         None => {
-            // A deeper page starts in the month the monthly totals place it in: the months before it are carried from
-            // those totals, and only the lines of that month before the page are summed.
-            let (opening, months) = tokio::try_join!(opening, months)?;
             let mut start = report::signed(debit_normal, opening.0, opening.1);
-            let lines = match report::locate_page(from, &months, pagination.offset()) {
+            let lines = match report::locate_page((from, to), &months, pagination.offset(), limit) {
                 Some(p) => {
-                    let carry = store::ledger_carry(ch, company, account, p.from, to, p.skip);
-                    let page = store::ledger_lines(ch, company, account, p.from, to, p.skip, limit);
+                    let carry = store::ledger_carry(ch, company, account, p.from, p.to, p.skip);
+                    let page = store::ledger_lines(ch, company, account, p.from, p.to, p.skip, limit);
                     let ((in_month_debit, in_month_credit), lines) = tokio::try_join!(carry, page)?;
                     start += report::signed(debit_normal, p.carried_debit + in_month_debit, p.carried_credit + in_month_credit);
                     lines
                 }
                 None => Vec::new(),
             };
-            (opening, months, start, lines)
+            (start, lines)
         }
     };
     let opening = report::signed(debit_normal, opening.0, opening.1);
