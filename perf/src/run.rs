@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// The public URL (nginx) of the dev stack.
     #[arg(long, env = "KERP_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// The base URL the report comparison reads query-api at: `--url` (through nginx, as clients do) when left out;
+    /// `http://127.0.0.1:8082` reads it directly, or point it at another query-api (say a release build beside a
+    /// debug stack).
+    #[arg(long, env = "KERP_QUERY_URL")]
+    pub query_url: Option<String>,
     /// grpc-api's URL.
     #[arg(long, env = "KERP_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub grpc_url: String,
@@ -577,10 +582,14 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary) -> anyhow::Result<()> {
     let (tb_plan, ledger_plan) = baseline::explain(&ctx.pg, &p).await?;
     s.explain_trial_balance = tb_plan;
     s.explain_ledger = ledger_plan;
-    let tb_url = format!("{}/api/v1/reports/trial-balance?year={}&month={}", ctx.args.url, p.year, p.month);
+    let query_url = ctx.args.query_url.clone().unwrap_or_else(|| ctx.args.url.clone());
+    if ctx.args.query_url.is_some() {
+        s.notes.push(format!("The report comparison read query-api at {query_url} (--query-url), not through the stack's nginx."));
+    }
+    let tb_url = format!("{query_url}/api/v1/reports/trial-balance?year={}&month={}", p.year, p.month);
     let ledger_url = format!(
-        "{}/api/v1/reports/account-ledger?account_code={}&from_date={}&to_date={}&page=1&page_size=200",
-        ctx.args.url, p.account_code, p.from, p.to
+        "{query_url}/api/v1/reports/account-ledger?account_code={}&from_date={}&to_date={}&page=1&page_size=200",
+        p.account_code, p.from, p.to
     );
     let get = |url: String, client: reqwest::Client, token: String| move |_| bench::http(client.get(&url).bearer_auth(&token));
     let tb_ours = get(tb_url.clone(), ctx.client.clone(), ctx.main.token.clone());
@@ -609,7 +618,7 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary) -> anyhow::Result<()> {
     s.reports.push(
         Comparison {
             name: "trial balance".into(),
-            ours_request: format!("GET {}", tb_url.trim_start_matches(&ctx.args.url)),
+            ours_request: format!("GET {tb_url}"),
             theirs_request: format!("baseline::TRIAL_BALANCE_SQL over {}..{}", p.from, p.to),
             ours,
             theirs,
@@ -625,7 +634,7 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary) -> anyhow::Result<()> {
     s.reports.push(
         Comparison {
             name: "account ledger".into(),
-            ours_request: format!("GET {}", ledger_url.trim_start_matches(&ctx.args.url)),
+            ours_request: format!("GET {ledger_url}"),
             theirs_request: format!(
                 "baseline::LEDGER_SQL, account {}, {}..{} (all {} rows)",
                 p.account_code, p.from, p.to, p.account_lines
