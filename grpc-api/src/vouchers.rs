@@ -1,7 +1,10 @@
 //! `kerp.v1.VoucherService`: voucher messages come in, are mapped onto the REST body ([`voucher_input`]), checked by
-//! `kerp_core::voucher::validate` and posted by `kerp_ingest::store::vouchers::post_voucher` inside one Postgres
-//! transaction together with the request's idempotency key and the outbox event, exactly as `POST /api/v1/vouchers`
-//! does; posted vouchers (or each item's error) go out. Reads come from Postgres through the same store.
+//! `kerp_core::voucher::validate` and posted exactly as `POST /api/v1/vouchers` posts: without a `request_id` through
+//! group commit (`kerp_ingest::group_commit`, in batches with whatever else is being posted), with one by
+//! `kerp_ingest::store::vouchers::post_voucher` inside one Postgres transaction together with the idempotency key and
+//! the outbox event. A CreateVouchers stream starts its items in order and keeps up to [`STREAM_IN_FLIGHT_MAX`] of them
+//! waiting for their answers, so its items fill group commit's batches; posted vouchers (or each item's error) go out
+//! in item order. Reads come from Postgres through the same store.
 //!
 //! Idempotency: a `request_id` is an idempotency key in REST's table. The request hash is SHA-256 over a domain string
 //! and the canonical protobuf encoding of the item's voucher, so a retry of the same voucher replays the stored
