@@ -203,7 +203,7 @@ async fn purge_idempotency_keys(pool: PgPool, shutdown: CancellationToken) {
 
 /// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of the
 /// metrics ingest-api records: the outbox relay's, the posting counter and the group-commit batch sizes. grpc-api posts
-/// through the same store and group commit, and calls this too. Every label is bounded (`reason` has two values).
+/// through the same store and group commit, and calls this too. Every label is bounded (`reason` and `stage` have two values each).
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     let _ = kerp_core::telemetry::metrics_handle();
@@ -212,6 +212,10 @@ pub fn describe_metrics() {
         "Vouchers numbered and written to the outbox as VoucherPosted: posted approved, approved drafts and reversals."
     );
     describe_histogram!("group_commit_batch_vouchers", "Posts written together by one group-commit batch (one transaction, one commit).");
+    describe_counter!(
+        "group_commit_failures_total",
+        "Group-commit batches that failed, by stage (batch: rolled back, its posts retried one by one; commit: the commit failed)."
+    );
     describe_gauge!("outbox_backlog_rows", "Outbox rows not yet published to Kafka, measured by the relay every few seconds.");
     describe_gauge!("outbox_oldest_row_age_seconds", "Age of the oldest unpublished outbox row, in seconds (0 when the outbox is empty).");
     describe_counter!("outbox_published_total", "Outbox rows published to Kafka (acknowledged by acks=all) and deleted.");
