@@ -407,10 +407,30 @@ async fn account_ledger(
     // The opening balance and the range's monthly totals are independent reads and run concurrently. The totals then
     // place the page: its months (`ledger_lines` is partitioned by month, so the page's reads touch only those) and,
     // for an offset page, the whole months before it, so only the lines of its first month before it are summed.
-    let (opening, months) =
-        tokio::try_join!(store::ledger_opening(ch, company, account, from), store::ledger_months(ch, company, account, from, to))?;
-    let (start, lines) = match &cursor {
-        Some(c) => {
+    //
+    // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
+    // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
+    // costs one round of reads instead of two.
+    let opening = store::ledger_opening(ch, company, account, from);
+    let months = store::ledger_months(ch, company, account, from, to);
+    let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
+    let known_start = async {
+        match &cursor {
+            Some(c) => {
+                store::ledger_lines_after(ch, company, account, (from, first_month(c.after.voucher_date)), &c.after, limit).await.map(Some)
+            }
+            None if pagination.offset() == 0 => {
+                store::ledger_lines(ch, company, account, from, first_month(from), 0, limit).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    let (opening, months, early) = tokio::try_join!(opening, months, known_start)?;
+    let early = early.filter(|lines| lines.len() == limit as usize);
+    let (start, lines) = match (&cursor, early) {
+        (Some(c), Some(lines)) => (c.balance, lines),
+        (None, Some(lines)) => (report::signed(debit_normal, opening.0, opening.1), lines),
+        (Some(c), None) => {
             let end = report::page_end(to, &months, c.position + u64::from(limit) - 1);
             let mut lines = store::ledger_lines_after(ch, company, account, (from, end), &c.after, limit).await?;
             // Lines posted into earlier days since the cursor was made push the page later than its position says;
@@ -420,7 +440,7 @@ async fn account_ledger(
             }
             (c.balance, lines)
         }
-        None => {
+        (None, None) => {
             let mut start = report::signed(debit_normal, opening.0, opening.1);
             let lines = match report::locate_page((from, to), &months, pagination.offset(), limit) {
                 Some(p) => {
