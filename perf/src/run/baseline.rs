@@ -52,9 +52,10 @@ pub const INDEXES: [(&str, &str, &str); 3] = [
 ];
 
 /// The trial balance, as the original wrote it (with the line-to-voucher join inside the outer join, so that an
-/// account with lines only outside the range is still listed, with zeros).
+/// account with lines only outside the range is still listed, with zeros). Sums are `numeric`, read as text: a sum of
+/// lines of up to 10^15 won each passes `bigint`, and query-api answers them exactly too.
 pub const TRIAL_BALANCE_SQL: &str = "\
-SELECT a.code, a.name, COALESCE(SUM(l.debit), 0)::bigint AS debit, COALESCE(SUM(l.credit), 0)::bigint AS credit
+SELECT a.code, a.name, COALESCE(SUM(l.debit), 0)::text AS debit, COALESCE(SUM(l.credit), 0)::text AS credit
 FROM accounts a
 LEFT JOIN (voucher_lines l
            JOIN vouchers v ON v.id = l.voucher_id
@@ -69,7 +70,7 @@ ORDER BY a.code";
 /// The account ledger, as the original wrote it: every line of the account in the range with its running balance.
 pub const LEDGER_SQL: &str = "\
 SELECT v.voucher_date, v.voucher_number, l.line_no, l.debit, l.credit,
-       (SUM(l.debit - l.credit) OVER (ORDER BY v.voucher_date, v.created_at))::bigint AS balance
+       (SUM(l.debit - l.credit) OVER (ORDER BY v.voucher_date, v.created_at))::text AS balance
 FROM voucher_lines l
 JOIN vouchers v ON v.id = l.voucher_id
 WHERE l.company_id = $1 AND l.account_id = $2
@@ -173,7 +174,7 @@ pub async fn pick_params(pg: &PgPool, company: Uuid, before: NaiveDate) -> anyho
 /// # Errors
 /// Postgres refuses.
 pub async fn trial_balance(pg: &PgPool, p: &Params) -> anyhow::Result<usize> {
-    let rows: Vec<(String, String, i64, i64)> =
+    let rows: Vec<(String, String, String, String)> =
         sqlx::query_as(TRIAL_BALANCE_SQL).bind(p.company_id).bind(p.from).bind(p.to).fetch_all(pg).await?;
     Ok(rows.len())
 }
@@ -183,7 +184,7 @@ pub async fn trial_balance(pg: &PgPool, p: &Params) -> anyhow::Result<usize> {
 /// # Errors
 /// Postgres refuses.
 pub async fn ledger(pg: &PgPool, p: &Params) -> anyhow::Result<usize> {
-    let rows: Vec<(NaiveDate, Option<String>, i32, i64, i64, i64)> =
+    let rows: Vec<(NaiveDate, Option<String>, i32, i64, i64, String)> =
         sqlx::query_as(LEDGER_SQL).bind(p.company_id).bind(p.account_id).bind(p.from).bind(p.to).fetch_all(pg).await?;
     Ok(rows.len())
 }
