@@ -12,6 +12,8 @@ const HEADERS = { 'Authorization': `Bearer ${__ENV.TOKEN}`, 'Content-Type': 'app
 const CODES = ['1101', '1102', '1103', '1201', '2101', '4101', '5101', '5201', '5212', '5213'];
 
 const RATE = Number(__ENV.RATE || 0);
+// The share of iterations that also read a trial balance (TB_SHARE=0 measures posting alone).
+const TB_SHARE = Number(__ENV.TB_SHARE ?? 0.05);
 const LOAD = RATE > 0
   ? { scenarios: { open: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: __ENV.DURATION || '30s',
                            preAllocatedVUs: Math.min(RATE, 100), maxVUs: Number(__ENV.MAX_VUS || 200) } } }
@@ -45,7 +47,7 @@ export default function () {
   });
   const r = http.post(`${BASE}/api/v1/vouchers`, body, { headers: HEADERS, tags: { name: 'create' } });
   check(r, { 'created': (res) => res.status === 201 });
-  if (Math.random() < 0.05) {
+  if (Math.random() < TB_SHARE) {
     const tb = http.get(`${BASE}/api/v1/reports/trial-balance?year=2025&month=${month}`, { headers: HEADERS, tags: { name: 'trial_balance' } });
     check(tb, { 'trial balance': (res) => res.status === 200 });
   }

@@ -62,8 +62,15 @@ impl kerp_core::http::JwtSecret for AppState {
 /// themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = openapi::api_routes().split_for_parts();
-    kerp_core::http::tracked(routes.with_state(state))
+    // Inside `tracked`, so the request's measured time includes its wait for a slot.
+    kerp_core::http::tracked(routes.with_state(state).layer(tower::limit::ConcurrencyLimitLayer::new(REQUESTS_IN_FLIGHT_MAX)))
 }
+
+/// Most requests query-api works on at once; the rest wait for a slot. A report runs one to three ClickHouse queries
+/// at once, so this keeps the service well under the server's `max_concurrent_queries` (100), which otherwise refuses
+/// queries outright under a burst, and keeps a 2-core machine from thrashing: past a few queries per core, more at once
+/// only makes each slower.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 
 /// Binds the configured address and serves until `shutdown`.
 ///
