@@ -27,7 +27,12 @@ CREATE TABLE IF NOT EXISTS ledger_lines{v} (
     posted_at      DateTime
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(voucher_date)
-ORDER BY (company_id, account_id, voucher_date, voucher_number, line_no);
+ORDER BY (company_id, account_id, voucher_date, voucher_number, line_no)
+-- A ledger read names one account of one company, often a few hundred lines: with the default 8,192-row granules it
+-- read at least 8,192 rows from every part it touched (measured: ~100 ms of CPU per ledger page at the `large` size).
+-- Smaller granules cut that eightfold for a slightly larger primary index. Tables made before this keep 8,192 until
+-- `stream-workers rebuild` recreates them.
+SETTINGS index_granularity = 1024;
 
 -- One event's debit and credit on one account in its month (period = first day of the month). Sums over events are
 -- taken at read time, after FINAL has collapsed copies, and in Decimal128, so no total can overflow.
@@ -39,7 +44,9 @@ CREATE TABLE IF NOT EXISTS period_balances{v} (
     debit       Int64,
     credit      Int64
 ) ENGINE = ReplacingMergeTree
-ORDER BY (company_id, account_id, period, company_seq);
+ORDER BY (company_id, account_id, period, company_seq)
+-- As for ledger_lines: an account's opening balance reads a few rows, not a whole 8,192-row granule per part.
+SETTINGS index_granularity = 1024;
 
 -- Account names and classes as the events carried them, so reports need nothing but ClickHouse.
 CREATE TABLE IF NOT EXISTS accounts{v} (
