@@ -28,6 +28,8 @@ pub const REBUILD_SUFFIX: &str = "__rebuild";
 const METADATA_TIMEOUT_MS: u64 = 10_000;
 /// Most messages per batch of the rebuild (its batches are bounded by lines too, like the live fold's).
 const REBUILD_BATCH_MESSAGES_MAX: usize = 5_000;
+/// Decoded batches queued ahead of the one being written; each holds at most a batch's memory.
+const REBUILD_BATCHES_AHEAD_MAX: usize = 2;
 
 /// Settings of one rebuild.
 #[derive(Debug, Clone, clap::Args)]
@@ -88,34 +90,54 @@ async fn fold_range(
     }
     consumer.assign(&tpl)?;
     let mut remaining: HashMap<i32, i64> = todo.iter().map(|(p, _, e)| (*p, *e)).collect();
-    let (mut messages, mut lines) = (0u64, 0u64);
-    while !remaining.is_empty() {
-        let mut batch: Vec<Fetched> = Vec::new();
-        let mut batch_lines = 0usize;
-        while !remaining.is_empty()
-            && batch.len() < REBUILD_BATCH_MESSAGES_MAX
-            && batch_lines < config.batch_rows_max.clamp(1, crate::BATCH_ROWS_MAX)
-        {
-            let m = tokio::select! {
-                () = shutdown.cancelled() => return Err(Error::Interrupted),
-                m = consumer.recv() => m?,
-            };
-            let (p, o) = (m.partition(), m.offset());
-            let Some(end) = remaining.get(&p).copied() else { continue };
-            if o >= end {
-                continue;
+    let batch_lines_max = config.batch_rows_max.clamp(1, crate::BATCH_ROWS_MAX);
+    // Reading and decoding the next batch (this process's CPU) overlaps writing the current one (ClickHouse's): a
+    // reader task hands decoded batches over a short queue, in topic order.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Fetched>, u64)>>(REBUILD_BATCHES_AHEAD_MAX);
+    let reader_stop = shutdown.clone();
+    let reader = tokio::spawn(async move {
+        while !remaining.is_empty() {
+            let mut batch: Vec<Fetched> = Vec::new();
+            let (mut batch_lines, mut lines) = (0usize, 0u64);
+            while !remaining.is_empty() && batch.len() < REBUILD_BATCH_MESSAGES_MAX && batch_lines < batch_lines_max {
+                let m = tokio::select! {
+                    () = reader_stop.cancelled() => return,
+                    m = consumer.recv() => match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    },
+                };
+                let (p, o) = (m.partition(), m.offset());
+                let Some(end) = remaining.get(&p).copied() else { continue };
+                if o >= end {
+                    continue;
+                }
+                if o + 1 >= end {
+                    remaining.remove(&p);
+                }
+                let fetched = Fetched::decode(&m);
+                batch_lines += fetched.lines();
+                if let Ok(kerp_schemas::Event::VoucherPosted(e)) = &fetched.message.event {
+                    lines += e.lines.len() as u64;
+                }
+                batch.push(fetched);
             }
-            if o + 1 >= end {
-                remaining.remove(&p);
+            if tx.send(Ok((batch, lines))).await.is_err() {
+                // The folding side stopped (an error): nothing waits for more.
+                return;
             }
-            let fetched = Fetched::decode(&m);
-            batch_lines += fetched.lines();
-            if let Ok(kerp_schemas::Event::VoucherPosted(e)) = &fetched.message.event {
-                lines += e.lines.len() as u64;
-            }
-            batch.push(fetched);
         }
+    });
+    // A folding error returns early: the reader must not go on reading for nobody.
+    let _reader_guard = AbortOnDrop(reader.abort_handle());
+    let (mut messages, mut lines) = (0u64, 0u64);
+    while let Some(next) = rx.recv().await {
+        let (batch, batch_line_count) = next?;
         messages += batch.len() as u64;
+        lines += batch_line_count;
         match folder.process(&batch, Instant::now(), shutdown).await? {
             Processed::Written => {}
             Processed::Abandoned(why) => return Err(Error::Rebuild(why)),
@@ -129,7 +151,22 @@ async fn fold_range(
             )));
         }
     }
+    // The queue ends when the reader has read every partition to its end, or stopped early: for shutdown, or because
+    // it failed, which `reader` tells.
+    reader.await.map_err(|e| Error::Rebuild(format!("the rebuild's reader failed: {e}")))?;
+    if shutdown.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
     Ok((messages, lines))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The current end offset of every partition of the topic.
