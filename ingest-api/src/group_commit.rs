@@ -11,7 +11,10 @@
 //! is not retried, since Postgres may have kept it: every post of the batch gets the error, as a single posting would.
 //!
 //! Order and exactly-once are unchanged: a company's posts of a batch take consecutive sequences in arrival order
-//! under its company row, exactly as consecutive single postings would, and lanes never share a company.
+//! under its company row, exactly as consecutive single postings would. The one exception is a batch that finds a row
+//! held by another transaction: its posts then go on alone, aside from the lane, so that one busy company does not
+//! hold up the others, and they may commit after later posts of their company (numbers and sequences stay gapless,
+//! in commit order).
 
 use std::time::Instant;
 
@@ -35,6 +38,9 @@ pub const BATCH_LINES_MAX: usize = 4_096;
 pub const LANE_QUEUE_MAX: usize = 1_024;
 /// Most lanes: each holds one pooled connection while it writes.
 pub const LANES_MAX: usize = 16;
+/// Longest a batch waits for a row another transaction holds, in milliseconds (the pool's own wait is
+/// `DB_LOCK_WAIT_MS_MAX`). Past it the batch's posts go on alone, aside from the lane.
+pub const BATCH_LOCK_WAIT_MS_MAX: u64 = 50;
 
 struct Job {
     company_id: Uuid,
@@ -132,6 +138,9 @@ async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
         jobs.iter().map(|j| batch::Item { company_id: j.company_id, user_id: j.user_id, voucher: &j.voucher }).collect();
     let attempt = async {
         let mut tx = pool.begin().await?;
+        // A batch waits only briefly for a row another transaction holds (a company's long posting elsewhere, a
+        // month being closed): the lane must not keep every other company it serves waiting behind that lock.
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{BATCH_LOCK_WAIT_MS_MAX}ms'")).execute(&mut *tx).await?;
         let answers = batch::post_batch(&mut tx, topic, &items).await?;
         Ok::<_, Error>((tx, answers))
     }
@@ -146,6 +155,24 @@ async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
                 jobs.iter().map(|_| Err(commit_failed(&e))).collect()
             }
         },
+        Err(e) if is_lock_wait(&e) => {
+            // Rolled back: nothing of the batch is kept. Its posts go alone, each in a task of its own with the pool's
+            // full lock wait, and the lane moves on: the posts of the busy company wait (or get their 503) without
+            // holding up the other companies of this lane. Those posts may then commit after later posts of the same
+            // company; each still gets its own gapless number and sequence, in commit order, as the fold needs.
+            tracing::info!(error = %e, vouchers = jobs.len(), "a batch waited for a row held elsewhere; posting its vouchers one by one, aside");
+            metrics::counter!("group_commit_failures_total", "stage" => "lock").increment(1);
+            drop(items);
+            for job in jobs {
+                let (pool, topic) = (pool.clone(), topic.to_owned());
+                tokio::spawn(async move {
+                    let span = job.span.clone();
+                    let answer = single(&pool, &topic, &job).instrument(span).await;
+                    let _ = job.reply.send(answer);
+                });
+            }
+            return;
+        }
         Err(e) => {
             // Rolled back as the transaction was dropped: nothing of the batch is kept. Each post goes alone now.
             tracing::info!(error = %e, vouchers = jobs.len(), "a batch could not be posted as one; posting its vouchers one by one");
@@ -164,6 +191,11 @@ async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
         // had it gone away just after the commit.
         let _ = job.reply.send(answer);
     }
+}
+
+/// Whether a batch failed because a row it needed was held by another transaction past [`BATCH_LOCK_WAIT_MS_MAX`].
+fn is_lock_wait(e: &Error) -> bool {
+    matches!(e, Error::Db(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03"))
 }
 
 /// The single path: one voucher in a transaction of its own.
