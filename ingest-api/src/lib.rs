@@ -214,7 +214,8 @@ pub fn describe_metrics() {
     describe_histogram!("group_commit_batch_vouchers", "Posts written together by one group-commit batch (one transaction, one commit).");
     describe_counter!(
         "group_commit_failures_total",
-        "Group-commit batches that failed, by stage (batch: rolled back, its posts retried one by one; commit: the commit failed)."
+        "Group-commit batches that failed, by stage (batch: rolled back, its posts retried one by one; lock: a row held elsewhere, its posts \
+         went on alone aside from the lane; commit: the commit failed)."
     );
     describe_gauge!("outbox_backlog_rows", "Outbox rows not yet published to Kafka, measured by the relay every few seconds.");
     describe_gauge!("outbox_oldest_row_age_seconds", "Age of the oldest unpublished outbox row, in seconds (0 when the outbox is empty).");
