@@ -3,7 +3,9 @@
 //!
 //! Every query is filtered by the caller's company. Aggregates are read `FINAL`: `period_balances` and `ledger_lines`
 //! hold one row per event (and line), and a second copy of an event, written by a redelivery or by two workers, is only
-//! collapsed with the first at read time. Sums are taken in Decimal128 and sent as text, because an Int64 sum wraps
+//! collapsed with the first at read time. Balances are read from the company's newest balance snapshot (sums per
+//! account and month up to a sequence) plus the `period_balances` rows above it, so a trial balance collapses a short
+//! tail instead of every row the company ever posted. Sums are taken in Decimal128 and sent as text, because an Int64 sum wraps
 //! silently once an account passes 9.2 * 10^18 won.
 //!
 //! The account ledger's per-page reads of one account's lines collapse copies themselves instead, by the sorting key
@@ -101,17 +103,37 @@ fn account_key(company: Uuid, account: Uuid) -> String {
     format!("company_id = {} AND account_id = {}", uuid_literal(&company), uuid_literal(&account))
 }
 
+/// The sequence the company's newest balance snapshot covers; 0 when it has none (sequences start at 1, so every
+/// balance row is then above it). Read apart from, and before, the rows: the snapshot at this sequence stays until a
+/// newer one has long replaced it (see `migrations/clickhouse/0004_snapshots.sql`), whereas the newest sequence may
+/// change between two reads of one query.
+async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
+    let sql = format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {}", uuid_literal(&company));
+    Ok(timed("balance_snapshot_seq", ch.query(&sql).fetch_one::<i64>()).await?)
+}
+
+/// A row source, with a `WHERE` open for more conditions, of a company's balance rows (`account_id`, `period`, and
+/// the sums `d` and `c` as Decimal128): its snapshot at `upto` (a snapshot written twice is taken once) and, above
+/// it, the `period_balances` rows collapsed with FINAL. `account` narrows both to one account.
+fn balances(company: Uuid, account: Option<Uuid>, upto: i64) -> String {
+    let company = uuid_literal(&company);
+    let account = account.map(|a| format!(" AND account_id = {}", uuid_literal(&a))).unwrap_or_default();
+    format!(
+        "(SELECT account_id, period, any(debit) AS d, any(credit) AS c FROM balance_snapshots
+          WHERE company_id = {company} AND upto_seq = {upto}{account} GROUP BY account_id, period
+          UNION ALL
+          SELECT account_id, period, toDecimal128(debit, 0) AS d, toDecimal128(credit, 0) AS c FROM period_balances FINAL
+          WHERE company_id = {company} AND company_seq > {upto}{account})
+         WHERE 1 = 1"
+    )
+}
+
 /// An account's (debit, credit) totals before `from`: whole months from the balances table, then the days of
 /// `from`'s month before it from the lines. The two reads are independent and run concurrently.
 pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate) -> Result<(i128, i128)> {
     let key = account_key(company, account);
     let month_start = crate::report::month_start(from);
-    let months_sql = format!(
-        "SELECT {} AS debit_sum, {} AS credit_sum FROM period_balances FINAL WHERE {key} AND period < {}",
-        wide_sum("debit"),
-        wide_sum("credit"),
-        date(month_start),
-    );
+
     let days_sql = format!(
         "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
          WHERE {key} AND voucher_date >= {} AND voucher_date < {}",
@@ -120,13 +142,23 @@ pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: Nai
         date(month_start),
         date(from),
     );
-    let before_months = timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>());
+    let before_months = async {
+        let upto = snapshot_seq(ch, company).await?;
+        let months_sql = format!(
+            "SELECT {} AS debit_sum, {} AS credit_sum FROM {} AND period < {}",
+            wide_sum("d"),
+            wide_sum("c"),
+            balances(company, Some(account), upto),
+            date(month_start),
+        );
+        Ok::<_, Error>(timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>()).await?)
+    };
     // From the first of a month there are no days before it to read.
     let before_days = async {
         if from == month_start {
             return Ok(TwoSums { debit: "0".into(), credit: "0".into() });
         }
-        timed("ledger_opening_days", ch.query(&days_sql).fetch_one::<TwoSums>()).await
+        Ok(timed("ledger_opening_days", ch.query(&days_sql).fetch_one::<TwoSums>()).await?)
     };
     let (before_months, before_days) = tokio::try_join!(before_months, before_days)?;
     let (md, mc) = before_months.pair()?;
@@ -349,11 +381,16 @@ pub async fn bucket_sums(
     cuts: &[NaiveDate],
     through: NaiveDate,
 ) -> Result<Vec<BucketSums>> {
-    let (table, col, mut filter, name) = match source {
-        Source::Balances => ("period_balances", "period", String::new(), "bucket_sums_balances"),
+    // Balances come from the newest snapshot and the rows above it; lines are collapsed with FINAL.
+    let (rows, col, (debit, credit), mut filter, name) = match source {
+        Source::Balances => {
+            let upto = snapshot_seq(ch, company).await?;
+            (balances(company, None, upto), "period", ("d", "c"), String::new(), "bucket_sums_balances")
+        }
         Source::Lines { department } => (
-            "ledger_lines",
+            format!("ledger_lines FINAL WHERE company_id = {}", uuid_literal(&company)),
             "voucher_date",
+            ("debit", "credit"),
             department.map(|d| format!(" AND department_id = {}", uuid_literal(&d))).unwrap_or_default(),
             "bucket_sums_lines",
         ),
@@ -370,12 +407,10 @@ pub async fn bucket_sums(
     };
     let sql = format!(
         "SELECT account_id, {bucket} AS bucket_no, {} AS debit_sum, {} AS credit_sum
-         FROM {table} FINAL
-         WHERE company_id = {}{filter} AND {col} <= {}
+         FROM {rows}{filter} AND {col} <= {}
          GROUP BY account_id, bucket_no",
-        wide_sum("debit"),
-        wide_sum("credit"),
-        uuid_literal(&company),
+        wide_sum(debit),
+        wide_sum(credit),
         date(through),
     );
     let rows: Vec<BucketRow> = timed(name, ch.query(&sql).fetch_all()).await?;

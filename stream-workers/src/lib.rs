@@ -9,6 +9,7 @@ pub mod fold;
 pub mod rebuild;
 pub mod reconcile;
 pub mod sink;
+pub mod snapshot;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -106,6 +107,15 @@ pub struct Config {
     /// exported as `kerp_reconciliation_diff_won` and `kerp_reconciliation_last_run_timestamp_seconds`.
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 300_000)]
     pub reconcile_interval_ms: u64,
+    /// How often the worker looks for companies whose balance snapshot is due, in milliseconds (0 turns snapshots
+    /// off; reports stay exact, only slower). See `snapshot.rs`.
+    #[arg(long, env = "SNAPSHOT_INTERVAL_MS", default_value_t = 1_000)]
+    pub snapshot_interval_ms: u64,
+    /// A company with fewer than `SNAPSHOT_TAIL_EVENTS_MIN` events above its newest snapshot is snapshotted again
+    /// once that snapshot is this old, in milliseconds. Lower means shorter tails for reports to collapse, and more
+    /// snapshot work for ClickHouse.
+    #[arg(long, env = "SNAPSHOT_IDLE_MS", default_value_t = 10_000)]
+    pub snapshot_idle_ms: u64,
     /// Kafka consumer session timeout, in milliseconds: a worker silent for this long loses its partitions.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u64,
@@ -304,6 +314,9 @@ pub fn describe_metrics() {
     );
     describe_gauge!("kerp_reconciliation_diff_won", "Sum of the absolute amount differences, in won, that the last reconciliation found.");
     describe_gauge!("kerp_reconciliation_last_run_timestamp_seconds", "Unix time of the last reconciliation that ran to the end.");
+    describe_counter!("balance_snapshots_total", "Balance snapshots written (one company at its watermark each).");
+    describe_counter!("balance_snapshot_errors_total", "Balance snapshot rounds or partition drops that failed (retried next round).");
+    describe_histogram!("balance_snapshot_duration_seconds", "Time to compute and write one company's balance snapshot.");
     describe_counter!("kerp_reconciliation_errors_total", "Periodic reconciliations that could not run (a store unreachable).");
 }
 
@@ -325,6 +338,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let server = config.clickhouse.server_client();
     sink::migrate(&server, &config.clickhouse.clickhouse_database, "").await?;
     let ch = sink::writer(&config.clickhouse.client()).await?;
+    if config.snapshot_interval_ms > 0 {
+        let cadence = snapshot::Cadence { interval_ms: config.snapshot_interval_ms, idle_ms: config.snapshot_idle_ms };
+        tokio::spawn(snapshot::run(ch.clone(), cadence, shutdown.clone()));
+    }
     if !wait_for_topic(&config, &shutdown).await? {
         return Ok(());
     }

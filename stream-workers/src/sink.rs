@@ -17,10 +17,11 @@ use crate::fold::{
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
-const DDL: [&str; 3] = [
+const DDL: [&str; 4] = [
     include_str!("../../migrations/clickhouse/0001_init.sql"),
     include_str!("../../migrations/clickhouse/0002_dimensions.sql"),
     include_str!("../../migrations/clickhouse/0003_invoices.sql"),
+    include_str!("../../migrations/clickhouse/0004_snapshots.sql"),
 ];
 
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
@@ -29,8 +30,19 @@ const DDL: [&str; 3] = [
 const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("ledger_lines", "department_id", "UUID")];
 
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
-pub const AGGREGATE_TABLES: [&str; 8] =
-    ["ledger_lines", "period_balances", "accounts", "company_settings", "partners", "departments", "invoices", "fold_watermarks"];
+/// A rebuild starts `balance_snapshots` empty: reports read whole `period_balances` tails until the live worker's
+/// snapshots of the new version come (within a snapshot round).
+pub const AGGREGATE_TABLES: [&str; 9] = [
+    "ledger_lines",
+    "period_balances",
+    "accounts",
+    "company_settings",
+    "partners",
+    "departments",
+    "invoices",
+    "fold_watermarks",
+    "balance_snapshots",
+];
 
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
 pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;

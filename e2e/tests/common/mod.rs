@@ -173,6 +173,9 @@ pub fn worker_config(topic: &str, group: &str, clickhouse: kerp_core::clickhouse
         metrics_listen: String::new(),
         database_url: None,
         reconcile_interval_ms: 0,
+        // Snapshot as soon as anything is new, so the tests' reports read snapshots and tails, not tails alone.
+        snapshot_interval_ms: 200,
+        snapshot_idle_ms: 0,
         session_timeout_ms: 10_000,
         max_poll_interval_ms: 300_000,
         fault_abort_after_insert: false,

@@ -1,0 +1,72 @@
+//! Reports across a balance snapshot: vouchers posted before a company's snapshot and after it come out of the trial
+//! balance and the ledger's opening balance exactly as Postgres sums them. The test stack snapshots a company as soon
+//! as it has anything new (`snapshot_idle_ms: 0`), so the reports here read a snapshot plus the rows above it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{api_trial_balance, company, eventually, get, pg, pg_trial_balance, post_voucher, simple_voucher, stack, Svc};
+use kerp_core::clickhouse::uuid_literal;
+use uuid::Uuid;
+
+const VISIBLE_WITHIN: Duration = Duration::from_secs(120);
+
+/// (the sequence of the company's newest snapshot, the company's fold watermark), from ClickHouse.
+async fn snapshot_and_watermark(company: Uuid) -> (i64, i64) {
+    let ch = common::clickhouse().client();
+    let c = uuid_literal(&company);
+    let snap: i64 =
+        ch.query(&format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c}")).fetch_one().await.expect("snapshot");
+    let mark: i64 = ch.query(&format!("SELECT max(seq) FROM fold_watermarks WHERE company_id = {c}")).fetch_one().await.expect("mark");
+    (snap, mark)
+}
+
+/// The ledger's opening balance of `code` for `year`, from query-api.
+async fn ledger_opening(token: &str, code: &str, year: i32) -> i64 {
+    let (status, body) =
+        get(Svc::Query, token, &format!("/api/v1/reports/account-ledger?account_code={code}&year={year}&page_size=1")).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["opening_balance"].as_i64().unwrap_or_else(|| panic!("no opening balance: {body}"))
+}
+
+#[tokio::test]
+async fn reports_add_the_rows_above_a_snapshot_to_it_exactly() {
+    let _ = stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let post = |date: &'static str, amount: i64| {
+        let token = c.token.clone();
+        async move {
+            let (status, body) = post_voucher(&token, &simple_voucher(date, "1102", "4101", amount)).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // Before the snapshot: last year's and this year's postings.
+    for i in 1..=6 {
+        post("2025-11-10", 10_000 * i).await;
+        post("2026-03-05", 1_000 * i).await;
+    }
+    let covered = eventually(VISIBLE_WITHIN, "a snapshot at the company's watermark", || async {
+        let (snap, mark) = snapshot_and_watermark(c.id).await;
+        (snap > 0 && snap == mark).then_some(snap)
+    })
+    .await;
+
+    // After it: more in both years, so the trial balance's opening and its month both need the rows above.
+    post("2025-12-31", 7).await;
+    post("2026-03-31", 11).await;
+    let expected = pg_trial_balance(&pool, c.id, 2026, 3).await;
+    eventually(VISIBLE_WITHIN, "the trial balance to match Postgres", || async {
+        let (tb, _) = api_trial_balance(&c.token, 2026, 3).await;
+        (tb == expected).then_some(())
+    })
+    .await;
+    let (snap, mark) = snapshot_and_watermark(c.id).await;
+    assert!(mark > covered, "the later postings were folded");
+    assert!(snap >= covered);
+
+    // 1102 before 2026: the 2025 postings (the ledger reads whole months from the balances, snapshot and tail).
+    let before_2026: i64 = (1..=6).map(|i| 10_000 * i).sum::<i64>() + 7;
+    assert_eq!(ledger_opening(&c.token, "1102", 2026).await, before_2026);
+}

@@ -1,0 +1,267 @@
+//! Balance snapshots: each company's folded `period_balances` summed per account and month up to a sequence its
+//! watermark reached, written to `balance_snapshots` (see `migrations/clickhouse/0004_snapshots.sql`). Reports read
+//! the newest snapshot plus the few rows above it instead of collapsing every row the company ever posted.
+//!
+//! What flows through here: the companies' watermarks and newest snapshots in, a plan of which companies to
+//! snapshot ([`due`], pure), one `INSERT … SELECT` per planned company, and now and then the drop of hour partitions
+//! that only hold superseded snapshots ([`droppable`], pure).
+//!
+//! Exactness does not depend on timing. Each snapshot reads the watermark and the rows in one statement, and a
+//! watermark is only written after the rows it covers are durable, so a snapshot at `upto_seq` holds exactly the
+//! events up to it. A snapshot written twice (a retry, two workers) repeats equal rows, which readers take once.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use clickhouse::{Client, Row};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Result;
+use kerp_core::clickhouse::uuid_literal;
+
+/// Most companies snapshotted in one round. Each costs ClickHouse one pass over that company's balance rows, so a
+/// worker starting on many companies at once spreads them over rounds rather than stalling the fold's inserts.
+pub const SNAPSHOT_COMPANIES_PER_ROUND_MAX: usize = 16;
+/// A company whose unsnapshotted tail is at least this many events is snapshotted in the next round, however
+/// recently it was last. Bounds the rows a report collapses above the snapshot (about one or two per event).
+pub const SNAPSHOT_TAIL_EVENTS_MIN: i64 = 1_000;
+/// A company with a newest snapshot older than this, in seconds, is snapshotted again even with nothing new, so
+/// that its newest snapshot always has a copy in a recent hour partition and old partitions can be dropped.
+pub const SNAPSHOT_REFRESH_AFTER_S: i64 = 1_800;
+/// Hour partitions younger than this many hours are kept whatever they hold.
+pub const SNAPSHOT_RETENTION_HOURS: i64 = 2;
+/// How often old partitions are looked for, in milliseconds.
+const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+/// Seconds per partition of `balance_snapshots` (`PARTITION BY intDiv(toUInt32(created_at), 3600)`).
+const PARTITION_SECONDS: i64 = 3_600;
+
+/// How the snapshot task runs; from the worker's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// Time between rounds, in milliseconds.
+    pub interval_ms: u64,
+    /// A tail shorter than [`SNAPSHOT_TAIL_EVENTS_MIN`] waits until the newest snapshot is this old, in milliseconds.
+    pub idle_ms: u64,
+}
+
+/// A company's newest snapshot: the sequence it covers and when it was written (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latest {
+    pub upto_seq: i64,
+    pub created_at_s: i64,
+}
+
+/// The companies to snapshot now, longest tail first, at most [`SNAPSHOT_COMPANIES_PER_ROUND_MAX`]: those with a
+/// tail of [`SNAPSHOT_TAIL_EVENTS_MIN`] or more; those with any tail whose newest snapshot is `idle_s` old (or that
+/// have none); and those whose newest snapshot is due for its refresh.
+#[must_use]
+pub fn due(watermarks: &[(Uuid, i64)], latest: &HashMap<Uuid, Latest>, now_s: i64, idle_s: i64) -> Vec<Uuid> {
+    let mut plan: Vec<(i64, Uuid)> = watermarks
+        .iter()
+        .filter_map(|&(company, w)| {
+            let (upto, age) = latest.get(&company).map_or((0, i64::MAX), |l| (l.upto_seq, now_s - l.created_at_s));
+            let tail = w - upto;
+            let take = (tail >= SNAPSHOT_TAIL_EVENTS_MIN) || (tail > 0 && age >= idle_s) || (w > 0 && age >= SNAPSHOT_REFRESH_AFTER_S);
+            take.then_some((tail, company))
+        })
+        .collect();
+    plan.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    plan.into_iter().take(SNAPSHOT_COMPANIES_PER_ROUND_MAX).map(|(_, c)| c).collect()
+}
+
+/// The hour partitions that may be dropped: older than [`SNAPSHOT_RETENTION_HOURS`] and not holding the newest copy
+/// of any company's newest snapshot (`protected`).
+#[must_use]
+pub fn droppable(partitions: &[i64], protected: &HashSet<i64>, now_s: i64) -> Vec<i64> {
+    let keep_from = now_s / PARTITION_SECONDS - SNAPSHOT_RETENTION_HOURS;
+    partitions.iter().copied().filter(|p| *p < keep_from && !protected.contains(p)).collect()
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct SnapshotRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    company_id: Uuid,
+    upto_seq: i64,
+    created_s: u32,
+}
+
+/// Per company, its snapshots' sequences and the time of the newest copy of each (the rows of the retention table).
+async fn snapshot_rows(ch: &Client, suffix: &str) -> Result<Vec<SnapshotRow>> {
+    Ok(ch
+        .query(&format!(
+            "SELECT company_id, upto_seq, toUInt32(max(created_at)) AS created_s FROM balance_snapshots{suffix}
+             GROUP BY company_id, upto_seq"
+        ))
+        .fetch_all()
+        .await?)
+}
+
+/// Each company's newest snapshot, from [`snapshot_rows`].
+fn newest(rows: &[SnapshotRow]) -> HashMap<Uuid, Latest> {
+    let mut out: HashMap<Uuid, Latest> = HashMap::new();
+    for r in rows {
+        let l = Latest { upto_seq: r.upto_seq, created_at_s: i64::from(r.created_s) };
+        out.entry(r.company_id).and_modify(|cur| *cur = (*cur).max_by_seq(l)).or_insert(l);
+    }
+    out
+}
+
+impl Latest {
+    /// The newer of two: the higher sequence, and of equal ones the later copy.
+    fn max_by_seq(self, other: Latest) -> Latest {
+        if (other.upto_seq, other.created_at_s) > (self.upto_seq, self.created_at_s) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Writes one company's snapshot at its current watermark. The watermark is read by a join in the same statement
+/// as the rows, so both come from one version of the tables even while a rebuild swaps them.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Result<()> {
+    let id = uuid_literal(&company);
+    let sql = format!(
+        "INSERT INTO balance_snapshots{suffix} (company_id, upto_seq, account_id, period, debit, credit, created_at)
+         SELECT company_id, folded_seq, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)), now()
+         FROM period_balances{suffix} FINAL
+         ANY INNER JOIN (SELECT company_id, max(seq) AS folded_seq FROM fold_watermarks{suffix} WHERE company_id = {id}
+                         GROUP BY company_id) USING company_id
+         WHERE company_id = {id} AND company_seq <= folded_seq
+         GROUP BY company_id, folded_seq, account_id, period"
+    );
+    ch.query(&sql).execute().await?;
+    Ok(())
+}
+
+/// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers, per company,
+/// the watermark last snapshotted and when, so a company with no balance rows (nothing to write) is not tried again
+/// every round.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<Uuid, Latest>) -> Result<usize> {
+    let watermarks: Vec<(Uuid, i64)> =
+        crate::sink::all_watermarks(ch, suffix, None).await?.into_iter().map(|w| (w.company_id, w.seq)).collect();
+    let mut latest = newest(&snapshot_rows(ch, suffix).await?);
+    for (company, t) in tried.iter() {
+        latest.entry(*company).and_modify(|l| *l = l.max_by_seq(*t)).or_insert(*t);
+    }
+    let now_s = chrono::Utc::now().timestamp();
+    let plan = due(&watermarks, &latest, now_s, idle_s);
+    let seqs: HashMap<Uuid, i64> = watermarks.into_iter().collect();
+    for company in &plan {
+        let started = Instant::now();
+        snapshot_company(ch, suffix, *company).await?;
+        metrics::histogram!("balance_snapshot_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("balance_snapshots_total").increment(1);
+        tried.insert(*company, Latest { upto_seq: seqs.get(company).copied().unwrap_or(0), created_at_s: now_s });
+    }
+    Ok(plan.len())
+}
+
+/// Drops the hour partitions [`droppable`] allows. Returns how many.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn drop_old(ch: &Client, suffix: &str) -> Result<usize> {
+    let rows = snapshot_rows(ch, suffix).await?;
+    let protected: HashSet<i64> = newest(&rows).values().map(|l| l.created_at_s / PARTITION_SECONDS).collect();
+    let partitions: Vec<String> = ch
+        .query("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = ? AND active")
+        .bind(format!("balance_snapshots{suffix}"))
+        .fetch_all()
+        .await?;
+    let partitions: Vec<i64> = partitions.iter().filter_map(|p| p.trim_matches('\'').parse().ok()).collect();
+    let drop = droppable(&partitions, &protected, chrono::Utc::now().timestamp());
+    for p in &drop {
+        ch.query(&format!("ALTER TABLE balance_snapshots{suffix} DROP PARTITION {p}")).execute().await?;
+    }
+    Ok(drop.len())
+}
+
+/// Runs rounds every `cadence.interval_ms` until `shutdown`; a failed round is logged and counted, and the next
+/// one tries again (reports stay exact without snapshots, only slower).
+pub async fn run(ch: Client, cadence: Cadence, shutdown: CancellationToken) {
+    let idle_s = i64::try_from(cadence.idle_ms / 1000).unwrap_or(i64::MAX);
+    let mut tried = HashMap::new();
+    let mut last_retention = Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(cadence.interval_ms)) => {}
+        }
+        if let Err(e) = round(&ch, "", idle_s, &mut tried).await {
+            metrics::counter!("balance_snapshot_errors_total").increment(1);
+            tracing::warn!(error = %e, "balance snapshot round failed");
+        }
+        if last_retention.elapsed() >= Duration::from_millis(RETENTION_CHECK_INTERVAL_MS) {
+            last_retention = Instant::now();
+            match drop_old(&ch, "").await {
+                Ok(n) if n > 0 => tracing::info!(partitions = n, "dropped superseded balance snapshots"),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!("balance_snapshot_errors_total").increment(1);
+                    tracing::warn!(error = %e, "dropping old balance snapshots failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_long_tail_is_due_at_once_and_a_short_one_after_the_idle_time() {
+        let now = 10_000;
+        let latest: HashMap<Uuid, Latest> = [
+            (id(1), Latest { upto_seq: 10, created_at_s: now }),
+            (id(2), Latest { upto_seq: 10, created_at_s: now }),
+            (id(3), Latest { upto_seq: 10, created_at_s: now - 20 }),
+        ]
+        .into();
+        let marks = [(id(1), 10 + SNAPSHOT_TAIL_EVENTS_MIN), (id(2), 11), (id(3), 11), (id(4), 5), (id(5), 0)];
+        assert_eq!(due(&marks, &latest, now, 10), vec![id(1), id(4), id(3)], "longest tail first; no snapshot yet counts as idle");
+        assert!(due(&[(id(2), 10)], &latest, now, 0).is_empty(), "nothing new, not yet due for refresh");
+        assert_eq!(due(&[(id(2), 10)], &latest, now + SNAPSHOT_REFRESH_AFTER_S, 10), vec![id(2)], "refresh");
+    }
+
+    #[test]
+    fn a_round_takes_at_most_its_cap() {
+        let marks: Vec<(Uuid, i64)> = (1..=100).map(|n| (id(n), i64::try_from(n).unwrap())).collect();
+        let plan = due(&marks, &HashMap::new(), 0, 0);
+        assert_eq!(plan.len(), SNAPSHOT_COMPANIES_PER_ROUND_MAX);
+        assert_eq!(plan[0], id(100));
+    }
+
+    #[test]
+    fn old_partitions_go_unless_they_hold_a_newest_snapshot() {
+        let now = 100 * PARTITION_SECONDS + 5;
+        let protected: HashSet<i64> = [90].into();
+        let parts = [90, 91, 97, 98, 99, 100];
+        assert_eq!(droppable(&parts, &protected, now), vec![91, 97]);
+    }
+
+    #[test]
+    fn the_newest_snapshot_is_the_highest_sequence_then_the_latest_copy() {
+        let rows = [
+            SnapshotRow { company_id: id(1), upto_seq: 5, created_s: 900 },
+            SnapshotRow { company_id: id(1), upto_seq: 7, created_s: 100 },
+            SnapshotRow { company_id: id(2), upto_seq: 3, created_s: 100 },
+        ];
+        let n = newest(&rows);
+        assert_eq!(n[&id(1)], Latest { upto_seq: 7, created_at_s: 100 });
+        assert_eq!(n[&id(2)].upto_seq, 3);
+    }
+}

@@ -1,0 +1,146 @@
+//! Balance snapshots against the real ClickHouse: a snapshot holds exactly the events up to the company's watermark,
+//! counts an event written twice once, leaves out rows the watermark does not cover yet, and a report's read of
+//! "newest snapshot plus the rows above it" adds up to the same sums as collapsing every row.
+
+mod common;
+
+use std::collections::HashMap;
+
+use clickhouse::Row;
+use kerp_core::clickhouse::uuid_literal;
+use kerp_stream::fold::{BalanceRow, FoldOutput, WatermarkRow};
+use kerp_stream::{sink, snapshot};
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Debug, Row, Deserialize)]
+struct Sums {
+    upto_seq: i64,
+    rows: u64,
+    debit: String,
+    credit: String,
+}
+
+/// A database of the test's own, so a round sees this test's companies only.
+async fn stack() -> clickhouse::Client {
+    let mut cfg = common::clickhouse();
+    cfg.clickhouse_database = format!("kerp_test_snapshots_{}", Uuid::new_v4().simple());
+    sink::migrate(&cfg.server_client(), &cfg.clickhouse_database, "").await.expect("migrate");
+    sink::writer(&cfg.client()).await.expect("writer")
+}
+
+async fn drop_database(ch: &clickhouse::Client) {
+    let db: String = ch.query("SELECT currentDatabase()").fetch_one().await.expect("database");
+    ch.query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute().await.expect("drop database");
+}
+
+/// Events 1..=n of one company: event `seq` moves `seq * 1000` won from account B to account A in month `seq % 3`.
+fn events(company: Uuid, a: Uuid, b: Uuid, seqs: std::ops::RangeInclusive<i64>) -> Vec<BalanceRow> {
+    // 2026-01-01, 2026-02-01 and 2026-03-01, in days since 1970-01-01.
+    let month = |seq: i64| [20_454, 20_485, 20_513][usize::try_from(seq % 3).unwrap()];
+    seqs.flat_map(|seq| {
+        [
+            BalanceRow { company_id: company, account_id: a, period: month(seq), company_seq: seq, debit: seq * 1000, credit: 0 },
+            BalanceRow { company_id: company, account_id: b, period: month(seq), company_seq: seq, debit: 0, credit: seq * 1000 },
+        ]
+    })
+    .collect()
+}
+
+async fn write(ch: &clickhouse::Client, balances: Vec<BalanceRow>, watermark: Option<i64>, company: Uuid) {
+    let out = FoldOutput {
+        balances,
+        watermarks: watermark.map(|seq| WatermarkRow { company_id: company, partition: 0, seq }).into_iter().collect(),
+        ..FoldOutput::default()
+    };
+    sink::write(ch, "", &out, &[]).await.expect("write");
+}
+
+async fn newest_snapshot(ch: &clickhouse::Client, company: Uuid) -> Sums {
+    let c = uuid_literal(&company);
+    ch.query(&format!(
+        "SELECT upto_seq, count() AS row_count, toString(sum(debit)) AS debit_sum, toString(sum(credit)) AS credit_sum
+         FROM balance_snapshots WHERE company_id = {c}
+           AND upto_seq = (SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c})
+         GROUP BY upto_seq"
+    ))
+    .fetch_one()
+    .await
+    .expect("snapshot sums")
+}
+
+/// What a report reads: the newest snapshot (each (account, month) once) plus the collapsed rows above it.
+async fn report_debits(ch: &clickhouse::Client, company: Uuid) -> String {
+    let c = uuid_literal(&company);
+    let upto: i64 =
+        ch.query(&format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c}")).fetch_one().await.expect("upto");
+    ch.query(&format!(
+        "SELECT toString(sum(d)) FROM
+           (SELECT account_id, period, any(debit) AS d FROM balance_snapshots WHERE company_id = {c} AND upto_seq = {upto}
+            GROUP BY account_id, period
+            UNION ALL
+            SELECT account_id, period, toDecimal128(debit, 0) AS d FROM period_balances FINAL
+            WHERE company_id = {c} AND company_seq > {upto})"
+    ))
+    .fetch_one()
+    .await
+    .expect("report sums")
+}
+
+fn sum_won(seqs: std::ops::RangeInclusive<i64>) -> String {
+    seqs.map(|s| s * 1000).sum::<i64>().to_string()
+}
+
+#[tokio::test]
+async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
+    let ch = stack().await;
+    let (company, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+
+    // Events 1..=50 folded (watermark 50), 41..=50 written a second time (a redelivery), and 51..=60 written
+    // without their watermark yet (a batch whose watermark insert has not happened).
+    write(&ch, events(company, a, b, 1..=50), Some(50), company).await;
+    write(&ch, events(company, a, b, 41..=50), None, company).await;
+    write(&ch, events(company, a, b, 51..=60), None, company).await;
+
+    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot");
+    let s = newest_snapshot(&ch, company).await;
+    assert_eq!(s.upto_seq, 50);
+    assert_eq!(s.rows, 6, "two accounts in three months");
+    assert_eq!(s.debit, sum_won(1..=50), "each event once, none above the watermark");
+    assert_eq!(s.credit, s.debit);
+    assert_eq!(report_debits(&ch, company).await, sum_won(1..=60), "snapshot plus the rows above it");
+
+    // The same snapshot computed again (a second worker, a retry) changes nothing a report reads.
+    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot again");
+    assert_eq!(report_debits(&ch, company).await, sum_won(1..=60));
+
+    // The watermark moves on; the next snapshot covers the rest, and reports still count every event once.
+    write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
+    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot at 70");
+    let s = newest_snapshot(&ch, company).await;
+    assert_eq!((s.upto_seq, s.debit.clone()), (70, sum_won(1..=70)));
+    assert_eq!(report_debits(&ch, company).await, sum_won(1..=70));
+    drop_database(&ch).await;
+}
+
+#[tokio::test]
+async fn a_round_snapshots_companies_with_new_events_and_skips_those_without() {
+    let ch = stack().await;
+    let (busy, quiet, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    write(&ch, events(busy, a, b, 1..=5), Some(5), busy).await;
+    // A company with only master-data events: a watermark and no balance rows, so its snapshot has no rows.
+    write(&ch, Vec::new(), Some(3), quiet).await;
+
+    let mut tried = HashMap::new();
+    assert_eq!(snapshot::round(&ch, "", 0, &mut tried).await.expect("round"), 2);
+    assert_eq!(newest_snapshot(&ch, busy).await.debit, sum_won(1..=5));
+    assert_eq!(tried.get(&quiet).map(|l| l.upto_seq), Some(3));
+    assert_eq!(snapshot::round(&ch, "", 0, &mut tried).await.expect("round"), 0, "nothing new: nothing to do");
+
+    write(&ch, events(busy, a, b, 6..=8), Some(8), busy).await;
+    assert_eq!(snapshot::round(&ch, "", 0, &mut tried).await.expect("round"), 1, "only the company with new events");
+    assert_eq!(newest_snapshot(&ch, busy).await.debit, sum_won(1..=8));
+    // Every partition is this hour's, so retention drops none (and its queries run on this server).
+    assert_eq!(snapshot::drop_old(&ch, "").await.expect("retention"), 0);
+    drop_database(&ch).await;
+}
