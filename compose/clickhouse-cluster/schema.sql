@@ -56,10 +56,28 @@ CREATE TABLE IF NOT EXISTS kerp.period_balances_local ON CLUSTER kerp (
     debit       Int64,
     credit      Int64
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
-ORDER BY (company_id, account_id, period, company_seq);
+ORDER BY (company_id, company_seq, account_id, period);
 
 CREATE TABLE IF NOT EXISTS kerp.period_balances ON CLUSTER kerp AS kerp.period_balances_local
 ENGINE = Distributed(kerp, kerp, period_balances_local, cityHash64(company_id));
+
+-- Per company, account and month, the balance sums up to a sequence the watermark reached (see
+-- migrations/clickhouse/0004_snapshots.sql). Sharded like the rows it sums, so each snapshot's INSERT … SELECT and
+-- each report's read stay on one shard.
+CREATE TABLE IF NOT EXISTS kerp.balance_snapshots_local ON CLUSTER kerp (
+    company_id UUID,
+    upto_seq   Int64,
+    account_id UUID,
+    period     Date,
+    debit      Decimal128(0),
+    credit     Decimal128(0),
+    created_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
+PARTITION BY intDiv(toUInt32(created_at), 3600)
+ORDER BY (company_id, upto_seq, account_id, period);
+
+CREATE TABLE IF NOT EXISTS kerp.balance_snapshots ON CLUSTER kerp AS kerp.balance_snapshots_local
+ENGINE = Distributed(kerp, kerp, balance_snapshots_local, cityHash64(company_id));
 
 -- Account names and classes; the newest version wins.
 CREATE TABLE IF NOT EXISTS kerp.accounts_local ON CLUSTER kerp (
