@@ -139,9 +139,10 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Resul
     Ok(())
 }
 
-/// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers, per company,
-/// the watermark last snapshotted and when, so a company with no balance rows (nothing to write) is not tried again
-/// every round.
+/// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers when each
+/// company was last snapshotted, so a company with no balance rows (whose snapshot writes nothing) waits the idle
+/// time between tries instead of being tried every round. It only ever makes a company look younger, never covered:
+/// what a snapshot covers is always read from ClickHouse, so snapshots lost with a rebuild's swap are made again.
 ///
 /// # Errors
 /// ClickHouse errors.
@@ -150,7 +151,8 @@ pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<U
         crate::sink::all_watermarks(ch, suffix, None).await?.into_iter().map(|w| (w.company_id, w.seq)).collect();
     let mut latest = newest(&snapshot_rows(ch, suffix).await?);
     for (company, t) in tried.iter() {
-        latest.entry(*company).and_modify(|l| *l = l.max_by_seq(*t)).or_insert(*t);
+        let at = Latest { upto_seq: 0, created_at_s: t.created_at_s };
+        latest.entry(*company).and_modify(|l| l.created_at_s = l.created_at_s.max(at.created_at_s)).or_insert(at);
     }
     let now_s = chrono::Utc::now().timestamp();
     let plan = due(&watermarks, &latest, now_s, idle_s);
