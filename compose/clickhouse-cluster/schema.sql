@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS kerp.ledger_lines_local ON CLUSTER kerp (
     company_seq    Int64,
     posted_at      DateTime
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
-PARTITION BY toYYYYMM(voucher_date)
+PARTITION BY toYear(voucher_date)
 ORDER BY (company_id, account_id, voucher_date, voucher_number, line_no);
 
 CREATE TABLE IF NOT EXISTS kerp.ledger_lines ON CLUSTER kerp AS kerp.ledger_lines_local

@@ -20,4 +20,6 @@ CREATE TABLE IF NOT EXISTS balance_snapshots{v} (
     created_at DateTime
 ) ENGINE = ReplacingMergeTree
 PARTITION BY intDiv(toUInt32(created_at), 3600)
-ORDER BY (company_id, upto_seq, account_id, period);
+ORDER BY (company_id, upto_seq, account_id, period)
+-- A report reads one snapshot of one company, a few thousand rows at most: small granules keep it from reading 8,192.
+SETTINGS index_granularity = 1024;

@@ -191,8 +191,8 @@ pub struct PageStart {
     /// The page's lines are read from this day on: the range's start, or the first day of the month the page
     /// starts in.
     pub from: NaiveDate,
-    /// ... up to this day: the last day of the month the page ends in (or of the range). `ledger_lines` is
-    /// partitioned by month, so the page's reads touch only its own months.
+    /// ... up to this day: the last day of the month the page ends in (or of the range). `ledger_lines` is sorted
+    /// by company, account and date, so the page's reads touch only its own months' granules.
     pub to: NaiveDate,
     /// Lines to skip from `from` on: the page's place inside its first month.
     pub skip: u64,

@@ -405,7 +405,8 @@ async fn account_ledger(
     let limit = pagination.page_size;
 
     // The opening balance and the range's monthly totals are independent reads and run concurrently. The totals then
-    // place the page: its months (`ledger_lines` is partitioned by month, so the page's reads touch only those) and,
+    // place the page: its months (`ledger_lines` is sorted by company, account and date, so the page's reads touch
+    // only those days' granules) and,
     // for an offset page, the whole months before it, so only the lines of its first month before it are summed.
     //
     // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
