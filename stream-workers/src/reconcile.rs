@@ -6,7 +6,7 @@
 //! account and month: the balances' debit and credit (`period_balances`), and the ledger lines' count, debit and
 //! credit (`ledger_lines`), all to the won. Sums are `i128` on both sides (Postgres `numeric`, ClickHouse Decimal128).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
@@ -27,6 +27,18 @@ pub struct Scope {
     pub company: Option<Uuid>,
     /// The first day of one month to restrict the comparison to.
     pub period: Option<NaiveDate>,
+    /// Only these companies (the periodic run's companies whose watermark moved); `None` for all.
+    pub only: Option<HashSet<Uuid>>,
+}
+
+/// The companies a periodic run compares when it is not a full one: those whose watermark moved since they last
+/// compared clean, and those that never did (new ones, and every company with a difference, which is never marked
+/// clean and so is compared again each run). A company's aggregates only change when its watermark moves, so the
+/// others would be compared to the same result; a row written by hand or by a bug outside the fold is what the
+/// periodic full run is for.
+#[must_use]
+pub fn changed(marks: &[(Uuid, i64)], clean: &HashMap<Uuid, i64>) -> HashSet<Uuid> {
+    marks.iter().filter(|(c, seq)| clean.get(c) != Some(seq)).map(|(c, _)| *c).collect()
 }
 
 /// Debit, credit and line count of one company × account × month.
@@ -87,6 +99,8 @@ pub struct Report {
     pub differences: Vec<Difference>,
     /// Companies whose Postgres sequence is ahead of their watermark (events in flight or held), with both numbers.
     pub behind: Vec<(Uuid, i64, i64)>,
+    /// The companies compared, each with the watermark it was compared at.
+    pub watermarks: Vec<(Uuid, i64)>,
 }
 
 impl Report {
@@ -143,8 +157,12 @@ fn parse_wide(text: &str) -> i128 {
 /// # Errors
 /// Postgres or ClickHouse errors.
 pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope: &Scope) -> Result<Report> {
-    let marks = crate::sink::all_watermarks(ch, suffix, scope.company).await?;
-    let mut report = Report { companies: marks.len(), ..Report::default() };
+    let mut marks = crate::sink::all_watermarks(ch, suffix, scope.company).await?;
+    if let Some(only) = &scope.only {
+        marks.retain(|m| only.contains(&m.company_id));
+    }
+    let watermarks = marks.iter().map(|m| (m.company_id, m.seq)).collect();
+    let mut report = Report { companies: marks.len(), watermarks, ..Report::default() };
     for chunk in marks.chunks(COMPANIES_PER_QUERY_MAX) {
         let ids: Vec<Uuid> = chunk.iter().map(|m| m.company_id).collect();
         let seqs: Vec<i64> = chunk.iter().map(|m| m.seq).collect();
@@ -262,6 +280,14 @@ mod tests {
         let only_ch = BTreeMap::from([((c, a, m), Sums { debit: 0, credit: 5, lines: 0 })]);
         assert_eq!(compare("period_balances", &only_ch, &BTreeMap::new(), false)[0].won(), 5);
         assert_eq!(compare("period_balances", &BTreeMap::new(), &only_ch, false)[0].won(), 5);
+    }
+
+    #[test]
+    fn a_periodic_run_compares_the_companies_whose_watermark_moved_or_never_compared_clean() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let clean: HashMap<Uuid, i64> = [(a, 5), (b, 7)].into();
+        let only = super::changed(&[(a, 5), (b, 8), (c, 1)], &clean);
+        assert_eq!(only, [b, c].into());
     }
 
     #[test]

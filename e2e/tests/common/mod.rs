@@ -173,6 +173,7 @@ pub fn worker_config(topic: &str, group: &str, clickhouse: kerp_core::clickhouse
         metrics_listen: String::new(),
         database_url: None,
         reconcile_interval_ms: 0,
+        reconcile_full_every: 12,
         // Snapshot as soon as anything is new, so the tests' reports read snapshots and tails, not tails alone.
         snapshot_interval_ms: 200,
         snapshot_idle_ms: 0,
