@@ -8,10 +8,11 @@
 //! tail instead of every row the company ever posted. Sums are taken in Decimal128 and sent as text, because an Int64 sum wraps
 //! silently once an account passes 9.2 * 10^18 won.
 //!
-//! The account ledger's per-page reads of one account's lines collapse copies themselves instead, by the sorting key
-//! after the account (`LIMIT 1 BY` for lines in order, `GROUP BY` for monthly sums): copies of a line are the same
-//! event's same row, so keeping any one of them is what `FINAL` keeps, and on 18.16 `FINAL` merges the parts in one
-//! thread, which made it three to five times slower than the rest of those reads together.
+//! The account ledger's page reads of one account's lines collapse copies themselves instead, by the sorting key
+//! after the account (`LIMIT 1 BY`): copies of a line are the same event's same row, so keeping any one of them is
+//! what `FINAL` keeps, and on 18.16 `FINAL` merges the parts in one thread, which made it three to five times slower
+//! than the rest of those reads together. The monthly sums, which read every line of the range, use `FINAL` (see
+//! [`ledger_months`]).
 //!
 //! Column aliases never reuse a column's own name (`sum(debit) AS debit_sum`, not `AS debit`): in ClickHouse an alias
 //! can shadow the column elsewhere in the query, and the old and new analyzers resolve such clashes differently. Rows
@@ -250,16 +251,19 @@ struct MonthTotalsRow {
 /// Per month of the range, in order, the count, debits and credits of an account's lines; months without lines are
 /// left out. One read gives the range's totals and where each page of the ledger starts (see
 /// [`crate::report::locate_page`]), so a deep page needs no scan of the lines before it.
+///
+/// Copies are collapsed with `FINAL`, unlike the page reads: here every line of the range is read, and since
+/// `ledger_lines` is partitioned by year, `FINAL` merges the few parts of one partition. Measured on a 30,000-line
+/// account-year at 8 concurrent reads: 19/s with `FINAL`, 6/s with the `GROUP BY` of the sorting key it replaced.
 pub async fn ledger_months(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<MonthTotals>> {
     let rows: Vec<MonthTotalsRow> = timed(
         "ledger_months",
         ch.query(&format!(
-            "SELECT toString(month_first) AS month_day, count() AS line_count, {} AS debit_sum, {} AS credit_sum
-             FROM (SELECT toStartOfMonth(voucher_date) AS month_first, any(debit) AS line_debit, any(credit) AS line_credit
-                   FROM ledger_lines WHERE {} GROUP BY voucher_date, voucher_number, line_no)
-             GROUP BY month_first ORDER BY month_first",
-            wide_sum("line_debit"),
-            wide_sum("line_credit"),
+            "SELECT toString(toStartOfMonth(voucher_date)) AS month_day, count() AS line_count, {} AS debit_sum,
+                    {} AS credit_sum
+             FROM ledger_lines FINAL WHERE {} GROUP BY month_day ORDER BY month_day",
+            wide_sum("debit"),
+            wide_sum("credit"),
             ledger_range(company, account, from, to),
         ))
         .fetch_all(),
