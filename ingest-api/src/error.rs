@@ -27,6 +27,10 @@ pub enum Error {
     /// A token that cannot be minted, or a JWT secret the service refuses to start with.
     #[error(transparent)]
     Auth(#[from] kerp_core::auth::AuthError),
+    /// The database was busy or out of reach, said once for many requests: a group commit's failed commit gives
+    /// each of its posts this copy of the cause (an `sqlx::Error` cannot be cloned). A 503 with Retry-After.
+    #[error("database unavailable: {0}")]
+    Unavailable(&'static str),
     #[error("{0}")]
     Other(String),
 }
@@ -66,7 +70,7 @@ pub const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// What to tell the client when a database error is the database being busy or out of reach rather than anything
 /// wrong with the request: it gets a 503 with Retry-After, and the same request may well succeed a moment later.
-fn unavailable(e: &sqlx::Error) -> Option<&'static str> {
+pub(crate) fn unavailable(e: &sqlx::Error) -> Option<&'static str> {
     match e {
         sqlx::Error::PoolTimedOut => Some("every database connection is busy; retry shortly"),
         sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some("the database cannot be reached; retry shortly"),
@@ -93,7 +97,11 @@ impl IntoResponse for Error {
                 return Problem::new(status, detail).into_response();
             }
         }
-        let busy = if let Error::Db(e) = &self { unavailable(e) } else { None };
+        let busy = match &self {
+            Error::Db(e) => unavailable(e),
+            Error::Unavailable(detail) => Some(*detail),
+            _ => None,
+        };
         if let Some(detail) = busy {
             tracing::warn!(error = %self, "request refused: database busy or unreachable");
             let mut res = Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response();

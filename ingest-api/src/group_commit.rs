@@ -103,12 +103,13 @@ fn stopped() -> Error {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down; retry shortly").into()
 }
 
-/// Each post's copy of a failed commit's error: a lost connection stays one (a 503, as for a single posting whose
-/// commit was cut off), anything else is a 500.
+/// Each post's copy of a failed commit's error. A database that was busy or out of reach (a lost connection, or the
+/// server shutting down: `57P01` in the fault suite's Postgres restart) gives a 503, as a single posting whose commit
+/// was cut off does; anything else is a 500.
 fn commit_failed(e: &sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::Io(io) => Error::Db(sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string()))),
-        other => Error::Other(format!("a batch's commit failed: {other}")),
+    match crate::error::unavailable(e) {
+        Some(detail) => Error::Unavailable(detail),
+        None => Error::Other(format!("a batch's commit failed: {e}")),
     }
 }
 
@@ -204,4 +205,24 @@ async fn single(pool: &PgPool, topic: &str, j: &Job) -> Result<Posted> {
     let posted = vouchers::post_voucher(&mut tx, j.company_id, j.user_id, topic, &j.voucher).await?;
     tx.commit().await?;
     Ok(posted)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+
+    /// The fault suite's Postgres restart cut a batch's COMMIT off and its post got a 500; a database out of reach is
+    /// a 503 with Retry-After for every post of the batch, whatever form the error takes.
+    #[test]
+    fn a_commit_cut_off_by_an_unreachable_database_is_a_503_for_every_post() {
+        for e in [sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()), sqlx::Error::PoolClosed, sqlx::Error::PoolTimedOut] {
+            for _post in 0..2 {
+                let res = super::commit_failed(&e).into_response();
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
+                assert!(res.headers().contains_key(header::RETRY_AFTER));
+            }
+        }
+        assert_eq!(super::commit_failed(&sqlx::Error::RowNotFound).into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
