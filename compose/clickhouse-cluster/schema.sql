@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS kerp.period_balances_local ON CLUSTER kerp (
     period      Date,
     company_seq Int64,
     debit       Int64,
-    credit      Int64
+    credit      Int64,
+    line_count  UInt32
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
 ORDER BY (company_id, company_seq, account_id, period);
 
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS kerp.balance_snapshots_local ON CLUSTER kerp (
     period     Date,
     debit      Decimal128(0),
     credit     Decimal128(0),
+    line_count UInt64,
     created_at DateTime
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
 PARTITION BY intDiv(toUInt32(created_at), 3600)

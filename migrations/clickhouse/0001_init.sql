@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS period_balances{v} (
     period      Date,
     company_seq Int64,
     debit       Int64,
-    credit      Int64
+    credit      Int64,
+    -- The event's lines on the account (at least 1; 0 in rows written before this column: not counted).
+    line_count  UInt32
 ) ENGINE = ReplacingMergeTree
 -- Sequence second: readers add the events a company's newest balance snapshot does not cover yet (`company_seq >
 -- upto_seq`, see 0004_snapshots.sql), and this order lets the primary key find that short tail instead of scanning

@@ -17,6 +17,9 @@ CREATE TABLE IF NOT EXISTS balance_snapshots{v} (
     period     Date,
     debit      Decimal128(0),
     credit     Decimal128(0),
+    -- The lines summed, for the ledger's monthly totals; 0 when any row summed was written before period_balances
+    -- counted lines (readers then count ledger_lines instead).
+    line_count UInt64,
     created_at DateTime
 ) ENGINE = ReplacingMergeTree
 PARTITION BY intDiv(toUInt32(created_at), 3600)

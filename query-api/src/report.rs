@@ -277,6 +277,31 @@ pub fn fiscal_year_start(day: NaiveDate, start_month: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, start_month, 1).unwrap_or(day)
 }
 
+/// How a day range splits for the ledger's monthly totals: the whole months inside it (the first day of the first
+/// and of the last), whose totals the balances give, and the days before and after them, which are counted from the
+/// lines. `None` for whole months when the range holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthSplit {
+    pub whole: Option<(NaiveDate, NaiveDate)>,
+    pub head: Option<(NaiveDate, NaiveDate)>,
+    pub tail: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// Splits `from..=to` (see [`MonthSplit`]).
+#[must_use]
+pub fn split_months(from: NaiveDate, to: NaiveDate) -> MonthSplit {
+    let first = if from.day() == 1 { Some(from) } else { month_end(from.year(), from.month()).and_then(|e| e.succ_opt()) };
+    let last_end = if month_end(to.year(), to.month()) == Some(to) { Some(to) } else { month_start(to).pred_opt() };
+    match (first, last_end) {
+        (Some(first), Some(last_end)) if first <= last_end && from <= to => MonthSplit {
+            whole: Some((first, month_start(last_end))),
+            head: (from < first).then(|| (from, first.pred_opt().unwrap_or(from))),
+            tail: (last_end < to).then(|| (last_end.succ_opt().unwrap_or(to), to)),
+        },
+        _ => MonthSplit { whole: None, head: (from <= to).then_some((from, to)), tail: None },
+    }
+}
+
 /// The last day of a month.
 #[must_use]
 pub fn month_end(year: i32, month: u32) -> Option<NaiveDate> {
@@ -833,6 +858,23 @@ pub fn partner_running(start: i128, lines: Vec<PartnerLine>, accounts: &[Account
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_splits_into_whole_months_and_the_days_around_them() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let year = split_months(d("2026-01-01"), d("2026-12-31"));
+        assert_eq!(year, MonthSplit { whole: Some((d("2026-01-01"), d("2026-12-01"))), head: None, tail: None });
+        let ragged = split_months(d("2026-01-15"), d("2026-03-10"));
+        assert_eq!(ragged.whole, Some((d("2026-02-01"), d("2026-02-01"))));
+        assert_eq!(ragged.head, Some((d("2026-01-15"), d("2026-01-31"))));
+        assert_eq!(ragged.tail, Some((d("2026-03-01"), d("2026-03-10"))));
+        let inside = split_months(d("2026-02-03"), d("2026-02-20"));
+        assert_eq!(inside, MonthSplit { whole: None, head: Some((d("2026-02-03"), d("2026-02-20"))), tail: None });
+        let to_month_end = split_months(d("2024-02-10"), d("2024-02-29"));
+        assert_eq!(to_month_end, MonthSplit { whole: None, head: Some((d("2024-02-10"), d("2024-02-29"))), tail: None });
+        let two_partial = split_months(d("2026-01-31"), d("2026-02-01"));
+        assert_eq!(two_partial, MonthSplit { whole: None, head: Some((d("2026-01-31"), d("2026-02-01"))), tail: None });
+    }
 
     fn info(id: Uuid, code: &str, t: &str) -> AccountInfo {
         AccountInfo { account_id: id, code: code.into(), name: code.into(), account_type: t.into() }

@@ -57,6 +57,10 @@ pub struct BalanceRow {
     pub company_seq: i64,
     pub debit: i64,
     pub credit: i64,
+    /// The event's lines on the account, at least 1. The ledger places its pages by lines per month, and sums them
+    /// from here (through the balance snapshots) instead of counting the lines themselves. 0 only in rows written
+    /// before the column existed, which readers take as "not counted".
+    pub line_count: u32,
 }
 
 /// A row of `fold_watermarks`: a company's events up to `seq` are all in ClickHouse. Written after the rows it
@@ -335,8 +339,8 @@ fn dates(voucher_date: i32) -> Option<(u16, u16)> {
     Some((days(d)?, days(month)?))
 }
 
-/// An event's (debit, credit) per account.
-type PerAccount = BTreeMap<Uuid, (i64, i64)>;
+/// An event's (debit, credit, lines) per account.
+type PerAccount = BTreeMap<Uuid, (i64, i64, u32)>;
 
 /// Checks an event and sums its lines per account. Amounts are checked, so a voucher whose per-account total would
 /// not fit an `Int64` is refused rather than wrapped.
@@ -353,6 +357,8 @@ fn check(e: &VoucherPosted) -> Result<((u16, u16), PerAccount), String> {
         let a = per_account.entry(l.account_id).or_default();
         a.0 = a.0.checked_add(l.debit).ok_or("account debit overflows")?;
         a.1 = a.1.checked_add(l.credit).ok_or("account credit overflows")?;
+        // At most LINES_MAX lines an event, so this cannot overflow; saturating all the same.
+        a.2 = a.2.saturating_add(1);
     }
     if debit != credit {
         return Err(format!("unbalanced: debit {debit}, credit {credit}"));
@@ -503,13 +509,14 @@ fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: PerAccou
             });
         }
     }
-    out.balances.extend(per_account.into_iter().map(|(account_id, (debit, credit))| BalanceRow {
+    out.balances.extend(per_account.into_iter().map(|(account_id, (debit, credit, line_count))| BalanceRow {
         company_id: e.company_id,
         account_id,
         period,
         company_seq: e.company_seq,
         debit,
         credit,
+        line_count,
     }));
 }
 
@@ -724,6 +731,8 @@ mod tests {
         let out = fold(&msgs(&[e]), &mut FoldState::default(), &HashSet::new());
         assert_eq!(out.balances.len(), 2);
         assert_eq!(collapsed(&out.balances)[&(c, cash, dates(JAN_15).unwrap().1)], (100, 0));
+        let lines: Vec<(Uuid, u32)> = out.balances.iter().map(|b| (b.account_id, b.line_count)).collect();
+        assert!(lines.contains(&(cash, 2)) && lines.contains(&(sales, 1)), "{lines:?}");
     }
 
     #[test]

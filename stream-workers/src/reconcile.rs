@@ -3,8 +3,8 @@
 //! For every company the comparison is made at a consistent point: the company's watermark `W` in ClickHouse (every
 //! event up to `W` is folded). Postgres is summed over the vouchers with `company_seq <= W`, and ClickHouse over
 //! the rows with `company_seq <= W`, so events still in flight never show up as differences. Compared per company,
-//! account and month: the balances' debit and credit (`period_balances`), and the ledger lines' count, debit and
-//! credit (`ledger_lines`), all to the won. Sums are `i128` on both sides (Postgres `numeric`, ClickHouse Decimal128).
+//! account and month: the balances' debit, credit and line count (`period_balances`), and the ledger lines' count,
+//! debit and credit (`ledger_lines`), all to the won. Sums are `i128` on both sides (Postgres `numeric`, ClickHouse Decimal128).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -169,7 +169,8 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
         let (balances, ledger) = clickhouse_sums(ch, suffix, chunk, scope).await?;
         let postgres = postgres_sums(pg, &ids, &seqs, scope).await?;
         report.compared += postgres.len().max(balances.len());
-        report.differences.extend(compare("period_balances", &balances, &postgres, false));
+        // The balances' line counts too: the ledger places its pages by them.
+        report.differences.extend(compare("period_balances", &balances, &postgres, true));
         report.differences.extend(compare("ledger_lines", &ledger, &postgres, true));
         let latest: Vec<(Uuid, i64)> =
             sqlx::query_as("SELECT company_id, max(company_seq) FROM vouchers WHERE company_id = ANY($1) GROUP BY company_id")
@@ -204,7 +205,7 @@ async fn clickhouse_sums(
     let month = |col: &str| scope.period.map(|p| format!(" AND {col} = toDate('{p}')")).unwrap_or_default();
     let balances_sql = format!(
         "SELECT company_id, account_id, period, toString(sum(toDecimal128(debit, 0))) AS debit_sum,
-                toString(sum(toDecimal128(credit, 0))) AS credit_sum, count() AS row_count
+                toString(sum(toDecimal128(credit, 0))) AS credit_sum, sum(toUInt64(line_count)) AS line_sum
          FROM period_balances{suffix} FINAL WHERE {companies} AND {upto}{} GROUP BY company_id, account_id, period",
         month("period")
     );

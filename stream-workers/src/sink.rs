@@ -27,7 +27,13 @@ const DDL: [&str; 4] = [
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
 /// `ADD COLUMN IF NOT EXISTS`, so `migrate` looks for each one and adds what is missing. Rows written before get the
 /// type's default (the nil UUID: none).
-const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("ledger_lines", "department_id", "UUID")];
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+    ("ledger_lines", "department_id", "UUID"),
+    // 0 in the rows already there: "not counted", which the ledger notices and counts ledger_lines instead until a
+    // rebuild refills the table.
+    ("period_balances", "line_count", "UInt32"),
+    ("balance_snapshots", "line_count", "UInt64"),
+];
 
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
 /// A rebuild starts `balance_snapshots` empty: reports read whole `period_balances` tails until the live worker's

@@ -127,8 +127,9 @@ impl Latest {
 pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Result<()> {
     let id = uuid_literal(&company);
     let sql = format!(
-        "INSERT INTO balance_snapshots{suffix} (company_id, upto_seq, account_id, period, debit, credit, created_at)
-         SELECT company_id, folded_seq, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)), now()
+        "INSERT INTO balance_snapshots{suffix} (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
+         SELECT company_id, folded_seq, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)),
+                if(min(line_count) = 0, toUInt64(0), sum(toUInt64(line_count))), now()
          FROM period_balances{suffix} FINAL
          ANY INNER JOIN (SELECT company_id, max(seq) AS folded_seq FROM fold_watermarks{suffix} WHERE company_id = {id}
                          GROUP BY company_id) USING company_id

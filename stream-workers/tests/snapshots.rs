@@ -19,6 +19,7 @@ struct Sums {
     rows: u64,
     debit: String,
     credit: String,
+    lines: u64,
 }
 
 /// A database of the test's own, so a round sees this test's companies only.
@@ -40,8 +41,24 @@ fn events(company: Uuid, a: Uuid, b: Uuid, seqs: std::ops::RangeInclusive<i64>) 
     let month = |seq: i64| [20_454, 20_485, 20_513][usize::try_from(seq % 3).unwrap()];
     seqs.flat_map(|seq| {
         [
-            BalanceRow { company_id: company, account_id: a, period: month(seq), company_seq: seq, debit: seq * 1000, credit: 0 },
-            BalanceRow { company_id: company, account_id: b, period: month(seq), company_seq: seq, debit: 0, credit: seq * 1000 },
+            BalanceRow {
+                company_id: company,
+                account_id: a,
+                period: month(seq),
+                company_seq: seq,
+                debit: seq * 1000,
+                credit: 0,
+                line_count: 1,
+            },
+            BalanceRow {
+                company_id: company,
+                account_id: b,
+                period: month(seq),
+                company_seq: seq,
+                debit: 0,
+                credit: seq * 1000,
+                line_count: 1,
+            },
         ]
     })
     .collect()
@@ -59,7 +76,8 @@ async fn write(ch: &clickhouse::Client, balances: Vec<BalanceRow>, watermark: Op
 async fn newest_snapshot(ch: &clickhouse::Client, company: Uuid) -> Sums {
     let c = uuid_literal(&company);
     ch.query(&format!(
-        "SELECT upto_seq, count() AS row_count, toString(sum(debit)) AS debit_sum, toString(sum(credit)) AS credit_sum
+        "SELECT upto_seq, count() AS row_count, toString(sum(debit)) AS debit_sum, toString(sum(credit)) AS credit_sum,
+                sum(line_count) AS line_sum
          FROM balance_snapshots WHERE company_id = {c}
            AND upto_seq = (SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c})
          GROUP BY upto_seq"
@@ -108,6 +126,7 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     assert_eq!(s.rows, 6, "two accounts in three months");
     assert_eq!(s.debit, sum_won(1..=50), "each event once, none above the watermark");
     assert_eq!(s.credit, s.debit);
+    assert_eq!(s.lines, 100, "each event's line on each of its two accounts, once");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60), "snapshot plus the rows above it");
 
     // The same snapshot computed again (a second worker, a retry) changes nothing a report reads.
@@ -153,5 +172,31 @@ async fn a_round_snapshots_companies_with_new_events_and_skips_those_without() {
     assert_eq!(newest_snapshot(&ch, busy).await.debit, sum_won(1..=tail));
     // Every partition is this hour's, so retention drops none (and its queries run on this server).
     assert_eq!(snapshot::drop_old(&ch, "").await.expect("retention"), 0);
+    drop_database(&ch).await;
+}
+
+/// Balance rows written before they counted lines read `line_count` 0; a snapshot over any of them says 0 ("not
+/// counted") for its account and month, so the ledger counts the lines instead of trusting a short sum.
+#[tokio::test]
+async fn a_snapshot_over_uncounted_rows_says_not_counted() {
+    let ch = stack().await;
+    let (company, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut rows = events(company, a, b, 1..=3);
+    rows[0].line_count = 0; // event 1 on account a, month 1: written before the column
+    write(&ch, rows, Some(3), company).await;
+    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot");
+    let c = uuid_literal(&company);
+    let counts: Vec<(String, u64)> = ch
+        .query(&format!(
+            "SELECT concat(toString(account_id), ' ', toString(period)) AS k, line_count FROM balance_snapshots
+             WHERE company_id = {c} ORDER BY k"
+        ))
+        .fetch_all()
+        .await
+        .expect("counts");
+    let of = |acct: Uuid, day: &str| counts.iter().find(|(k, _)| *k == format!("{acct} {day}")).map(|(_, n)| *n);
+    assert_eq!(of(a, "2026-02-01"), Some(0), "{counts:?}");
+    assert_eq!(of(b, "2026-02-01"), Some(1), "{counts:?}");
+    assert_eq!(of(a, "2026-03-01"), Some(1), "{counts:?}");
     drop_database(&ch).await;
 }
