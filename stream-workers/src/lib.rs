@@ -42,6 +42,9 @@ const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
 const CONSUMER_GROUP_DOWN_MS_MAX: i64 = 60_000;
 /// When the consumer was last seen in its group (epoch milliseconds; 0 before there is a consumer), for `/health`.
 static GROUP_UP_AT_MS: AtomicI64 = AtomicI64::new(0);
+/// When a request to the group coordinator first timed out since the last assignment (0: none). Set from
+/// librdkafka's log, cleared by the next assignment; while set, the consumer does not count as in its group.
+static COORDINATOR_STUCK_SINCE_MS: AtomicI64 = AtomicI64::new(0);
 /// Pause between checks while the voucher topic does not exist yet, in milliseconds.
 const TOPIC_WAIT_MS: u64 = 2_000;
 /// Longest the loop waits for a message before it looks after holds and ownership changes anyway, in milliseconds.
@@ -167,9 +170,32 @@ fn in_group(group: &rdkafka::statistics::ConsumerGroup) -> bool {
     group.state == "up" && group.join_state == "steady"
 }
 
+/// Whether a librdkafka log line says a request to the group coordinator timed out (`REQTMOUT`). A fresh-clone CI
+/// caught a consumer whose session timed out during a Kafka stop, whose assignment was revoked, and whose rejoin then
+/// sat in an out-queue for good ("GroupCoordinator: Timed out 0 in-flight, 0 retry-queued, 1 out-queue" every
+/// minute) while the statistics kept reporting the group `up` and `steady`: nothing was folded for five minutes and
+/// the watchdog never fired. Such a line is therefore taken as "out of the group" until the next assignment.
+fn coordinator_timed_out(fac: &str, message: &str) -> bool {
+    fac == "REQTMOUT" && message.contains("GroupCoordinator")
+}
+
 impl ClientContext for WorkerContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if coordinator_timed_out(fac, log_message) {
+            let _ = COORDINATOR_STUCK_SINCE_MS.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+        // As rust-rdkafka's default context logs.
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+        }
+    }
+
     fn stats(&self, stats: Statistics) {
-        let up = stats.cgrp.as_ref().is_some_and(in_group);
+        let up = stats.cgrp.as_ref().is_some_and(in_group) && COORDINATOR_STUCK_SINCE_MS.load(Ordering::Relaxed) == 0;
         if up {
             GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
         }
@@ -206,7 +232,10 @@ impl ConsumerContext for WorkerContext {
             tpl.elements().iter().map(rdkafka::topic_partition_list::TopicPartitionListElem::partition).collect()
         };
         let change = match rebalance {
-            Rebalance::Assign(tpl) => Ownership::Assigned(partitions(tpl)),
+            Rebalance::Assign(tpl) => {
+                COORDINATOR_STUCK_SINCE_MS.store(0, Ordering::Relaxed);
+                Ownership::Assigned(partitions(tpl))
+            }
             Rebalance::Revoke(tpl) => Ownership::Revoked(partitions(tpl)),
             Rebalance::Error(_) => return,
         };
@@ -260,6 +289,7 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
     c.subscribe(&[&config.voucher_topic])?;
     // A new consumer gets the full allowance to join its group.
     GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
+    COORDINATOR_STUCK_SINCE_MS.store(0, Ordering::Relaxed);
     Ok(c)
 }
 
@@ -750,6 +780,16 @@ mod tests {
 
     /// A consumer whose coordinator is up but who is not (yet, or any more) in the group counts as out of it, so the
     /// watchdog rebuilds a consumer stuck that way.
+    #[test]
+    fn a_coordinator_request_timeout_is_recognised() {
+        assert!(super::coordinator_timed_out(
+            "REQTMOUT",
+            "[thrd:GroupCoordinator]: GroupCoordinator: Timed out 0 in-flight, 0 retry-queued, 1 out-queue, 0 partially-sent requests"
+        ));
+        assert!(!super::coordinator_timed_out("REQTMOUT", "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Timed out 1 in-flight"));
+        assert!(!super::coordinator_timed_out("SESSTMOUT", "GroupCoordinator"));
+    }
+
     #[test]
     fn only_a_joined_consumer_is_in_its_group() {
         assert!(super::in_group(&group("up", "steady")));
