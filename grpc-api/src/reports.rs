@@ -439,9 +439,12 @@ impl ReportService for Reports {
         // The account and the opening balance are read before the stream starts, so that a missing account or an
         // unreachable ClickHouse is the call's status rather than an error after a header.
         let start = async {
-            let info = store::account_infos(ch, company, params.account_id, params.account_code.as_deref()).await?.into_iter().next();
-            let Some(info) = info else { return Ok(None) };
-            let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from).await?;
+            let (infos, upto) = tokio::try_join!(
+                store::account_infos(ch, company, params.account_id, params.account_code.as_deref()),
+                store::snapshot_seq(ch, company)
+            )?;
+            let Some(info) = infos.into_iter().next() else { return Ok(None) };
+            let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from, upto).await?;
             Ok::<_, kerp_query::Error>(Some((info, debit, credit)))
         };
         let (info, opening_debit, opening_credit) = match start.await {

@@ -395,7 +395,9 @@ async fn account_ledger(
     }
     let company = claims.company_id;
     let ch = &state.ch;
-    let info = store::account_infos(ch, company, account_id, account_code).await?.into_iter().next().ok_or_else(not_found)?;
+    // Both reads of the balances below (opening and monthly totals) use one snapshot, looked up beside the account.
+    let (infos, upto) = tokio::try_join!(store::account_infos(ch, company, account_id, account_code), store::snapshot_seq(ch, company))?;
+    let info = infos.into_iter().next().ok_or_else(not_found)?;
     if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
         return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
     }
@@ -412,8 +414,8 @@ async fn account_ledger(
     // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
     // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
     // costs one round of reads instead of two.
-    let opening = store::ledger_opening(ch, company, account, from);
-    let months = store::ledger_months(ch, company, account, from, to);
+    let opening = store::ledger_opening(ch, company, account, from, upto);
+    let months = store::ledger_months(ch, company, account, (from, to), upto);
     let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
     let known_start = async {
         match &cursor {

@@ -107,8 +107,9 @@ fn account_key(company: Uuid, account: Uuid) -> String {
 /// The sequence the company's newest balance snapshot covers; 0 when it has none (sequences start at 1, so every
 /// balance row is then above it). Read apart from, and before, the rows: the snapshot at this sequence stays until a
 /// newer one has long replaced it (see `migrations/clickhouse/0004_snapshots.sql`), whereas the newest sequence may
-/// change between two reads of one query.
-async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
+/// change between two reads of one query. A report that reads the balances more than once looks it up once and
+/// passes it to each read, so that they all see the same snapshot.
+pub async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
     let sql = format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {}", uuid_literal(&company));
     Ok(timed("balance_snapshot_seq", ch.query(&sql).fetch_one::<i64>()).await?)
 }
@@ -130,9 +131,10 @@ fn balances(company: Uuid, account: Option<Uuid>, upto: i64) -> String {
     )
 }
 
-/// An account's (debit, credit) totals before `from`: whole months from the balances table, then the days of
-/// `from`'s month before it from the lines. The two reads are independent and run concurrently.
-pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate) -> Result<(i128, i128)> {
+/// An account's (debit, credit) totals before `from`: whole months from the balances (the snapshot at `upto`, see
+/// [`snapshot_seq`], and the rows above it), then the days of `from`'s month before it from the lines. The two reads
+/// are independent and run concurrently.
+pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, upto: i64) -> Result<(i128, i128)> {
     let key = account_key(company, account);
     let month_start = crate::report::month_start(from);
 
@@ -145,7 +147,6 @@ pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: Nai
         date(from),
     );
     let before_months = async {
-        let upto = snapshot_seq(ch, company).await?;
         let months_sql = format!(
             "SELECT {} AS debit_sum, {} AS credit_sum FROM {} AND period < {}",
             wide_sum("d"),
@@ -256,8 +257,15 @@ struct MonthTotalsRow {
 /// The whole months of the range come from the balances (the company's snapshot and the rows above it), which carry
 /// each event's line count per account, so a month of 30,000 lines costs one summed row. Days before and after the
 /// whole months are counted from the lines. Balance rows written before they counted lines (`line_count` 0) make the
-/// whole range be counted from the lines instead, until a rebuild refills them.
-pub async fn ledger_months(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<MonthTotals>> {
+/// whole range be counted from the lines instead, until a rebuild refills them. `upto` is the snapshot to read (see
+/// [`snapshot_seq`]).
+pub async fn ledger_months(
+    ch: &Client,
+    company: Uuid,
+    account: Uuid,
+    (from, to): (NaiveDate, NaiveDate),
+    upto: i64,
+) -> Result<Vec<MonthTotals>> {
     let split = crate::report::split_months(from, to);
     let Some((first, last)) = split.whole else {
         return months_from_lines(ch, company, account, from, to).await;
@@ -269,7 +277,7 @@ pub async fn ledger_months(ch: &Client, company: Uuid, account: Uuid, from: Naiv
         }
     };
     let (head, whole, tail) =
-        tokio::try_join!(part(split.head), months_from_balances(ch, company, account, first, last), part(split.tail))?;
+        tokio::try_join!(part(split.head), months_from_balances(ch, company, account, (first, last), upto), part(split.tail))?;
     match whole {
         Some(whole) => Ok(head.into_iter().chain(whole).chain(tail).collect()),
         None => months_from_lines(ch, company, account, from, to).await,
@@ -290,16 +298,15 @@ fn month_totals(month: &str, lines: u64, debit: &str, credit: &str) -> Result<Mo
     Ok(MonthTotals { month, lines, debit: wide(debit)?, credit: wide(credit)? })
 }
 
-/// The monthly totals of the whole months from `first` through `last` (first days) from the balances; `None` when
+/// The monthly totals of the whole months from `first` through `last` (first days) from the balances at `upto`; `None` when
 /// any of their rows was written before balances counted lines.
 async fn months_from_balances(
     ch: &Client,
     company: Uuid,
     account: Uuid,
-    first: NaiveDate,
-    last: NaiveDate,
+    (first, last): (NaiveDate, NaiveDate),
+    upto: i64,
 ) -> Result<Option<Vec<MonthTotals>>> {
-    let upto = snapshot_seq(ch, company).await?;
     let rows: Vec<BalanceMonthRow> = timed(
         "ledger_months_balances",
         ch.query(&format!(

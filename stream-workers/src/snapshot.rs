@@ -140,30 +140,31 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Resul
     Ok(())
 }
 
-/// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers when each
-/// company was last snapshotted, so a company with no balance rows (whose snapshot writes nothing) waits the idle
+/// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers when (Unix
+/// seconds) each company was last snapshotted, so a company with no balance rows (whose snapshot writes nothing) waits the idle
 /// time between tries instead of being tried every round. It only ever makes a company look younger, never covered:
 /// what a snapshot covers is always read from ClickHouse, so snapshots lost with a rebuild's swap are made again.
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<Uuid, Latest>) -> Result<usize> {
+pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<Uuid, i64>) -> Result<usize> {
     let watermarks: Vec<(Uuid, i64)> =
         crate::sink::all_watermarks(ch, suffix, None).await?.into_iter().map(|w| (w.company_id, w.seq)).collect();
     let mut latest = newest(&snapshot_rows(ch, suffix).await?);
-    for (company, t) in tried.iter() {
-        let at = Latest { upto_seq: 0, created_at_s: t.created_at_s };
-        latest.entry(*company).and_modify(|l| l.created_at_s = l.created_at_s.max(at.created_at_s)).or_insert(at);
+    for (company, &at_s) in tried.iter() {
+        latest
+            .entry(*company)
+            .and_modify(|l| l.created_at_s = l.created_at_s.max(at_s))
+            .or_insert(Latest { upto_seq: 0, created_at_s: at_s });
     }
     let now_s = chrono::Utc::now().timestamp();
     let plan = due(&watermarks, &latest, now_s, idle_s);
-    let seqs: HashMap<Uuid, i64> = watermarks.into_iter().collect();
     for company in &plan {
         let started = Instant::now();
         snapshot_company(ch, suffix, *company).await?;
         metrics::histogram!("balance_snapshot_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("balance_snapshots_total").increment(1);
-        tried.insert(*company, Latest { upto_seq: seqs.get(company).copied().unwrap_or(0), created_at_s: now_s });
+        tried.insert(*company, now_s);
     }
     Ok(plan.len())
 }
