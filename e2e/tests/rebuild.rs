@@ -135,4 +135,8 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
         }
     }
     wait_exact(20).await;
+
+    // The database is this run's own: drop it, or every run leaves one behind. The worker stops first.
+    shutdown.cancel();
+    ch.query(&format!("DROP DATABASE IF EXISTS `{}`", ch_config.clickhouse_database)).execute().await.unwrap();
 }
