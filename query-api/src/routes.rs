@@ -406,16 +406,15 @@ async fn account_ledger(
     let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
     let limit = pagination.page_size;
 
-    // The opening balance and the range's monthly totals are independent reads and run concurrently. The totals then
-    // place the page: its months (`ledger_lines` is sorted by company, account and date, so the page's reads touch
-    // only those days' granules) and,
-    // for an offset page, the whole months before it, so only the lines of its first month before it are summed.
+    // The opening balance and the range's monthly totals come from one read of the balances (and a few of the lines
+    // at the range's ragged ends). The totals then place the page: its months (`ledger_lines` is sorted by company,
+    // account and date, so the page's reads touch only those days' granules) and, for an offset page, the whole
+    // months before it, so only the lines of its first month before it are summed.
     //
     // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
     // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
     // costs one round of reads instead of two.
-    let opening = store::ledger_opening(ch, company, account, from, upto);
-    let months = store::ledger_months(ch, company, account, (from, to), upto);
+    let totals = store::ledger_totals(ch, company, account, (from, to), upto);
     let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
     let known_start = async {
         match &cursor {
@@ -428,7 +427,7 @@ async fn account_ledger(
             None => Ok(None),
         }
     };
-    let (opening, months, early) = tokio::try_join!(opening, months, known_start)?;
+    let ((opening, months), early) = tokio::try_join!(totals, known_start)?;
     let early = early.filter(|lines| lines.len() == limit as usize);
     let (start, lines) = match (&cursor, early) {
         (Some(c), Some(lines)) => (c.balance, lines),

@@ -135,17 +135,7 @@ fn balances(company: Uuid, account: Option<Uuid>, upto: i64) -> String {
 /// [`snapshot_seq`], and the rows above it), then the days of `from`'s month before it from the lines. The two reads
 /// are independent and run concurrently.
 pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, upto: i64) -> Result<(i128, i128)> {
-    let key = account_key(company, account);
     let month_start = crate::report::month_start(from);
-
-    let days_sql = format!(
-        "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
-         WHERE {key} AND voucher_date >= {} AND voucher_date < {}",
-        wide_sum("debit"),
-        wide_sum("credit"),
-        date(month_start),
-        date(from),
-    );
     let before_months = async {
         let months_sql = format!(
             "SELECT {} AS debit_sum, {} AS credit_sum FROM {} AND period < {}",
@@ -154,18 +144,16 @@ pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: Nai
             balances(company, Some(account), upto),
             date(month_start),
         );
-        Ok::<_, Error>(timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>()).await?)
+        timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>()).await?.pair()
     };
     // From the first of a month there are no days before it to read.
     let before_days = async {
         if from == month_start {
-            return Ok(TwoSums { debit: "0".into(), credit: "0".into() });
+            return Ok((0, 0));
         }
-        Ok(timed("ledger_opening_days", ch.query(&days_sql).fetch_one::<TwoSums>()).await?)
+        line_sums(ch, company, account, month_start, from).await
     };
-    let (before_months, before_days) = tokio::try_join!(before_months, before_days)?;
-    let (md, mc) = before_months.pair()?;
-    let (dd, dc) = before_days.pair()?;
+    let ((md, mc), (dd, dc)) = tokio::try_join!(before_months, before_days)?;
     Ok((md + dd, mc + dc))
 }
 
@@ -250,38 +238,55 @@ struct MonthTotalsRow {
     credit: String,
 }
 
-/// Per month of the range, in order, the count, debits and credits of an account's lines; months without lines are
-/// left out. One read gives the range's totals and where each page of the ledger starts (see
-/// [`crate::report::locate_page`]), so a deep page needs no scan of the lines before it.
+/// An account's ledger totals for `from..=to`: the (debit, credit) before `from` (the opening) and, per month of the
+/// range, in order, the count, debits and credits of its lines; months without lines are left out. One read gives the
+/// range's totals and where each page of the ledger starts (see [`crate::report::locate_page`]), so a deep page needs
+/// no scan of the lines before it.
 ///
-/// The whole months of the range come from the balances (the company's snapshot and the rows above it), which carry
-/// each event's line count per account, so a month of 30,000 lines costs one summed row. Days before and after the
-/// whole months are counted from the lines. Balance rows written before they counted lines (`line_count` 0) make the
-/// whole range be counted from the lines instead, until a rebuild refills them. `upto` is the snapshot to read (see
-/// [`snapshot_seq`]).
-pub async fn ledger_months(
+/// Both come from one read of the balances at `upto` (see [`snapshot_seq`]): every month up to the range's last whole
+/// month, so the months before `from`'s give the opening and the whole months of the range their totals. Balance
+/// rows carry each event's line count per account, so a month of 30,000 lines costs one summed row. The days of
+/// `from`'s month before it, and the days of the range before and after its whole months, are read from the lines,
+/// concurrently. Balance rows written before they counted lines (`line_count` 0) make the range's months be counted
+/// from the lines instead, until a rebuild refills them.
+pub async fn ledger_totals(
     ch: &Client,
     company: Uuid,
     account: Uuid,
     (from, to): (NaiveDate, NaiveDate),
     upto: i64,
-) -> Result<Vec<MonthTotals>> {
+) -> Result<((i128, i128), Vec<MonthTotals>)> {
+    let from_month = crate::report::month_start(from);
     let split = crate::report::split_months(from, to);
-    let Some((first, last)) = split.whole else {
-        return months_from_lines(ch, company, account, from, to).await;
-    };
+    let through = split.whole.map_or(from_month, |(_, last)| last.max(from_month));
     let part = |range: Option<(NaiveDate, NaiveDate)>| async move {
         match range {
             Some((a, b)) => months_from_lines(ch, company, account, a, b).await,
             None => Ok(Vec::new()),
         }
     };
-    let (head, whole, tail) =
-        tokio::try_join!(part(split.head), months_from_balances(ch, company, account, (first, last), upto), part(split.tail))?;
-    match whole {
-        Some(whole) => Ok(head.into_iter().chain(whole).chain(tail).collect()),
-        None => months_from_lines(ch, company, account, from, to).await,
-    }
+    let days_before = async {
+        if from == from_month {
+            return Ok((0, 0));
+        }
+        line_sums(ch, company, account, from_month, from).await
+    };
+    let (balances, days_before, head, tail) =
+        tokio::try_join!(balance_months(ch, company, account, through, upto), days_before, part(split.head), part(split.tail))?;
+    let (opening_debit, opening_credit) =
+        balances.iter().filter(|m| m.totals.month < from_month).fold(days_before, |(d, c), m| (d + m.totals.debit, c + m.totals.credit));
+    let months = match split.whole {
+        None => head,
+        Some((first, last)) => {
+            let whole: Vec<&BalanceMonth> = balances.iter().filter(|m| m.totals.month >= first && m.totals.month <= last).collect();
+            if whole.iter().any(|m| m.uncounted) {
+                months_from_lines(ch, company, account, from, to).await?
+            } else {
+                head.into_iter().chain(whole.into_iter().map(|m| m.totals)).chain(tail).collect()
+            }
+        }
+    };
+    Ok(((opening_debit, opening_credit), months))
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -293,39 +298,52 @@ struct BalanceMonthRow {
     uncounted: u64,
 }
 
+/// One month of an account's balances.
+#[derive(Debug, Clone, Copy)]
+struct BalanceMonth {
+    totals: MonthTotals,
+    /// Some of the month's rows were written before balances counted lines, so `totals.lines` is not its count.
+    uncounted: bool,
+}
+
 fn month_totals(month: &str, lines: u64, debit: &str, credit: &str) -> Result<MonthTotals> {
     let month = month.parse().map_err(|e| Error::Other(format!("ClickHouse month {month:?} is not a date: {e}")))?;
     Ok(MonthTotals { month, lines, debit: wide(debit)?, credit: wide(credit)? })
 }
 
-/// The monthly totals of the whole months from `first` through `last` (first days) from the balances at `upto`; `None` when
-/// any of their rows was written before balances counted lines.
-async fn months_from_balances(
-    ch: &Client,
-    company: Uuid,
-    account: Uuid,
-    (first, last): (NaiveDate, NaiveDate),
-    upto: i64,
-) -> Result<Option<Vec<MonthTotals>>> {
+/// An account's monthly totals from the balances at `upto`, for every month up to `through` (a first day), in order.
+async fn balance_months(ch: &Client, company: Uuid, account: Uuid, through: NaiveDate, upto: i64) -> Result<Vec<BalanceMonth>> {
     let rows: Vec<BalanceMonthRow> = timed(
         "ledger_months_balances",
         ch.query(&format!(
             "SELECT toString(period) AS month_day, sum(n) AS line_sum, {} AS debit_sum, {} AS credit_sum,
                     countIf(n = 0) AS uncounted_rows
-             FROM {} AND period >= {} AND period <= {} GROUP BY period ORDER BY period",
+             FROM {} AND period <= {} GROUP BY period ORDER BY period",
             wide_sum("d"),
             wide_sum("c"),
             balances(company, Some(account), upto),
-            date(first),
-            date(last),
+            date(through),
         ))
         .fetch_all(),
     )
     .await?;
-    if rows.iter().any(|r| r.uncounted > 0) {
-        return Ok(None);
-    }
-    rows.iter().map(|r| month_totals(&r.month, r.lines, &r.debit, &r.credit)).collect::<Result<_>>().map(Some)
+    rows.iter()
+        .map(|r| Ok(BalanceMonth { totals: month_totals(&r.month, r.lines, &r.debit, &r.credit)?, uncounted: r.uncounted > 0 }))
+        .collect()
+}
+
+/// An account's (debit, credit) over the days `from..until` (`until` excluded), from the lines.
+async fn line_sums(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, until: NaiveDate) -> Result<(i128, i128)> {
+    let sql = format!(
+        "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
+         WHERE {} AND voucher_date >= {} AND voucher_date < {}",
+        wide_sum("debit"),
+        wide_sum("credit"),
+        account_key(company, account),
+        date(from),
+        date(until),
+    );
+    timed("ledger_opening_days", ch.query(&sql).fetch_one::<TwoSums>()).await?.pair()
 }
 
 /// The monthly totals of `from..=to` counted from the account's lines, copies collapsed with `FINAL`: every line of

@@ -21,6 +21,11 @@ use crate::Result;
 /// Most companies one ClickHouse query names. Keeps the query text far below `max_query_size` (256 KiB).
 pub use crate::sink::COMPANIES_PER_QUERY_MAX;
 
+/// Most companies compared at once. Their sums (three maps of one entry per account and month, about 5,000 entries
+/// and 2 MiB per company at the `large` size) are held together, so this bounds the worker's memory: all 101
+/// companies of `large` in one round took its resident size from about 20 to over 200 MiB.
+pub const RECONCILE_COMPANIES_PER_ROUND_MAX: usize = 8;
+
 /// What to reconcile.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -163,7 +168,7 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
     }
     let watermarks = marks.iter().map(|m| (m.company_id, m.seq)).collect();
     let mut report = Report { companies: marks.len(), watermarks, ..Report::default() };
-    for chunk in marks.chunks(COMPANIES_PER_QUERY_MAX) {
+    for chunk in marks.chunks(RECONCILE_COMPANIES_PER_ROUND_MAX.min(COMPANIES_PER_QUERY_MAX)) {
         let ids: Vec<Uuid> = chunk.iter().map(|m| m.company_id).collect();
         let seqs: Vec<i64> = chunk.iter().map(|m| m.seq).collect();
         let (balances, ledger) = clickhouse_sums(ch, suffix, chunk, scope).await?;
