@@ -81,6 +81,19 @@ ORDER BY (company_id, upto_seq, account_id, period);
 CREATE TABLE IF NOT EXISTS kerp.balance_snapshots ON CLUSTER kerp AS kerp.balance_snapshots_local
 ENGINE = Distributed(kerp, kerp, balance_snapshots_local, cityHash64(company_id));
 
+-- A row per snapshot, what reports look the newest one up in (migrations/clickhouse/0005_snapshot_heads.sql); on the
+-- shard of the snapshot it names.
+CREATE TABLE IF NOT EXISTS kerp.snapshot_heads_local ON CLUSTER kerp (
+    company_id UUID,
+    upto_seq   Int64,
+    created_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')
+PARTITION BY intDiv(toUInt32(created_at), 3600)
+ORDER BY (company_id, upto_seq);
+
+CREATE TABLE IF NOT EXISTS kerp.snapshot_heads ON CLUSTER kerp AS kerp.snapshot_heads_local
+ENGINE = Distributed(kerp, kerp, snapshot_heads_local, cityHash64(company_id));
+
 -- Account names and classes; the newest version wins.
 CREATE TABLE IF NOT EXISTS kerp.accounts_local ON CLUSTER kerp (
     company_id   UUID,

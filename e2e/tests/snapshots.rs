@@ -17,7 +17,7 @@ async fn snapshot_and_watermark(company: Uuid) -> (i64, i64) {
     let ch = common::clickhouse().client();
     let c = uuid_literal(&company);
     let snap: i64 =
-        ch.query(&format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c}")).fetch_one().await.expect("snapshot");
+        ch.query(&format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {c}")).fetch_one().await.expect("snapshot");
     let mark: i64 = ch.query(&format!("SELECT max(seq) FROM fold_watermarks WHERE company_id = {c}")).fetch_one().await.expect("mark");
     (snap, mark)
 }

@@ -110,7 +110,9 @@ fn account_key(company: Uuid, account: Uuid) -> String {
 /// change between two reads of one query. A report that reads the balances more than once looks it up once and
 /// passes it to each read, so that they all see the same snapshot.
 pub async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
-    let sql = format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {}", uuid_literal(&company));
+    // From the heads, a row per snapshot, which name only snapshots whose rows exist
+    // (`migrations/clickhouse/0005_snapshot_heads.sql`).
+    let sql = format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company));
     Ok(timed("balance_snapshot_seq", ch.query(&sql).fetch_one::<i64>()).await?)
 }
 

@@ -17,11 +17,12 @@ use crate::fold::{
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
-const DDL: [&str; 4] = [
+const DDL: [&str; 5] = [
     include_str!("../../migrations/clickhouse/0001_init.sql"),
     include_str!("../../migrations/clickhouse/0002_dimensions.sql"),
     include_str!("../../migrations/clickhouse/0003_invoices.sql"),
     include_str!("../../migrations/clickhouse/0004_snapshots.sql"),
+    include_str!("../../migrations/clickhouse/0005_snapshot_heads.sql"),
 ];
 
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
@@ -36,9 +37,9 @@ const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
 ];
 
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
-/// A rebuild starts `balance_snapshots` empty: reports read whole `period_balances` tails until the live worker's
-/// snapshots of the new version come (within a snapshot round).
-pub const AGGREGATE_TABLES: [&str; 9] = [
+/// A rebuild starts `balance_snapshots` and `snapshot_heads` empty: reports read whole `period_balances` tails until
+/// the live worker's snapshots of the new version come (within a snapshot round).
+pub const AGGREGATE_TABLES: [&str; 10] = [
     "ledger_lines",
     "period_balances",
     "accounts",
@@ -48,6 +49,7 @@ pub const AGGREGATE_TABLES: [&str; 9] = [
     "invoices",
     "fold_watermarks",
     "balance_snapshots",
+    "snapshot_heads",
 ];
 
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.

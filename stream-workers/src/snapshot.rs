@@ -3,8 +3,9 @@
 //! the newest snapshot plus the few rows above it instead of collapsing every row the company ever posted.
 //!
 //! What flows through here: the companies' watermarks and newest snapshots in, a plan of which companies to
-//! snapshot ([`due`], pure), one `INSERT … SELECT` per planned company, and now and then the drop of hour partitions
-//! that only hold superseded snapshots ([`droppable`], pure).
+//! snapshot ([`due`], pure), one `INSERT … SELECT` per planned company and then its head (`snapshot_heads`, see
+//! `migrations/clickhouse/0005_snapshot_heads.sql`), and now and then the drop of hour partitions that only hold
+//! superseded snapshots ([`droppable`], pure).
 //!
 //! Exactness does not depend on timing. Each snapshot reads the watermark and the rows in one statement, and a
 //! watermark is only written after the rows it covers are durable, so a snapshot at `upto_seq` holds exactly the
@@ -119,13 +120,20 @@ impl Latest {
     }
 }
 
-/// Writes one company's snapshot at its current watermark. The watermark is read by a join in the same statement
-/// as the rows, so both come from one version of the tables even while a rebuild swaps them.
+/// Writes one company's snapshot at its current watermark, then its head (`snapshot_heads`, what reports look the
+/// newest snapshot up in). The watermark is read by a join in the same statement as the rows, so both come from one
+/// version of the tables even while a rebuild swaps them.
+///
+/// The head is read back from the rows just written, so it names only a snapshot that exists: the rows at or above
+/// the watermark seen before the snapshot (the snapshot's own sequence is at least that, unless a rebuild's swap came
+/// in between, and then no head is written and the snapshot is simply not used). A snapshot written twice gets equal
+/// heads, which the table's key folds.
 ///
 /// # Errors
 /// ClickHouse errors.
 pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Result<()> {
     let id = uuid_literal(&company);
+    let seen: i64 = ch.query(&format!("SELECT max(seq) FROM fold_watermarks{suffix} WHERE company_id = {id}")).fetch_one().await?;
     let sql = format!(
         "INSERT INTO balance_snapshots{suffix} (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
          SELECT company_id, folded_seq, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)),
@@ -137,7 +145,34 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Resul
          GROUP BY company_id, folded_seq, account_id, period"
     );
     ch.query(&sql).execute().await?;
+    ch.query(&format!(
+        "INSERT INTO snapshot_heads{suffix} (company_id, upto_seq, created_at)
+         SELECT company_id, upto_seq, max(created_at) FROM balance_snapshots{suffix}
+         WHERE company_id = {id} AND upto_seq >= {seen} GROUP BY company_id, upto_seq"
+    ))
+    .execute()
+    .await?;
     Ok(())
+}
+
+/// Writes the heads of the snapshots that have none, when `snapshot_heads` is empty: once, after an upgrade from a
+/// version without heads, so reports need not wait for each company's next snapshot. Read from the rows, as
+/// [`snapshot_company`] does. Returns how many heads were written.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn backfill_heads(ch: &Client, suffix: &str) -> Result<u64> {
+    let heads: u64 = ch.query(&format!("SELECT count() FROM snapshot_heads{suffix}")).fetch_one().await?;
+    if heads > 0 {
+        return Ok(0);
+    }
+    ch.query(&format!(
+        "INSERT INTO snapshot_heads{suffix} (company_id, upto_seq, created_at)
+         SELECT company_id, upto_seq, max(created_at) FROM balance_snapshots{suffix} GROUP BY company_id, upto_seq"
+    ))
+    .execute()
+    .await?;
+    Ok(ch.query(&format!("SELECT count() FROM snapshot_heads{suffix}")).fetch_one().await?)
 }
 
 /// One round: snapshots the companies [`due`] says. Returns how many were written. `tried` remembers when (Unix
@@ -184,6 +219,8 @@ pub async fn drop_old(ch: &Client, suffix: &str) -> Result<usize> {
     let partitions: Vec<i64> = partitions.iter().filter_map(|p| p.trim_matches('\'').parse().ok()).collect();
     let drop = droppable(&partitions, &protected, chrono::Utc::now().timestamp());
     for p in &drop {
+        // The heads first: a head must never outlive its rows.
+        ch.query(&format!("ALTER TABLE snapshot_heads{suffix} DROP PARTITION {p}")).execute().await?;
         ch.query(&format!("ALTER TABLE balance_snapshots{suffix} DROP PARTITION {p}")).execute().await?;
     }
     Ok(drop.len())
@@ -195,6 +232,14 @@ pub async fn run(ch: Client, cadence: Cadence, shutdown: CancellationToken) {
     let idle_s = i64::try_from(cadence.idle_ms / 1000).unwrap_or(i64::MAX);
     let mut tried = HashMap::new();
     let mut last_retention = Instant::now();
+    match backfill_heads(&ch, "").await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(heads = n, "wrote the heads of the balance snapshots made before heads existed"),
+        Err(e) => {
+            metrics::counter!("balance_snapshot_errors_total").increment(1);
+            tracing::warn!(error = %e, "writing the heads of older balance snapshots failed (they go unused)");
+        }
+    }
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -79,7 +79,7 @@ async fn newest_snapshot(ch: &clickhouse::Client, company: Uuid) -> Sums {
         "SELECT upto_seq, count() AS row_count, toString(sum(debit)) AS debit_sum, toString(sum(credit)) AS credit_sum,
                 sum(line_count) AS line_sum
          FROM balance_snapshots WHERE company_id = {c}
-           AND upto_seq = (SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c})
+           AND upto_seq = (SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {c})
          GROUP BY upto_seq"
     ))
     .fetch_one()
@@ -90,8 +90,7 @@ async fn newest_snapshot(ch: &clickhouse::Client, company: Uuid) -> Sums {
 /// What a report reads: the newest snapshot (each (account, month) once) plus the collapsed rows above it.
 async fn report_debits(ch: &clickhouse::Client, company: Uuid) -> String {
     let c = uuid_literal(&company);
-    let upto: i64 =
-        ch.query(&format!("SELECT max(upto_seq) FROM balance_snapshots WHERE company_id = {c}")).fetch_one().await.expect("upto");
+    let upto: i64 = ch.query(&format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {c}")).fetch_one().await.expect("upto");
     ch.query(&format!(
         "SELECT toString(sum(d)) FROM
            (SELECT account_id, period, any(debit) AS d FROM balance_snapshots WHERE company_id = {c} AND upto_seq = {upto}
@@ -165,6 +164,7 @@ async fn a_round_snapshots_companies_with_new_events_and_skips_those_without() {
 
     // Snapshots that vanish (a rebuild's swap starts the table empty) are made again at once, even though this
     // process remembers making them: what is covered is read from ClickHouse, never from memory.
+    ch.query("TRUNCATE TABLE snapshot_heads").execute().await.expect("truncate");
     ch.query("TRUNCATE TABLE balance_snapshots").execute().await.expect("truncate");
     let tail = snapshot::SNAPSHOT_TAIL_EVENTS_MIN;
     write(&ch, events(busy, a, b, 9..=tail), Some(tail), busy).await;
@@ -172,6 +172,14 @@ async fn a_round_snapshots_companies_with_new_events_and_skips_those_without() {
     assert_eq!(newest_snapshot(&ch, busy).await.debit, sum_won(1..=tail));
     // Every partition is this hour's, so retention drops none (and its queries run on this server).
     assert_eq!(snapshot::drop_old(&ch, "").await.expect("retention"), 0);
+
+    // Snapshots made before heads existed get theirs once, from their rows; with heads present nothing is written.
+    let snapshots: u64 =
+        ch.query("SELECT count() FROM (SELECT DISTINCT company_id, upto_seq FROM balance_snapshots)").fetch_one().await.expect("count");
+    ch.query("TRUNCATE TABLE snapshot_heads").execute().await.expect("truncate");
+    assert_eq!(snapshot::backfill_heads(&ch, "").await.expect("backfill"), snapshots);
+    assert_eq!(newest_snapshot(&ch, busy).await.debit, sum_won(1..=tail));
+    assert_eq!(snapshot::backfill_heads(&ch, "").await.expect("backfill"), 0);
     drop_database(&ch).await;
 }
 
