@@ -148,14 +148,7 @@ pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: Nai
         );
         timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>()).await?.pair()
     };
-    // From the first of a month there are no days before it to read.
-    let before_days = async {
-        if from == month_start {
-            return Ok((0, 0));
-        }
-        line_sums(ch, company, account, month_start, from).await
-    };
-    let ((md, mc), (dd, dc)) = tokio::try_join!(before_months, before_days)?;
+    let ((md, mc), (dd, dc)) = tokio::try_join!(before_months, month_days_before(ch, company, account, from))?;
     Ok((md + dd, mc + dc))
 }
 
@@ -267,14 +260,12 @@ pub async fn ledger_totals(
             None => Ok(Vec::new()),
         }
     };
-    let days_before = async {
-        if from == from_month {
-            return Ok((0, 0));
-        }
-        line_sums(ch, company, account, from_month, from).await
-    };
-    let (balances, days_before, head, tail) =
-        tokio::try_join!(balance_months(ch, company, account, through, upto), days_before, part(split.head), part(split.tail))?;
+    let (balances, days_before, head, tail) = tokio::try_join!(
+        balance_months(ch, company, account, through, upto),
+        month_days_before(ch, company, account, from),
+        part(split.head),
+        part(split.tail)
+    )?;
     let (opening_debit, opening_credit) =
         balances.iter().filter(|m| m.totals.month < from_month).fold(days_before, |(d, c), m| (d + m.totals.debit, c + m.totals.credit));
     let months = match split.whole {
@@ -334,8 +325,13 @@ async fn balance_months(ch: &Client, company: Uuid, account: Uuid, through: Naiv
         .collect()
 }
 
-/// An account's (debit, credit) over the days `from..until` (`until` excluded), from the lines.
-async fn line_sums(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, until: NaiveDate) -> Result<(i128, i128)> {
+/// An account's (debit, credit) over the days of `day`'s month before it, from the lines: what the balances' whole
+/// months leave out of an opening balance at `day`. Nothing to read on the first of a month.
+async fn month_days_before(ch: &Client, company: Uuid, account: Uuid, day: NaiveDate) -> Result<(i128, i128)> {
+    let (from, until) = (crate::report::month_start(day), day);
+    if from == until {
+        return Ok((0, 0));
+    }
     let sql = format!(
         "SELECT {} AS debit_sum, {} AS credit_sum FROM ledger_lines FINAL
          WHERE {} AND voucher_date >= {} AND voucher_date < {}",
