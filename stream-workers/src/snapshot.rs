@@ -125,15 +125,14 @@ impl Latest {
 /// version of the tables even while a rebuild swaps them.
 ///
 /// The head is read back from the rows just written, so it names only a snapshot that exists: the rows at or above
-/// the watermark seen before the snapshot (the snapshot's own sequence is at least that, unless a rebuild's swap came
-/// in between, and then no head is written and the snapshot is simply not used). A snapshot written twice gets equal
-/// heads, which the table's key folds.
+/// `seen`, the company's watermark as read before this call (the round's read; 0 when unknown). The snapshot's own
+/// sequence is at least that, unless a rebuild's swap came in between, and then no head is written and the snapshot
+/// is simply not used. A snapshot written twice gets equal heads, which the table's key folds.
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid) -> Result<()> {
+pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, seen: i64) -> Result<()> {
     let id = uuid_literal(&company);
-    let seen: i64 = ch.query(&format!("SELECT max(seq) FROM fold_watermarks{suffix} WHERE company_id = {id}")).fetch_one().await?;
     let sql = format!(
         "INSERT INTO balance_snapshots{suffix} (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
          SELECT company_id, folded_seq, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)),
@@ -196,7 +195,9 @@ pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<U
     let plan = due(&watermarks, &latest, now_s, idle_s);
     for company in &plan {
         let started = Instant::now();
-        snapshot_company(ch, suffix, *company).await?;
+        // The watermark this round read, a lower bound of the sequence the snapshot will cover.
+        let seen = watermarks.iter().filter(|(c, _)| c == company).map(|(_, seq)| *seq).max().unwrap_or(0);
+        snapshot_company(ch, suffix, *company, seen).await?;
         metrics::histogram!("balance_snapshot_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("balance_snapshots_total").increment(1);
         tried.insert(*company, now_s);

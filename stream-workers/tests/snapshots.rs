@@ -119,7 +119,7 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     write(&ch, events(company, a, b, 41..=50), None, company).await;
     write(&ch, events(company, a, b, 51..=60), None, company).await;
 
-    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, 50).await.expect("snapshot");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!(s.upto_seq, 50);
     assert_eq!(s.rows, 6, "two accounts in three months");
@@ -129,12 +129,12 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60), "snapshot plus the rows above it");
 
     // The same snapshot computed again (a second worker, a retry) changes nothing a report reads.
-    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot again");
+    snapshot::snapshot_company(&ch, "", company, 50).await.expect("snapshot again");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60));
 
     // The watermark moves on; the next snapshot covers the rest, and reports still count every event once.
     write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
-    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot at 70");
+    snapshot::snapshot_company(&ch, "", company, 70).await.expect("snapshot at 70");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!((s.upto_seq, s.debit.clone()), (70, sum_won(1..=70)));
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=70));
@@ -192,7 +192,7 @@ async fn a_snapshot_over_uncounted_rows_says_not_counted() {
     let mut rows = events(company, a, b, 1..=3);
     rows[0].line_count = 0; // event 1 on account a, month 1: written before the column
     write(&ch, rows, Some(3), company).await;
-    snapshot::snapshot_company(&ch, "", company).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, 3).await.expect("snapshot");
     let c = uuid_literal(&company);
     let counts: Vec<(String, u64)> = ch
         .query(&format!(
