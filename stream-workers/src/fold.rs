@@ -525,10 +525,10 @@ fn voucher_rows(e: &VoucherPosted, date: u16, period: u16, per_account: PerAccou
 /// A company's events are folded strictly in sequence: an event at or below the watermark is a duplicate, the next
 /// one is folded, and anything else holds the company back (as does a message that cannot be decoded or folded).
 /// Nothing of a held company is folded until the hold is cleared, which needs a restart or rewind of the consumer.
-pub fn fold(messages: &[Message], state: &mut FoldState, skips: &HashSet<Skip>) -> FoldOutput {
+pub fn fold<M: std::borrow::Borrow<Message>>(messages: &[M], state: &mut FoldState, skips: &HashSet<Skip>) -> FoldOutput {
     let mut out = FoldOutput::default();
     let mut advanced: BTreeMap<Uuid, i64> = BTreeMap::new();
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in messages.iter().map(std::borrow::Borrow::borrow).enumerate() {
         if state.held_partitions.contains_key(&m.partition) {
             out.held_messages += 1;
             continue;

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use kerp_stream::{rebuild, reconcile, sink};
 use uuid::Uuid;
 
+/// mimalloc instead of glibc's malloc: a profile of `rebuild` spent 40 % of its CPU in glibc's malloc and free
+/// (decoding allocates per field, and batches are freed on another thread than the one that filled them).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "stream-workers", about = "K-ERP stream-workers: fold voucher events from Kafka into ClickHouse, exactly once")]
 struct Cli {

@@ -26,10 +26,21 @@ use crate::{Config, Error, Fetched, Folder, Processed, Result};
 pub const REBUILD_SUFFIX: &str = "__rebuild";
 /// Longest a rebuild waits for Kafka metadata, in milliseconds.
 const METADATA_TIMEOUT_MS: u64 = 10_000;
-/// Most messages per batch of the rebuild (its batches are bounded by lines too, like the live fold's).
-const REBUILD_BATCH_MESSAGES_MAX: usize = 5_000;
+/// Most messages per batch of the rebuild. Larger batches than the live fold's (whose size is set for freshness)
+/// mean fewer, larger INSERTs and parts for ClickHouse to write and merge; measured on `large` (16.3M lines, 2 cores):
+/// 5,000 messages 135k lines/s, 12,000 messages 237k lines/s with the INSERTs of a batch sent together.
+const REBUILD_BATCH_MESSAGES_MAX: usize = 12_000;
+/// Most ledger lines per batch of the rebuild. A batch of long vouchers stops here rather than at the message
+/// count, so that memory stays bounded by lines (two or three batches are alive at once: one read, one queued, one
+/// written).
+const REBUILD_BATCH_LINES_MAX: usize = 40_000;
+/// librdkafka's prefetch queue, in kilobytes. Its default, 64 MiB, with 100,000 messages kept for each partition
+/// (`queued.min.messages`), held the rebuild at 300–470 MiB resident.
+const REBUILD_PREFETCH_KBYTES_MAX: u32 = 16_384;
+/// Messages librdkafka tries to keep prefetched for each partition.
+const REBUILD_PREFETCH_MESSAGES_MIN: u32 = 20_000;
 /// Decoded batches queued ahead of the one being written; each holds at most a batch's memory.
-const REBUILD_BATCHES_AHEAD_MAX: usize = 2;
+const REBUILD_BATCHES_AHEAD_MAX: usize = 1;
 
 /// Settings of one rebuild.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,6 +94,12 @@ async fn fold_range(
         .set("group.id", format!("kerp-rebuild-{}", Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // The rebuild owns every partition, and librdkafka keeps up to `queued.min.messages` (100,000 by default)
+        // prefetched for each: hundreds of MiB. A smaller queue needs a short `fetch.queue.backoff.ms` (1 s by
+        // default) or the fetcher sits idle each time the queue is full.
+        .set("queued.max.messages.kbytes", REBUILD_PREFETCH_KBYTES_MAX.to_string())
+        .set("queued.min.messages", REBUILD_PREFETCH_MESSAGES_MIN.to_string())
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for (p, start, _) in &todo {
@@ -90,7 +107,7 @@ async fn fold_range(
     }
     consumer.assign(&tpl)?;
     let mut remaining: HashMap<i32, i64> = todo.iter().map(|(p, _, e)| (*p, *e)).collect();
-    let batch_lines_max = config.batch_rows_max.clamp(1, crate::BATCH_ROWS_MAX);
+
     // Reading and decoding the next batch (this process's CPU) overlaps writing the current one (ClickHouse's): a
     // reader task hands decoded batches over a short queue, in topic order.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Fetched>, u64)>>(REBUILD_BATCHES_AHEAD_MAX);
@@ -99,7 +116,7 @@ async fn fold_range(
         while !remaining.is_empty() {
             let mut batch: Vec<Fetched> = Vec::new();
             let (mut batch_lines, mut lines) = (0usize, 0u64);
-            while !remaining.is_empty() && batch.len() < REBUILD_BATCH_MESSAGES_MAX && batch_lines < batch_lines_max {
+            while !remaining.is_empty() && batch.len() < REBUILD_BATCH_MESSAGES_MAX && batch_lines < REBUILD_BATCH_LINES_MAX {
                 let m = tokio::select! {
                     () = reader_stop.cancelled() => return,
                     m = consumer.recv() => match m {
