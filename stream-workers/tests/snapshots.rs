@@ -104,6 +104,35 @@ async fn report_debits(ch: &clickhouse::Client, company: Uuid) -> String {
     .expect("report sums")
 }
 
+/// A snapshot's rows as text, in key order, for comparing two ways of computing it.
+async fn snapshot_rows_at(ch: &clickhouse::Client, company: Uuid, upto: i64) -> Vec<String> {
+    let c = uuid_literal(&company);
+    ch.query(&format!(
+        "SELECT DISTINCT concat(toString(account_id), ' ', toString(period), ' ', toString(debit), ' ', toString(credit), ' ',
+                toString(line_count)) AS r
+         FROM balance_snapshots WHERE company_id = {c} AND upto_seq = {upto} ORDER BY r"
+    ))
+    .fetch_all()
+    .await
+    .expect("snapshot rows")
+}
+
+/// ClickHouse applies `ALTER … DELETE` in the background; waits until it has.
+async fn wait_for_mutations(ch: &clickhouse::Client) {
+    for _ in 0..200 {
+        let running: u64 = ch
+            .query("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0")
+            .fetch_one()
+            .await
+            .expect("mutations");
+        if running == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a mutation did not finish within 10 s");
+}
+
 fn sum_won(seqs: std::ops::RangeInclusive<i64>) -> String {
     seqs.map(|s| s * 1000).sum::<i64>().to_string()
 }
@@ -119,7 +148,7 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     write(&ch, events(company, a, b, 41..=50), None, company).await;
     write(&ch, events(company, a, b, 51..=60), None, company).await;
 
-    snapshot::snapshot_company(&ch, "", company, 50).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, 50, None).await.expect("snapshot");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!(s.upto_seq, 50);
     assert_eq!(s.rows, 6, "two accounts in three months");
@@ -128,16 +157,32 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     assert_eq!(s.lines, 100, "each event's line on each of its two accounts, once");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60), "snapshot plus the rows above it");
 
-    // The same snapshot computed again (a second worker, a retry) changes nothing a report reads.
-    snapshot::snapshot_company(&ch, "", company, 50).await.expect("snapshot again");
+    // The same snapshot computed again (a second worker, a retry), in full or on itself as its base (a refresh
+    // with nothing new), changes nothing a report reads.
+    snapshot::snapshot_company(&ch, "", company, 50, None).await.expect("snapshot again");
+    snapshot::snapshot_company(&ch, "", company, 50, Some(50)).await.expect("snapshot on itself");
+    assert_eq!(snapshot_rows_at(&ch, company, 50).await.len(), 6, "the three copies are the same six rows");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60));
 
-    // The watermark moves on; the next snapshot covers the rest, and reports still count every event once.
+    // The watermark moves on, with events 61..=70 written twice; the next snapshot is the one at 50 plus the rows
+    // above it, counts each event once, and equals a snapshot summed from every row.
     write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
-    snapshot::snapshot_company(&ch, "", company, 70).await.expect("snapshot at 70");
+    write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
+    snapshot::snapshot_company(&ch, "", company, 70, Some(50)).await.expect("snapshot at 70 on the one at 50");
     let s = newest_snapshot(&ch, company).await;
-    assert_eq!((s.upto_seq, s.debit.clone()), (70, sum_won(1..=70)));
+    assert_eq!((s.upto_seq, s.rows, s.debit.clone(), s.credit.clone(), s.lines), (70, 6, sum_won(1..=70), sum_won(1..=70), 140));
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=70));
+    let incremental = snapshot_rows_at(&ch, company, 70).await;
+    ch.query("ALTER TABLE balance_snapshots DELETE WHERE upto_seq = 70").execute().await.expect("delete");
+    wait_for_mutations(&ch).await;
+    snapshot::snapshot_company(&ch, "", company, 70, None).await.expect("snapshot at 70 in full");
+    assert_eq!(snapshot_rows_at(&ch, company, 70).await, incremental, "incremental and full snapshots are the same rows");
+
+    // A base whose head is not there (a rebuild's swap started the tables over) is never built on: nothing is
+    // written, rather than a snapshot missing everything below the base.
+    write(&ch, events(company, a, b, 71..=72), Some(72), company).await;
+    snapshot::snapshot_company(&ch, "", company, 72, Some(65)).await.expect("snapshot on a missing base");
+    assert_eq!(newest_snapshot(&ch, company).await.upto_seq, 70);
     drop_database(&ch).await;
 }
 
@@ -192,19 +237,23 @@ async fn a_snapshot_over_uncounted_rows_says_not_counted() {
     let mut rows = events(company, a, b, 1..=3);
     rows[0].line_count = 0; // event 1 on account a, month 1: written before the column
     write(&ch, rows, Some(3), company).await;
-    snapshot::snapshot_company(&ch, "", company, 3).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, 3, None).await.expect("snapshot");
+    // Built on, the snapshot keeps saying 0 where any row it covers was not counted.
+    write(&ch, events(company, a, b, 4..=4), Some(4), company).await;
+    snapshot::snapshot_company(&ch, "", company, 4, Some(3)).await.expect("snapshot on the one at 3");
+    assert_eq!(newest_snapshot(&ch, company).await.upto_seq, 4);
     let c = uuid_literal(&company);
     let counts: Vec<(String, u64)> = ch
         .query(&format!(
             "SELECT concat(toString(account_id), ' ', toString(period)) AS k, line_count FROM balance_snapshots
-             WHERE company_id = {c} ORDER BY k"
+             WHERE company_id = {c} AND upto_seq = 4 ORDER BY k"
         ))
         .fetch_all()
         .await
         .expect("counts");
     let of = |acct: Uuid, day: &str| counts.iter().find(|(k, _)| *k == format!("{acct} {day}")).map(|(_, n)| *n);
     assert_eq!(of(a, "2026-02-01"), Some(0), "{counts:?}");
-    assert_eq!(of(b, "2026-02-01"), Some(1), "{counts:?}");
+    assert_eq!(of(b, "2026-02-01"), Some(2), "events 1 and 4: {counts:?}");
     assert_eq!(of(a, "2026-03-01"), Some(1), "{counts:?}");
     drop_database(&ch).await;
 }
