@@ -211,6 +211,61 @@ async fn one_batch_of_several_companies_answers_each_post_as_a_single_posting_wo
     }
 }
 
+/// A month closed while a batch waits for its counter shows after the wait, in the statement that takes the company
+/// rows: the batch fails as a whole (its posts then go one by one and get the closed month's answer) instead of
+/// posting into a closed month.
+#[tokio::test]
+async fn a_month_closed_while_a_batch_waits_for_its_counter_fails_the_batch() {
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    sqlx::query("INSERT INTO voucher_counters (company_id, period, last_no) VALUES ($1, '2025-06-01', 0)")
+        .bind(c.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A rival transaction holds June's counter and closes June; it commits only once the batch waits for it.
+    let mut rival = pool.begin().await.unwrap();
+    let rival_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *rival).await.unwrap();
+    sqlx::query("SELECT last_no FROM voucher_counters WHERE company_id = $1 AND period = '2025-06-01' FOR UPDATE")
+        .bind(c.id)
+        .execute(&mut *rival)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO closed_periods (company_id, period, closed_by) VALUES ($1, '2025-06-01', $2)")
+        .bind(c.id)
+        .bind(c.admin)
+        .execute(&mut *rival)
+        .await
+        .unwrap();
+    let batch = {
+        let (pool, company, user) = (pool.clone(), c.id, c.admin);
+        tokio::spawn(async move {
+            let v = valid(&simple_voucher("2025-06-02", "5212", "1101", 5));
+            let items = [Item { company_id: company, user_id: user, voucher: &v }];
+            let mut tx = pool.begin().await.unwrap();
+            post_batch(&mut tx, &common::stack().topic, &items).await.map(|answers| answers.len()).map_err(|e| e.to_string())
+        })
+    };
+    eventually(std::time::Duration::from_secs(10), "the batch to wait for the rival's counter", || {
+        let pool = pool.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))")
+                .bind(rival_pid)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+    rival.commit().await.unwrap();
+    let outcome = batch.await.unwrap();
+    assert!(outcome.is_err(), "the batch must not post into the month closed while it waited: {outcome:?}");
+    assert!(numbered(&pool, c.id).await.is_empty(), "nothing was numbered");
+    assert_eq!(event_seq(&pool, c.id).await, 0, "no sequence was taken");
+}
+
 #[tokio::test]
 async fn a_batch_that_cannot_be_written_as_one_falls_back_to_single_postings() {
     stack();

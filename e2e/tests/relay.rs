@@ -147,8 +147,9 @@ async fn a_row_that_fails_for_good_holds_back_only_its_own_company() {
     assert_eq!(company_events(&stack().topic, stuck).await.iter().map(|e| e.company_seq).collect::<Vec<_>>(), [1]);
 }
 
-/// The relay checks its advisory lock before every round. Its lock connection is terminated and the lock taken by
-/// another session (as a second relay would): the old relay must stop publishing until it wins the lock back.
+/// The relay reads every round on its lock connection, which holds its advisory lock. That connection is terminated
+/// and the lock taken by another session (as a second relay would): the old relay must stop publishing until it wins
+/// the lock back.
 #[tokio::test]
 async fn a_relay_that_lost_its_lock_stops_publishing() {
     stack();

@@ -1,8 +1,8 @@
 //! The outbox relay: outbox rows flow from Postgres to Kafka, in id order, and are deleted only after the broker has
 //! acknowledged them (`acks=all`, idempotent producer).
 //!
-//! Only one relay publishes at a time: it holds a session advisory lock on a dedicated connection and checks before
-//! every round that it still holds it, so a relay whose lock connection was lost stops publishing. A company's events
+//! Only one relay publishes at a time: it holds a session advisory lock on a dedicated connection and reads every
+//! round's rows on that connection, so a relay whose lock connection was lost stops publishing. A company's events
 //! reach the topic in the order of their sequence numbers. If Kafka is down the relay waits (messages never time out
 //! in the producer) while postings keep succeeding; the backlog drains when Kafka returns. A crash between the
 //! broker's acknowledgement and the delete re-publishes those rows later, in the same order; the fold drops such
@@ -194,23 +194,14 @@ impl Relay {
         Ok(())
     }
 
-    /// Whether this relay holds the lock, taking it if it is free. Checked before every round: a lock connection
-    /// that was closed or terminated has lost the lock, and another relay may already be publishing.
+    /// Whether this relay holds the lock, taking it if it is free. A relay that holds it reads each round's rows on
+    /// the lock connection itself ([`Relay::publish_round`]): a session-level advisory lock is only ever released
+    /// with its session, so a read that succeeds on that session proves the lock is still held, and a lock connection
+    /// that was closed or terminated fails the read and loses the lead before anything is published. (Each round
+    /// used to ask `pg_locks` first: one more round trip, and the costliest statement of the round.)
     async fn lead(&mut self) -> Result<bool> {
-        if let Some(mut conn) = self.lock_conn.take() {
-            let held: Result<bool, sqlx::Error> = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
-                                AND ((classid::bigint << 32) | objid::bigint) = $1)",
-            )
-            .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await;
-            if matches!(held, Ok(true)) {
-                self.lock_conn = Some(conn);
-                return Ok(true);
-            }
-            tracing::warn!(error = ?held.err(), "the outbox relay lost its lock; it stops publishing and stands for election again");
-            metrics::counter!("outbox_relay_lock_lost_total").increment(1);
+        if self.lock_conn.is_some() {
+            return Ok(true);
         }
         let options: PgConnectOptions = self.config.database_url.parse()?;
         let mut conn = options.application_name(RELAY_LOCK_APPLICATION).connect().await?;
@@ -253,12 +244,22 @@ impl Relay {
     async fn publish_round(&mut self, shutdown: &CancellationToken) -> Result<usize> {
         let held: Vec<Uuid> = self.held.keys().copied().collect();
         let limit = self.config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX);
-        let rows: Vec<OutboxRow> =
-            sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox WHERE company_id <> ALL($1) ORDER BY id LIMIT $2")
-                .bind(&held)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let Some(lock_conn) = self.lock_conn.as_mut() else { return Ok(0) };
+        // On the lock connection: the read succeeds only while this relay still holds the lock (see `lead`).
+        let read = sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox WHERE company_id <> ALL($1) ORDER BY id LIMIT $2")
+            .bind(&held)
+            .bind(limit)
+            .fetch_all(lock_conn)
+            .await;
+        let rows: Vec<OutboxRow> = match read {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "the outbox relay lost its lock connection; it stops publishing and stands for election again");
+                metrics::counter!("outbox_relay_lock_lost_total").increment(1);
+                self.lock_conn = None;
+                return Err(e.into());
+            }
+        };
         if rows.is_empty() {
             return Ok(0);
         }
