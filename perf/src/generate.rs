@@ -37,6 +37,8 @@ use uuid::Uuid;
 
 use crate::thresholds::{DataSize, Thresholds};
 
+/// A stage shorter than this, in seconds, did no work in this run (its rows were already loaded), so no rate is printed.
+const STAGE_SECONDS_TIMED_MIN: f64 = 0.5;
 /// Departments every generated company has (the thresholds file does not size them).
 const DEPARTMENTS: [&str; 10] =
     ["경영지원팀", "영업1팀", "영업2팀", "생산팀", "구매팀", "연구개발팀", "재무팀", "인사팀", "마케팅팀", "물류팀"];
@@ -213,7 +215,12 @@ pub async fn ensure(args: &GenerateArgs) -> anyhow::Result<Manifest> {
     let path = args.out_dir.join(format!("manifest-{}-{}.json", args.size.as_str(), args.seed));
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
     for s in &manifest.stages {
-        let per_s = s.rows as f64 / s.seconds.max(1e-9);
+        if s.seconds < STAGE_SECONDS_TIMED_MIN {
+            // The data was there before this run (a rerun finds the companies loaded and folded): no rate to report.
+            println!("{:<58} {:>9} vouchers: already done, not timed", s.name, s.rows);
+            continue;
+        }
+        let per_s = s.rows as f64 / s.seconds;
         println!("{:<58} {:>9} vouchers {:>8.1} s {:>9.0} vouchers/s {:>9.0} lines/s", s.name, s.rows, s.seconds, per_s, 2.0 * per_s);
     }
     println!("manifest: {}", path.display());
