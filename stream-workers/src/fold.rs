@@ -305,6 +305,112 @@ impl FoldState {
     }
 }
 
+/// Most accounts [`AccountsSeen`] remembers; past it, it starts over (and every company is read again once).
+pub const ACCOUNTS_SEEN_MAX: usize = 100_000;
+
+/// An account's content in the `accounts` table: what reports show of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AccountContent {
+    code: String,
+    name: String,
+    account_type: String,
+}
+
+/// What the `accounts` table holds, for the accounts of the companies this worker has folded: per account, the
+/// content of its winning row and the highest version written for it. It lets a batch leave out account rows that
+/// would change nothing: every voucher carries its accounts' rows (so that an account is known from its first use),
+/// and writing them made nearly every batch an INSERT into `accounts` that ClickHouse then merged into the whole
+/// table (at 1,000 posts/s, 4.1M rows merged in 30 s for 57,000 written, a third of all merging).
+///
+/// The table keeps, per account, the row of the highest version, so a row is left out when it would not change the
+/// winner's content: its version is below the highest one (it would lose), or its content is the winner's (it would
+/// win with the same content). Anything else is written. That holds only while this memory agrees with the table,
+/// so a company's accounts are read from ClickHouse before its first row is judged ([`AccountsSeen::unseeded`],
+/// [`AccountsSeen::seed`]), and everything is forgotten when partitions are revoked (another worker may write them).
+#[derive(Debug, Default)]
+pub struct AccountsSeen {
+    latest: HashMap<(Uuid, Uuid), (AccountContent, u64)>,
+    seeded: HashSet<Uuid>,
+}
+
+/// What [`AccountsSeen::changed`] decided for a batch: the rows to write, and what the table holds once they are.
+#[derive(Debug, Default)]
+pub struct AccountsPlan {
+    pub rows: Vec<AccountRow>,
+    after: Vec<((Uuid, Uuid), (AccountContent, u64))>,
+}
+
+fn content(r: &AccountRow) -> AccountContent {
+    AccountContent { code: r.code.clone(), name: r.name.clone(), account_type: r.account_type.clone() }
+}
+
+impl AccountsSeen {
+    /// The companies of `rows` whose accounts have not been read from ClickHouse yet, each once, sorted.
+    #[must_use]
+    pub fn unseeded(&self, rows: &[AccountRow]) -> Vec<Uuid> {
+        let mut out: Vec<Uuid> = rows.iter().map(|r| r.company_id).filter(|c| !self.seeded.contains(c)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Takes what ClickHouse holds for `companies`: `rows` are each account's content at its highest version and
+    /// that version (`argMax`, `max`).
+    pub fn seed(&mut self, companies: &[Uuid], rows: impl IntoIterator<Item = AccountRow>) {
+        if self.latest.len() >= ACCOUNTS_SEEN_MAX {
+            self.forget();
+        }
+        self.seeded.extend(companies.iter().copied());
+        for r in rows {
+            self.latest.insert((r.company_id, r.account_id), (content(&r), r.version));
+        }
+    }
+
+    /// Which of `rows` (in fold order) change what the table shows. Rows of companies not seeded are all written.
+    #[must_use]
+    pub fn changed(&self, rows: &[AccountRow]) -> AccountsPlan {
+        let mut after: HashMap<(Uuid, Uuid), (AccountContent, u64)> = HashMap::new();
+        let mut plan = AccountsPlan::default();
+        for r in rows {
+            let key = (r.company_id, r.account_id);
+            let known = self.seeded.contains(&r.company_id);
+            let current = after.get(&key).or_else(|| self.latest.get(&key).filter(|_| known));
+            let c = content(r);
+            match current {
+                // It would lose to a higher version already written (or to one left out for having its content).
+                Some((_, v)) if known && r.version < *v => {}
+                // It would win with the content the winner already has; the table's winner stays right.
+                Some((held, v)) if known && *held == c => {
+                    let v = (*v).max(r.version);
+                    after.insert(key, (c, v));
+                }
+                _ => {
+                    plan.rows.push(r.clone());
+                    let v = current.map_or(r.version, |(_, v)| (*v).max(r.version));
+                    after.insert(key, (c, v));
+                }
+            }
+        }
+        plan.after = after.into_iter().collect();
+        plan
+    }
+
+    /// Records a plan whose rows are durable.
+    pub fn remember(&mut self, plan: AccountsPlan) {
+        for (key, value) in plan.after {
+            if self.seeded.contains(&key.0) {
+                self.latest.insert(key, value);
+            }
+        }
+    }
+
+    /// Forgets everything: after a revocation another worker may write these accounts.
+    pub fn forget(&mut self) {
+        self.latest.clear();
+        self.seeded.clear();
+    }
+}
+
 /// Everything one batch writes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FoldOutput {
@@ -629,6 +735,103 @@ pub fn fold<M: std::borrow::Borrow<Message>>(messages: &[M], state: &mut FoldSta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(company: u128, account: u128, name: &str, version: u64) -> AccountRow {
+        AccountRow {
+            company_id: Uuid::from_u128(company),
+            account_id: Uuid::from_u128(account),
+            code: "1101".into(),
+            name: name.into(),
+            account_type: "asset".into(),
+            version,
+        }
+    }
+
+    /// What the table shows after writing `rows` on top of `table`: per account, the content of the highest version
+    /// (the later row on a tie), as ReplacingMergeTree(version) and `argMax` give it.
+    fn winners(table: &[AccountRow]) -> BTreeMap<(Uuid, Uuid), String> {
+        let mut best: BTreeMap<(Uuid, Uuid), (u64, String)> = BTreeMap::new();
+        for r in table {
+            let e = best.entry((r.company_id, r.account_id)).or_insert((r.version, r.name.clone()));
+            if r.version >= e.0 {
+                *e = (r.version, r.name.clone());
+            }
+        }
+        best.into_iter().map(|(k, (_, n))| (k, n)).collect()
+    }
+
+    #[test]
+    fn account_rows_that_change_nothing_are_left_out() {
+        let mut seen = AccountsSeen::default();
+        let stored = vec![account(1, 10, "Cash", 100)];
+        seen.seed(&[Uuid::from_u128(1)], stored.clone());
+        let batch = vec![
+            account(1, 10, "Cash", 200),      // same content, newer: left out
+            account(1, 10, "Cash", 50),       // older: would lose, left out
+            account(1, 11, "Bank", 300),      // new account: written
+            account(1, 11, "Bank", 310),      // same content as the row just before: left out
+            account(1, 10, "Cash (HQ)", 400), // renamed: written
+            account(1, 10, "Cash", 350),      // older than the rename: left out
+            account(2, 20, "Other", 1),       // a company not seeded: written
+        ];
+        assert_eq!(seen.unseeded(&batch), vec![Uuid::from_u128(2)]);
+        let plan = seen.changed(&batch);
+        let names: Vec<(&str, u64)> = plan.rows.iter().map(|r| (r.name.as_str(), r.version)).collect();
+        assert_eq!(names, [("Bank", 300), ("Cash (HQ)", 400), ("Other", 1)]);
+        // The table ends with what writing every row would have left.
+        let everything: Vec<AccountRow> = stored.iter().chain(&batch).cloned().collect();
+        let written: Vec<AccountRow> = stored.iter().chain(&plan.rows).cloned().collect();
+        assert_eq!(winners(&written), winners(&everything));
+        seen.remember(plan);
+        // Remembered across batches: the renamed content at its version, and rows that only repeat it stay out.
+        let plan = seen.changed(&[account(1, 10, "Cash (HQ)", 500), account(1, 10, "Cash", 450), account(1, 10, "Cash", 600)]);
+        assert_eq!(plan.rows.iter().map(|r| (r.name.as_str(), r.version)).collect::<Vec<_>>(), [("Cash", 600)]);
+    }
+
+    #[test]
+    fn forgotten_accounts_are_written_until_read_again() {
+        let mut seen = AccountsSeen::default();
+        seen.seed(&[Uuid::from_u128(1)], vec![account(1, 10, "Cash", 100)]);
+        seen.forget();
+        let batch = [account(1, 10, "Cash", 200)];
+        assert_eq!(seen.unseeded(&batch), vec![Uuid::from_u128(1)], "read again after a revocation");
+        assert_eq!(seen.changed(&batch).rows.len(), 1, "and written until then");
+    }
+
+    /// Any sequence of rows, in any order of versions, leaves the table as writing every row would.
+    #[test]
+    fn leaving_rows_out_never_changes_what_the_table_shows() {
+        let names = ["A", "B", "C"];
+        let mut state: u64 = 7;
+        let mut next = |n: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        for _ in 0..500 {
+            let stored: Vec<AccountRow> =
+                (0..next(2)).map(|_| account(1, 10 + u128::from(next(2)), names[next(3) as usize], next(50))).collect();
+            let mut seen = AccountsSeen::default();
+            // The seed is what the table shows: each account's winner with its highest version.
+            let mut seed: BTreeMap<(Uuid, Uuid), AccountRow> = BTreeMap::new();
+            for r in &stored {
+                let e = seed.entry((r.company_id, r.account_id)).or_insert_with(|| r.clone());
+                if r.version >= e.version {
+                    *e = r.clone();
+                }
+            }
+            seen.seed(&[Uuid::from_u128(1)], seed.into_values());
+            let (mut all, mut written) = (stored.clone(), stored.clone());
+            for _ in 0..3 {
+                let batch: Vec<AccountRow> =
+                    (0..next(6)).map(|_| account(1, 10 + u128::from(next(2)), names[next(3) as usize], next(60))).collect();
+                let plan = seen.changed(&batch);
+                all.extend(batch.iter().cloned());
+                written.extend(plan.rows.iter().cloned());
+                seen.remember(plan);
+                assert_eq!(winners(&written), winners(&all), "stored {stored:?}");
+            }
+        }
+    }
     use kerp_schemas::VoucherLine;
 
     fn event(company: Uuid, seq: i64, date: i32, amounts: &[(Uuid, i64, i64)]) -> VoucherPosted {

@@ -318,6 +318,10 @@ pub fn describe_metrics() {
     describe_counter!("fold_duplicates_skipped_total", "Redelivered events the fold skipped because the watermark already covers them.");
     describe_counter!("fold_held_messages_total", "Messages not folded because their company (or partition) is held.");
     describe_counter!("fold_operator_skips_total", "Messages given up by an operator's `stream-workers skip`.");
+    describe_counter!(
+        "fold_account_rows_unchanged_total",
+        "Account rows left out of a batch because the accounts table already shows them (same content, or a newer version)."
+    );
     describe_counter!("fold_holds_total", "Companies (or partitions) newly held back, by reason (undecodable, gap, invalid).");
     describe_gauge!(
         "fold_held_companies",
@@ -491,7 +495,11 @@ async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &Cancellati
             std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for change in changes {
             match change {
-                Ownership::Revoked(ps) => ps.iter().for_each(|p| folder.state.forget_partition(*p)),
+                Ownership::Revoked(ps) => {
+                    ps.iter().for_each(|p| folder.state.forget_partition(*p));
+                    // Another worker may now write these companies' accounts.
+                    folder.accounts_seen.forget();
+                }
                 Ownership::Assigned(ps) => {
                     let Some(rows) = retry_clickhouse(shutdown, || sink::load_watermarks(ch, "", &ps)).await? else {
                         return Ok(Session::Stopped);
@@ -632,6 +640,8 @@ pub enum Processed {
 pub struct Folder {
     pub state: FoldState,
     pub skips: HashSet<fold::Skip>,
+    /// What the `accounts` table holds, so that batches leave out account rows that change nothing.
+    pub accounts_seen: fold::AccountsSeen,
     ch: clickhouse::Client,
     suffix: String,
     topic: String,
@@ -647,6 +657,7 @@ impl Folder {
         Self {
             state: FoldState::default(),
             skips: HashSet::new(),
+            accounts_seen: fold::AccountsSeen::default(),
             ch,
             suffix: suffix.to_owned(),
             topic: config.voucher_topic.clone(),
@@ -671,7 +682,18 @@ impl Folder {
         let messages: Vec<&fold::Message> = batch.iter().map(|f| &f.message).collect();
         // The fold runs on a copy of the state, which replaces the real one only once the batch is durable.
         let mut next = self.state.clone();
-        let out = fold::fold(&messages, &mut next, &self.skips);
+        let mut out = fold::fold(&messages, &mut next, &self.skips);
+        // Account rows that would change nothing in `accounts` are left out; the companies not yet known are read first.
+        let unseeded = self.accounts_seen.unseeded(&out.accounts);
+        if !unseeded.is_empty() {
+            let Some(rows) = retry_clickhouse(shutdown, || sink::latest_accounts(&self.ch, &self.suffix, &unseeded)).await? else {
+                return Ok(Processed::Stopped);
+            };
+            self.accounts_seen.seed(&unseeded, rows);
+        }
+        let mut accounts = self.accounts_seen.changed(&out.accounts);
+        metrics::counter!("fold_account_rows_unchanged_total").increment((out.accounts.len() - accounts.rows.len()) as u64);
+        out.accounts = std::mem::take(&mut accounts.rows);
         let now_s = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
         let dead: Vec<DeadLetterRow> = out
             .new_holds
@@ -712,6 +734,7 @@ impl Folder {
             backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
         }
         self.state = next;
+        self.accounts_seen.remember(accounts);
         for h in &out.new_holds {
             tracing::error!(partition = h.partition, offset = h.offset, company = ?h.company, reason = %h.reason,
                 "holding back a company: its next message cannot be folded; nothing of it is folded until a reader that \

@@ -52,6 +52,10 @@ pub const AGGREGATE_TABLES: [&str; 10] = [
     "snapshot_heads",
 ];
 
+/// Most companies named in one query of [`latest_accounts`]: 1,000 UUID literals are about 26 KiB of text, a tenth of
+/// ClickHouse's `max_query_size`.
+const SEED_COMPANIES_PER_QUERY_MAX: usize = 1_000;
+
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
 pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
 
@@ -238,6 +242,35 @@ pub async fn load_skips(client: &Client, topic: &str) -> Result<HashSet<Skip>> {
 /// ClickHouse errors.
 pub async fn record_skip(client: &Client, row: &SkipRow) -> Result<()> {
     insert_all(client, "fold_skips", "", std::slice::from_ref(row)).await
+}
+
+/// What the `accounts` table of version `suffix` shows for every account of `companies`: each account's content at
+/// its highest version, with that version, as reports read it (`argMax`). Seeds `fold::AccountsSeen`.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn latest_accounts(client: &Client, suffix: &str, companies: &[Uuid]) -> Result<Vec<AccountRow>> {
+    let mut out = Vec::new();
+    // In chunks: a batch may bring thousands of companies, and a query text is limited (`max_query_size`, 256 KiB).
+    for chunk in companies.chunks(SEED_COMPANIES_PER_QUERY_MAX) {
+        let list: Vec<String> = chunk.iter().map(kerp_core::clickhouse::uuid_literal).collect();
+        out.extend(
+            client
+                .query(&format!(
+                    // The aggregates are named apart from the columns inside, and renamed outside: an alias equal to
+                    // a column's name replaces that column in the other aggregates (ClickHouse then refuses
+                    // `max(version)` inside `argMax(code, version)`).
+                    "SELECT company_id, account_id, c AS code, n AS name, t AS account_type, v AS version FROM
+                       (SELECT company_id, account_id, argMax(code, version) AS c, argMax(name, version) AS n,
+                               argMax(account_type, version) AS t, max(version) AS v
+                        FROM accounts{suffix} WHERE company_id IN ({}) GROUP BY company_id, account_id)",
+                    list.join(", ")
+                ))
+                .fetch_all::<AccountRow>()
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// Writes `rows` into `table` followed by the version `suffix` as one INSERT, and records how long the INSERT took,
