@@ -772,12 +772,13 @@ mod tests {
             account(1, 11, "Bank", 310),      // same content as the row just before: left out
             account(1, 10, "Cash (HQ)", 400), // renamed: written
             account(1, 10, "Cash", 350),      // older than the rename: left out
-            account(2, 20, "Other", 1),       // a company not seeded: written
+            account(2, 20, "Other", 1),       // a company not seeded: written,
+            account(2, 20, "Other", 2),       // and so is its repeat: its table is unknown, so nothing is judged
         ];
         assert_eq!(seen.unseeded(&batch), vec![Uuid::from_u128(2)]);
         let plan = seen.changed(&batch);
         let names: Vec<(&str, u64)> = plan.rows.iter().map(|r| (r.name.as_str(), r.version)).collect();
-        assert_eq!(names, [("Bank", 300), ("Cash (HQ)", 400), ("Other", 1)]);
+        assert_eq!(names, [("Bank", 300), ("Cash (HQ)", 400), ("Other", 1), ("Other", 2)]);
         // The table ends with what writing every row would have left.
         let everything: Vec<AccountRow> = stored.iter().chain(&batch).cloned().collect();
         let written: Vec<AccountRow> = stored.iter().chain(&plan.rows).cloned().collect();
