@@ -52,10 +52,6 @@ pub const AGGREGATE_TABLES: [&str; 10] = [
     "snapshot_heads",
 ];
 
-/// Most companies named in one query of [`latest_accounts`]: 1,000 UUID literals are about 26 KiB of text, a tenth of
-/// ClickHouse's `max_query_size`.
-const SEED_COMPANIES_PER_QUERY_MAX: usize = 1_000;
-
 /// Most rows one INSERT sends. Each INSERT is one block, so ClickHouse writes it as one part per partition.
 pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
 
@@ -173,7 +169,9 @@ pub async fn load_watermarks(client: &Client, suffix: &str, partitions: &[i32]) 
     watermarks_where(client, suffix, Some(&format!("partition IN ({list})"))).await
 }
 
-/// Most companies whose watermarks one query names; held companies are few, and more wait for the next check.
+/// Most companies one query names: about 13 KiB of UUID literals, far below ClickHouse's `max_query_size` (256 KiB).
+/// Watermark rechecks of held companies take this many (they are few; more wait for the next check), and
+/// [`latest_accounts`] and reconcile ask in chunks of it.
 pub const COMPANIES_PER_QUERY_MAX: usize = 500;
 
 /// The stored watermarks of these companies (at most [`COMPANIES_PER_QUERY_MAX`] of them are asked for).
@@ -252,7 +250,7 @@ pub async fn record_skip(client: &Client, row: &SkipRow) -> Result<()> {
 pub async fn latest_accounts(client: &Client, suffix: &str, companies: &[Uuid]) -> Result<Vec<AccountRow>> {
     let mut out = Vec::new();
     // In chunks: a batch may bring thousands of companies, and a query text is limited (`max_query_size`, 256 KiB).
-    for chunk in companies.chunks(SEED_COMPANIES_PER_QUERY_MAX) {
+    for chunk in companies.chunks(COMPANIES_PER_QUERY_MAX) {
         let list: Vec<String> = chunk.iter().map(kerp_core::clickhouse::uuid_literal).collect();
         out.extend(
             client
