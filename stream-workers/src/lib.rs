@@ -93,7 +93,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     #[command(flatten)]
     pub topic: kerp_core::kafka::TopicConfig,
-    /// Most voucher lines per ClickHouse batch (capped at `BATCH_ROWS_MAX`).
+    /// Most voucher lines per ClickHouse batch of the live fold (capped at `BATCH_ROWS_MAX`). `rebuild` batches by
+    /// its own bounds (`REBUILD_BATCH_MESSAGES_MAX`, `REBUILD_BATCH_LINES_MAX`), set for throughput, not freshness.
     #[arg(long, env = "BATCH_ROWS_MAX", default_value_t = 20_000)]
     pub batch_rows_max: usize,
     /// Longest time a batch stays open after its first event, in milliseconds. Bounds freshness under light load.

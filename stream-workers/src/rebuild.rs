@@ -107,7 +107,6 @@ async fn fold_range(
     }
     consumer.assign(&tpl)?;
     let mut remaining: HashMap<i32, i64> = todo.iter().map(|(p, _, e)| (*p, *e)).collect();
-
     // Reading and decoding the next batch (this process's CPU) overlaps writing the current one (ClickHouse's): a
     // reader task hands decoded batches over a short queue, in topic order.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Fetched>, u64)>>(REBUILD_BATCHES_AHEAD_MAX);
