@@ -5,7 +5,7 @@
 //! Rates are data: [`RATE_TABLE_CSV`] (`core/data/insurance_rates.csv`, embedded at build time) is a dated table with a
 //! row per insurance, component and period, each citing its source. [`RateTable::schedule`] picks the rows in force for
 //! a month; a component the table lacks for that month, or holds as `pending` (published in a notice the table does
-//! not have yet, such as the 2026 long-term care rate), is a [`MissingRate`] naming it, never a guess.
+//! not have yet), is a [`MissingRate`] naming it, never a guess.
 //!
 //! The arithmetic ([`Schedule::contribution`]) follows `shared/reference/korean-accounting.md`:
 //! - the base is the monthly pay truncated to the insurance's base unit (1,000 won for the National Pension), then
@@ -843,6 +843,22 @@ mod tests {
     }
 
     #[test]
+    fn national_pension_june_versus_july_2026_the_base_change() {
+        // table: 4.75% in 2026 ([ref]); floor and cap 400,000 / 6,370,000 until June 2026 ([ref]), 410,000 / 6,590,000
+        // from July 2026 (NPS).
+        let june = schedule(Insurance::NationalPension, "2026-06");
+        let july = schedule(Insurance::NationalPension, "2026-07");
+        assert_eq!((july.base_floor_won, july.base_cap_won), (Some(410_000), Some(6_590_000)));
+        // Pay 405,500: June base 405,000; × 4.75% = 19,237.5 → 19,230. July base 410,000 (the floor); × 4.75% = 19,475
+        // → 19,470.
+        assert_eq!((june.contribution(405_500).base, june.contribution(405_500).employee), (405_000, 19_230));
+        assert_eq!((july.contribution(405_500).base, july.contribution(405_500).employee), (410_000, 19_470));
+        // Pay 7,000,000: June 6,370,000 × 4.75% = 302,575 → 302,570; July 6,590,000 × 4.75% = 313,025 → 313,020.
+        assert_eq!(june.contribution(7_000_000).employer, 302_570);
+        assert_eq!(july.contribution(7_000_000).employer, 313_020);
+    }
+
+    #[test]
     fn health_2025_with_long_term_care() {
         // table: health employee_rate/employer_rate 2025 = 3.545% each; long_term_care_rate 2025 = 12.95% of the
         // health premium ([ref]); no base floor, cap or truncation; premium_unit_won = 10.
@@ -870,14 +886,39 @@ mod tests {
     }
 
     #[test]
-    fn health_2026_is_refused_until_the_long_term_care_rate_is_in_the_table() {
-        // table: health 2026 = 3.595% ([ref]); long_term_care_rate 2026 = pending ([ref]: "per the 2026 notice").
-        let t = table();
+    fn health_2026_with_the_long_term_care_rate_of_the_2026_notice() {
+        // table: health 2026 = 3.595% each ([ref]); long_term_care_rate 2026 = 13.14% of the health premium (the 2026
+        // notice [ref] names without its number: 0.9448% of income).
+        let s = schedule(Insurance::Health, "2026-01");
+        // Pay 3,456,789: × 3.595% = 124,271.56 → 124,270; 124,270 × 13.14% = 16,329.08 → 16,320.
+        let c = s.contribution(3_456_789);
+        assert_eq!((c.employee, c.employer, c.long_term_care_employee, c.long_term_care_employer), (124_270, 124_270, 16_320, 16_320));
+        // Pay 2,500,000: × 3.595% = 89,875 → 89,870; 89,870 × 13.14% = 11,808.92 → 11,800.
+        let c = s.contribution(2_500_000);
+        assert_eq!((c.employee, c.long_term_care_employee), (89_870, 11_800));
+        // December 2025 still charges 2025's rates on the same pay: 122,540 and 15,860 (see health_2025_with_long_term_care).
+        let dec = schedule(Insurance::Health, "2025-12").contribution(3_456_789);
+        assert_eq!((dec.employee, dec.long_term_care_employee), (122_540, 15_860));
+    }
+
+    #[test]
+    fn a_pending_row_refuses_its_months_naming_the_notice() {
+        // A notice announced but not yet in the table: the month it covers is refused, never computed with a guess.
+        let text = format!(
+            "{RATE_TABLE_HEADER}\n\
+             health,employee_rate,2025-01-01,,3.545%,s\n\
+             health,employer_rate,2025-01-01,,3.545%,s\n\
+             health,premium_unit_won,2025-01-01,,10,s\n\
+             health,long_term_care_rate,2025-01-01,2025-12-31,12.95%,s\n\
+             health,long_term_care_rate,2026-01-01,,pending,per the 2026 notice\n"
+        );
+        let t = RateTable::parse(&text).expect("parses");
+        assert!(t.schedule(Insurance::Health, month("2025-12"), &Params::default()).is_ok());
         let e = t.schedule(Insurance::Health, month("2026-01"), &Params::default()).unwrap_err();
         assert_eq!((e.insurance, e.component, e.month), (Insurance::Health, Component::LongTermCareRate, month("2026-01")));
         assert!(e.pending.as_deref().is_some_and(|n| n.contains("per the 2026 notice")), "{e}");
         assert!(e.to_string().contains("health long_term_care_rate for 2026-01"), "{e}");
-        assert_eq!(t.value(Insurance::Health, Component::EmployeeRate, month("2026-01")), Ok(Value::Rate(rate("3.595%"))));
+        assert_eq!(t.value(Insurance::Health, Component::EmployeeRate, month("2026-01")), Ok(Value::Rate(rate("3.545%"))));
     }
 
     #[test]
@@ -920,10 +961,14 @@ mod tests {
         let own = Params { industrial_rate: Rate::from_ppm(8_600), ..Params::default() };
         let c = t.schedule(Insurance::IndustrialAccident, month("2025-04"), &own).unwrap().contribution(3_456_789);
         assert_eq!((c.employee, c.employer), (0, 29_720));
-        // 2026 has no default in the table: refused without the industry's rate, computed with it.
-        let e = t.schedule(Insurance::IndustrialAccident, month("2026-02"), &Params::default()).unwrap_err();
+        // 2026: the Ministry kept the average at 1.47%, so the default gives the same 50,810; the industry's own rate
+        // still wins.
+        let c = t.schedule(Insurance::IndustrialAccident, month("2026-02"), &Params::default()).unwrap().contribution(3_456_789);
+        assert_eq!((c.employee, c.employer), (0, 50_810));
+        assert_eq!(t.schedule(Insurance::IndustrialAccident, month("2026-02"), &own).unwrap().contribution(3_456_789).employer, 29_720);
+        // 2027 has no default in the table: refused without the industry's rate.
+        let e = t.schedule(Insurance::IndustrialAccident, month("2027-01"), &Params::default()).unwrap_err();
         assert_eq!(e.component, Component::EmployerRateDefault);
-        assert!(t.schedule(Insurance::IndustrialAccident, month("2026-02"), &own).is_ok());
     }
 
     #[test]
@@ -933,10 +978,6 @@ mod tests {
         let e = t.schedule(Insurance::NationalPension, month("2024-12"), &Params::default()).unwrap_err();
         assert_eq!((e.component, e.pending.clone()), (Component::EmployeeRate, None));
         assert_eq!(e.to_string(), "the rate table has no national_pension employee_rate in force for 2024-12");
-        // July 2026: the rate is there, the new floor is pending ("adjusted every July").
-        let e = t.schedule(Insurance::NationalPension, month("2026-07"), &Params::default()).unwrap_err();
-        assert_eq!(e.component, Component::BaseFloorWon);
-        assert!(e.pending.is_some());
         // 2027: no National Pension rate at all.
         let e = t.schedule(Insurance::NationalPension, month("2027-01"), &Params::default()).unwrap_err();
         assert_eq!(e.component, Component::EmployeeRate);

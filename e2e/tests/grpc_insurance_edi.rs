@@ -295,7 +295,7 @@ async fn national_pension_june_and_july_2025_use_their_own_base() {
 }
 
 #[tokio::test]
-async fn health_insurance_adds_long_term_care_and_2026_is_refused_until_its_rate_is_in_the_table() {
+async fn health_insurance_adds_long_term_care_in_2025_and_2026_and_a_month_outside_the_table_is_refused() {
     // First, so that the log capture is installed before the stack logs anything.
     let mut client = edi().await;
     let pool = pg().await;
@@ -316,17 +316,26 @@ async fn health_insurance_adds_long_term_care_and_2026_is_refused_until_its_rate
     let tb = pg_trial_balance(&pool, c.id, 2025, 5).await;
     assert_eq!(closing(&tb, &account_id(&c.token, "5203").await), (238_490, 0));
 
-    // 2026: the health rate is in the table, the long-term care rate is "per the 2026 notice" without a number.
+    // table: health 2026 = 3.595% + 3.595% ([ref]); long-term care 13.14% of the health premium (the 2026 notice).
+    // 3,456,789 × 3.595% = 124,271.56 → 124,270; × 13.14% = 16,329.08 → 16,320.
+    // 2,500,000 × 3.595% = 89,875 → 89,870; × 13.14% = 11,808.92 → 11,800.
+    let r = client
+        .submit_report(authed(report(c.id, ReportType::HealthInsurance, "2026-01", people.clone()), &c.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lines_of(&r), [(3_456_789, 124_270, 124_270, 16_320, 16_320), (2_500_000, 89_870, 89_870, 11_800, 11_800)]);
+    // (124,270 + 16,320) + (89,870 + 11,800) = 242,260 a side.
+    assert_eq!((r.total_employee_contribution, r.total_employer_contribution), (242_260, 242_260));
+    assert_eq!(r.rates.expect("rates").long_term_care_rate_ppm, 131_400);
+
+    // 2027: no health rate in the table yet, so the report is refused, naming what is missing, and writes nothing.
     let before = edi_footprint(&pool, c.id).await;
-    let mut req = report(c.id, ReportType::HealthInsurance, "2026-01", people);
+    let mut req = report(c.id, ReportType::HealthInsurance, "2027-01", people);
     req.post_accrual_voucher = true;
     let e = client.submit_report(authed(req, &c.token)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    assert!(
-        e.message().contains("health long_term_care_rate for 2026-01") && e.message().contains("per the 2026 notice"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().contains("health employee_rate") && e.message().contains("2027-01"), "{}", e.message());
     assert_eq!(edi_footprint(&pool, c.id).await, before, "a refused month writes nothing");
 }
 
@@ -386,11 +395,18 @@ async fn industrial_accident_is_employer_only_at_the_industry_rate_or_the_defaul
     let r = client.submit_report(authed(req, &c.token)).await.unwrap().into_inner();
     assert_eq!(lines_of(&r), [(3_456_789, 0, 29_720, 0, 0)]);
 
-    // 2026: no default in the table; refused without the industry's rate, computed with it.
-    let e = client.submit_report(authed(report(c.id, ReportType::IndustrialAccident, "2026-02", people()), &c.token)).await.unwrap_err();
+    // 2026: the average was kept at 1.47% (MoEL notice of 2025-12-31): 3,456,789 × 1.47% = 50,814.79 → 50,810.
+    let r = client
+        .submit_report(authed(report(c.id, ReportType::IndustrialAccident, "2026-02", people()), &c.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lines_of(&r), [(3_456_789, 0, 50_810, 0, 0)]);
+    // 2027: no default in the table; refused without the industry's rate, computed with it.
+    let e = client.submit_report(authed(report(c.id, ReportType::IndustrialAccident, "2027-02", people()), &c.token)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("employer_rate_default"), "{}", e.message());
-    let mut req = report(c.id, ReportType::IndustrialAccident, "2026-02", people());
+    let mut req = report(c.id, ReportType::IndustrialAccident, "2027-02", people());
     req.industrial_accident_rate_ppm = 8_600;
     client.submit_report(authed(req, &c.token)).await.expect("with the industry's rate");
 }
@@ -504,21 +520,23 @@ async fn bad_input_and_refused_postings_write_nothing() {
     assert_eq!(edi_footprint(&pool, c.id).await.0, before.0 + 1);
 }
 
-/// The text, json and bytea columns of the tables a submission writes or could write to: the report tables, the
-/// voucher tables the accrual goes through, idempotency keys and the outbox, as the catalogue lists them now.
+/// The text, json and bytea columns of every table of the schema, as the catalogue lists them now: a table added
+/// later is scanned too, without anyone remembering to list it here.
 async fn scanned_columns(pool: &PgPool) -> Vec<(String, String, String)> {
     let columns: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
-         WHERE table_schema = current_schema()
-           AND table_name IN ('insurance_reports', 'insurance_report_lines', 'vouchers', 'voucher_lines', 'idempotency_keys', 'outbox')
-           AND data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'bytea')
+        "SELECT c.table_name::text, c.column_name::text, c.data_type::text
+         FROM information_schema.columns c
+         JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+         WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+           AND c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'bytea')
          ORDER BY 1, 2",
     )
     .fetch_all(pool)
     .await
     .expect("catalogue");
     let tables: std::collections::BTreeSet<&str> = columns.iter().map(|(t, _, _)| t.as_str()).collect();
-    for t in ["insurance_reports", "insurance_report_lines", "vouchers", "voucher_lines", "outbox"] {
+    for t in ["insurance_reports", "insurance_report_lines", "vouchers", "voucher_lines", "outbox", "idempotency_keys", "partners", "users"]
+    {
         assert!(tables.contains(t), "{t} has scannable columns");
     }
     assert!(columns.iter().any(|(t, c, _)| t == "insurance_report_lines" && c == "resident_number_encrypted"));
@@ -580,7 +598,7 @@ async fn no_plain_resident_number_is_in_postgres_the_answers_the_events_or_the_l
     let masked_one = answers[0].contributions[0].resident_number_masked.clone();
     assert!(rows_holding(&pool, "insurance_report_lines", "resident_number_masked", "text", &[masked_one]).await > 0);
     assert_eq!(bytea_rows_holding(&pool, "insurance_report_lines", "resident_number_encrypted", &[blob[5..25].to_vec()]).await, 1);
-    // Postgres: every text, json and bytea column of those tables, every row (not only this company's).
+    // Postgres: every text, json and bytea column of every table, every row (not only this company's).
     for (table, column, data_type) in scanned_columns(&pool).await {
         assert_eq!(rows_holding(&pool, &table, &column, &data_type, &needles).await, 0, "a plain resident number in {table}.{column}");
     }
