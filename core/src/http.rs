@@ -59,8 +59,17 @@ pub struct Problem {
 /// Where the problem types are documented; every `type` URI starts with it (see `docs/errors.md`).
 pub const PROBLEM_TYPE_BASE: &str = "https://kerp.dev/problems/";
 
-/// The stable `type` URI of each kind of error, by status: the one list that [`problem_type`], `docs/errors.md` and the
-/// OpenAPI document's `Problem` schema ([`crate::openapi::problem_type_schema`]) follow.
+/// A duplicate: a code, business number, e-mail, voucher number or approval number the company already has (409).
+pub const PROBLEM_TYPE_DUPLICATE: &str = "https://kerp.dev/problems/duplicate";
+/// A posting, approval, reversal or invoice issue dated in a closed period (409): reopen the period or date it later.
+pub const PROBLEM_TYPE_PERIOD_CLOSED: &str = "https://kerp.dev/problems/period-closed";
+/// An `Idempotency-Key` already used for a different request (422): send a new key for a new request.
+pub const PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED: &str = "https://kerp.dev/problems/idempotency-key-reused";
+
+/// The stable `type` URI of each kind of error: the one list that [`problem_type`], `docs/errors.md` and the OpenAPI
+/// document's `Problem` schema ([`crate::openapi::problem_type_schema`]) follow. The first entry of a status is its
+/// general kind; the later ones of 409 and 422 are finer kinds that clients act on differently (a duplicate is
+/// resolved by another code, a closed period by an admin, a reused key by a new key), set by the constructors below.
 pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (400, "https://kerp.dev/problems/bad-request"),
     (401, "https://kerp.dev/problems/unauthorized"),
@@ -68,15 +77,18 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (404, "https://kerp.dev/problems/not-found"),
     (405, "https://kerp.dev/problems/method-not-allowed"),
     (409, "https://kerp.dev/problems/conflict"),
+    (409, PROBLEM_TYPE_DUPLICATE),
+    (409, PROBLEM_TYPE_PERIOD_CLOSED),
     (413, "https://kerp.dev/problems/payload-too-large"),
     (415, "https://kerp.dev/problems/unsupported-media-type"),
     (422, "https://kerp.dev/problems/validation"),
+    (422, PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED),
     (503, "https://kerp.dev/problems/unavailable"),
     (500, "https://kerp.dev/problems/internal"),
 ];
 
-/// The stable `type` URI of each kind of error, by status (see [`PROBLEM_TYPES`]). Clients branch on it rather than on
-/// `detail`, whose words may change.
+/// The stable `type` URI of a status's general kind of error (see [`PROBLEM_TYPES`]). Clients branch on it rather than
+/// on `detail`, whose words may change.
 #[must_use]
 pub fn problem_type(status: StatusCode) -> &'static str {
     PROBLEM_TYPES.iter().find(|(s, _)| *s == status.as_u16()).map_or("about:blank", |(_, uri)| uri)
@@ -98,8 +110,37 @@ impl Problem {
     /// A 422 that names each offending field.
     #[must_use]
     pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self::with_fields(StatusCode::UNPROCESSABLE_ENTITY, errors)
+    }
+
+    /// A 400 that names each query parameter that cannot be read (a date that is no date, a word that is no enum
+    /// value): the request is malformed, as opposed to well formed but refused (422).
+    #[must_use]
+    pub fn malformed(errors: Vec<FieldError>) -> Self {
+        Self::with_fields(StatusCode::BAD_REQUEST, errors)
+    }
+
+    /// A 409 for something the company already has (see [`PROBLEM_TYPE_DUPLICATE`]).
+    #[must_use]
+    pub fn duplicate(detail: impl Into<String>) -> Self {
+        Self { kind: PROBLEM_TYPE_DUPLICATE, ..Self::new(StatusCode::CONFLICT, detail) }
+    }
+
+    /// A 409 for a change dated in a closed period (see [`PROBLEM_TYPE_PERIOD_CLOSED`]).
+    #[must_use]
+    pub fn period_closed(detail: impl Into<String>) -> Self {
+        Self { kind: PROBLEM_TYPE_PERIOD_CLOSED, ..Self::new(StatusCode::CONFLICT, detail) }
+    }
+
+    /// A 422 for an idempotency key reused with a different request (see [`PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED`]).
+    #[must_use]
+    pub fn idempotency_key_reused(detail: impl Into<String>) -> Self {
+        Self { kind: PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail) }
+    }
+
+    fn with_fields(status: StatusCode, errors: Vec<FieldError>) -> Self {
         let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail) }
+        Self { errors, ..Self::new(status, detail) }
     }
 
     #[must_use]
@@ -451,6 +492,27 @@ mod tests {
             assert!(p.kind.starts_with(PROBLEM_TYPE_BASE), "{code}: {}", p.kind);
         }
         assert_eq!(Problem::invalid(vec![FieldError::new("a", "b")]).kind, "https://kerp.dev/problems/validation");
+        assert_eq!(Problem::malformed(vec![FieldError::new("a", "b")]).kind, "https://kerp.dev/problems/bad-request");
+        // The finer kinds keep their status's number and have their own type.
+        let finer = [
+            (Problem::duplicate("x"), 409, PROBLEM_TYPE_DUPLICATE),
+            (Problem::period_closed("x"), 409, PROBLEM_TYPE_PERIOD_CLOSED),
+            (Problem::idempotency_key_reused("x"), 422, PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED),
+        ];
+        for (p, status, kind) in finer {
+            assert_eq!((p.status, p.kind), (status, kind));
+            assert!(PROBLEM_TYPES.contains(&(status, kind)), "{kind} is listed");
+        }
+        // One general type per status, listed first, which is what Problem::new gives.
+        assert_eq!(problem_type(StatusCode::CONFLICT), "https://kerp.dev/problems/conflict");
+    }
+
+    #[test]
+    fn docs_errors_md_lists_every_type_with_its_status() {
+        let doc = include_str!("../../docs/errors.md");
+        for (status, uri) in PROBLEM_TYPES {
+            assert!(doc.contains(&format!("| `{uri}` | {status} |")), "docs/errors.md has no row for {uri} ({status})");
+        }
     }
 
     #[test]

@@ -383,9 +383,16 @@ async fn the_voucher_list_filters_and_pages() {
     let (status, b) = get(Svc::Ingest, &c.token, "/api/v1/vouchers?page_size=100000").await;
     assert_eq!(status, 200);
     assert_eq!(b["pagination"]["page_size"], kerp_core::http::PAGE_SIZE_MAX);
-    for bad in ["from_date=2025-13-01", "status=deleted", "from_date=2025-03-01&to_date=2025-01-01"] {
+    // A filter that cannot be read is malformed (400, naming the parameter); readable dates in the wrong order are
+    // refused (422).
+    for (bad, expected, field) in [
+        ("from_date=2025-13-01", 400, "from_date"),
+        ("status=deleted", 400, "status"),
+        ("from_date=2025-03-01&to_date=2025-01-01", 422, "from_date"),
+    ] {
         let (status, p) = get(Svc::Ingest, &c.token, &format!("/api/v1/vouchers?{bad}")).await;
-        assert_eq!(status, 422, "{bad}: {p}");
+        assert_eq!(status, expected, "{bad}: {p}");
+        assert_eq!(p["errors"][0]["field"], field, "{bad}: {p}");
     }
     let (status, _) = get(Svc::Ingest, &c.token, "/api/v1/vouchers?page=-1").await;
     assert_eq!(status, 400);

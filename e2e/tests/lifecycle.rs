@@ -62,7 +62,7 @@ async fn drafts_are_edited_deleted_and_numbered_only_when_approved() {
     assert_eq!(edited["data"]["total_debit"], 888);
     let (_, drafts) = get(Svc::Ingest, &c.token, "/api/v1/vouchers?status=draft").await;
     assert_eq!(drafts["pagination"]["total"], 1);
-    assert_eq!(get(Svc::Ingest, &c.token, "/api/v1/vouchers?status=posted").await.0, 422);
+    assert_eq!(get(Svc::Ingest, &c.token, "/api/v1/vouchers?status=posted").await.0, 400);
 
     // A draft never reaches the reports: the trial balance holds the two approved vouchers only.
     let tb = settled_tb(&pool, &c, 2025, 6).await;
@@ -162,7 +162,8 @@ async fn a_closed_period_refuses_postings_approvals_and_reversals() {
     assert_eq!(post(&c.token, "/api/v1/periods/2025-2/close", None).await.0, 404);
     let (status, closed) = post(&c.token, "/api/v1/periods/2025-02/close", None).await;
     assert_eq!(status, 200, "{closed}");
-    assert_eq!(post(&c.token, "/api/v1/periods/2025-02/close", None).await.0, 409);
+    let (status, problem) = post(&c.token, "/api/v1/periods/2025-02/close", None).await;
+    assert_eq!((status, &problem["type"]), (409, &json!("https://kerp.dev/problems/conflict")), "closed twice: {problem}");
     let (_, periods) = get(Svc::Ingest, &c.token, "/api/v1/periods?year=2025").await;
     let months = periods["data"].as_array().unwrap();
     assert_eq!(months.len(), 12);
@@ -175,8 +176,15 @@ async fn a_closed_period_refuses_postings_approvals_and_reversals() {
     let (status, problem) = post_voucher(&accountant, &simple_voucher("2025-02-28", "5212", "1101", 5)).await;
     assert_eq!(status, 409, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("closed"), "{problem}");
-    assert_eq!(post(&accountant, &format!("/api/v1/vouchers/{d}/approve"), None).await.0, 409);
-    assert_eq!(post(&accountant, &format!("/api/v1/vouchers/{feb}/reverse"), None).await.0, 409, "reversed into the closed month");
+    assert_eq!(problem["type"], kerp_core::http::PROBLEM_TYPE_PERIOD_CLOSED, "{problem}");
+    let (status, problem) = post(&accountant, &format!("/api/v1/vouchers/{d}/approve"), None).await;
+    assert_eq!((status, &problem["type"]), (409, &json!(kerp_core::http::PROBLEM_TYPE_PERIOD_CLOSED)), "{problem}");
+    let (status, problem) = post(&accountant, &format!("/api/v1/vouchers/{feb}/reverse"), None).await;
+    assert_eq!(
+        (status, &problem["type"]),
+        (409, &json!(kerp_core::http::PROBLEM_TYPE_PERIOD_CLOSED)),
+        "reversed into the closed month: {problem}"
+    );
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM vouchers WHERE company_id = $1").bind(c.id).fetch_one(&pool).await.unwrap();
     assert_eq!(after, before, "nothing was written");
     // A reversal dated in an open month is the way to correct a closed one.
@@ -233,6 +241,7 @@ async fn a_retried_post_with_the_same_key_creates_one_voucher() {
     other["lines"][1]["credit_amount"] = json!(1);
     let (status, problem, _) = post_with_key(&c.token, "/api/v1/vouchers", &key, &other).await;
     assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["type"], kerp_core::http::PROBLEM_TYPE_IDEMPOTENCY_KEY_REUSED, "{problem}");
     // Keys are per company: another company's same key is its own.
     let c2 = company(&pool).await;
     assert_eq!(post_with_key(&c2.token, "/api/v1/vouchers", &key, &body).await.0, 201);

@@ -88,20 +88,20 @@ impl Failure {
     /// The failure a REST problem stands for (see the module's table).
     #[must_use]
     pub fn from_problem(p: &Problem) -> Self {
-        Self::from_parts(p.status, &p.detail, p.errors.clone())
+        Self::from_parts(p.status, p.kind, &p.detail, p.errors.clone())
     }
 
-    /// [`Failure::from_problem`] from a problem's status, detail and field errors.
+    /// [`Failure::from_problem`] from a problem's status, `type` URI, detail and field errors.
     #[must_use]
-    pub fn from_parts(status: u16, detail: &str, errors: Vec<FieldError>) -> Self {
+    pub fn from_parts(status: u16, kind: &str, detail: &str, errors: Vec<FieldError>) -> Self {
         let code = match status {
             400 | 413 | 415 | 422 => Code::InvalidArgument,
             401 => Code::Unauthenticated,
             403 => Code::PermissionDenied,
             404 => Code::NotFound,
-            // ingest-api words every duplicate (a code, a number, an approval number) as "… already exists"; every
-            // other conflict is a state the object or the period is in.
-            409 if detail.contains("already exists") => Code::AlreadyExists,
+            // A duplicate (a code, a number, an approval number) has a type of its own; every other conflict is a
+            // state the object or the period is in.
+            409 if kind == kerp_core::http::PROBLEM_TYPE_DUPLICATE => Code::AlreadyExists,
             409 => Code::FailedPrecondition,
             503 => Code::Unavailable,
             _ => return Self::internal(),
@@ -184,6 +184,7 @@ async fn ingest_failure(e: kerp_ingest::Error) -> Failure {
     };
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let detail = problem["detail"].as_str().unwrap_or_default();
+    let kind = problem["type"].as_str().unwrap_or_default();
     let errors = problem["errors"]
         .as_array()
         .map(|errors| {
@@ -193,7 +194,7 @@ async fn ingest_failure(e: kerp_ingest::Error) -> Failure {
                 .collect()
         })
         .unwrap_or_default();
-    Failure::from_parts(status, detail, errors)
+    Failure::from_parts(status, kind, detail, errors)
 }
 
 /// Whether a ClickHouse error is the server being out of reach or overloaded rather than a defect: a retry may
@@ -216,21 +217,25 @@ mod tests {
     #[test]
     fn every_rest_status_has_its_code() {
         let cases = [
-            (400, "bad", Code::InvalidArgument),
-            (401, "x", Code::Unauthenticated),
-            (403, "x", Code::PermissionDenied),
-            (404, "voucher not found", Code::NotFound),
-            (409, "the period 2025-03 is closed", Code::FailedPrecondition),
-            (409, "the voucher is already reversed", Code::FailedPrecondition),
-            (409, "a partner with this code already exists", Code::AlreadyExists),
-            (413, "too large", Code::InvalidArgument),
-            (422, "x", Code::InvalidArgument),
-            (503, "busy", Code::Unavailable),
-            (500, "secret cause", Code::Internal),
-            (502, "secret cause", Code::Internal),
+            (Problem::new(StatusCode::BAD_REQUEST, "bad"), Code::InvalidArgument),
+            (Problem::new(StatusCode::UNAUTHORIZED, "x"), Code::Unauthenticated),
+            (Problem::new(StatusCode::FORBIDDEN, "x"), Code::PermissionDenied),
+            (Problem::new(StatusCode::NOT_FOUND, "voucher not found"), Code::NotFound),
+            (Problem::period_closed("the period 2025-03 is closed"), Code::FailedPrecondition),
+            (Problem::new(StatusCode::CONFLICT, "the voucher is already reversed"), Code::FailedPrecondition),
+            // The words do not decide: the type does.
+            (Problem::new(StatusCode::CONFLICT, "a partner with this code already exists"), Code::FailedPrecondition),
+            (Problem::duplicate("a partner with this code already exists"), Code::AlreadyExists),
+            (Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too large"), Code::InvalidArgument),
+            (Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "x"), Code::InvalidArgument),
+            (Problem::idempotency_key_reused("x"), Code::InvalidArgument),
+            (Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy"), Code::Unavailable),
+            (Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "secret cause"), Code::Internal),
+            (Problem::new(StatusCode::BAD_GATEWAY, "secret cause"), Code::Internal),
         ];
-        for (status, detail, code) in cases {
-            let f = Failure::from_parts(status, detail, Vec::new());
+        for (problem, code) in cases {
+            let (status, detail) = (problem.status, problem.detail.clone());
+            let f = Failure::from_problem(&problem);
             assert_eq!(f.code, code, "{status} {detail}");
             if code == Code::Internal {
                 assert_eq!(f.message, INTERNAL_MESSAGE, "an internal failure never says its cause");
@@ -276,6 +281,9 @@ mod tests {
             .into_failure()
             .await;
         assert_eq!(f.code, Code::FailedPrecondition);
+        let f =
+            Error::Ingest(kerp_ingest::Error::Client(Problem::duplicate("a partner with this code already exists"))).into_failure().await;
+        assert_eq!(f.code, Code::AlreadyExists);
     }
 
     #[tokio::test]

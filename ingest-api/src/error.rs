@@ -94,7 +94,9 @@ impl IntoResponse for Error {
         }
         if let Error::Db(sqlx::Error::Database(db)) = &self {
             if let Some((status, detail)) = db.constraint().and_then(constraint_status) {
-                return Problem::new(status, detail).into_response();
+                // Every 409 a constraint gives is a unique key: something the company already has.
+                let problem = if status == StatusCode::CONFLICT { Problem::duplicate(detail) } else { Problem::new(status, detail) };
+                return problem.into_response();
             }
         }
         let busy = match &self {

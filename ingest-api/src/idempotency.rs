@@ -132,8 +132,7 @@ async fn begin<T>(tx: &mut PgConnection, company_id: Uuid, req: &Idempotent<T>) 
     let Some(key) = &req.key else { return Ok(None) };
     let Some(stored) = store::claim(tx, company_id, key, &req.hash).await? else { return Ok(None) };
     if stored.request_hash != req.hash {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(Problem::idempotency_key_reused(
             "this Idempotency-Key was already used for a different request; send a new key for a new request",
         )
         .into());

@@ -262,10 +262,7 @@ fn parse_filter(q: &ListQuery) -> Result<InvoiceFilter, Problem> {
     if errors.is_empty() {
         Ok(InvoiceFilter { status, invoice_type, from_date, to_date, partner_id })
     } else {
-        Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
-        ))
+        Err(Problem::malformed(errors))
     }
 }
 

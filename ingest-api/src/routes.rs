@@ -247,16 +247,17 @@ fn parse_filter(q: &ListQuery) -> Result<VoucherFilter, Problem> {
         }
         parsed
     });
+    // A date or status that cannot be read is a malformed request (400); readable dates in the wrong order are a
+    // well-formed request that is refused (422).
+    if !errors.is_empty() {
+        return Err(Problem::malformed(errors));
+    }
     if let (Some(f), Some(t)) = (from_date, to_date) {
         if f > t {
-            errors.push(FieldError::new("from_date", "must not be after to_date"));
+            return Err(Problem::invalid(vec![FieldError::new("from_date", "must not be after to_date")]));
         }
     }
-    if errors.is_empty() {
-        Ok(VoucherFilter { from_date, to_date, status })
-    } else {
-        Err(Problem::invalid(errors))
-    }
+    Ok(VoucherFilter { from_date, to_date, status })
 }
 
 /// Where a voucher-list request starts: from a cursor (with its filters and the vouchers before it) or at an offset.

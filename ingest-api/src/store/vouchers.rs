@@ -284,7 +284,7 @@ async fn next_number(tx: &mut PgConnection, company_id: Uuid, date: NaiveDate) -
 
 /// The 409 of a posting into a closed month.
 fn period_closed(period: NaiveDate) -> crate::Error {
-    conflict(format!("the period {} is closed", period.format("%Y-%m")))
+    Problem::period_closed(format!("the period {} is closed", period.format("%Y-%m"))).into()
 }
 
 fn first_of_month(date: NaiveDate) -> NaiveDate {
