@@ -58,7 +58,8 @@ async fn partners_are_created_searched_updated_and_deactivated_by_an_admin_only(
     let (status, problem) = post(&a.token, "/api/v1/partners", &partner("P010", "잘못", Some("116-82-00278"))).await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "business_number");
-    assert_eq!(post(&a.token, "/api/v1/partners", &partner("P001", "중복", None)).await.0, 409);
+    let (status, problem) = post(&a.token, "/api/v1/partners", &partner("P001", "중복", None)).await;
+    assert_eq!((status, &problem["type"]), (409, &json!(kerp_core::http::PROBLEM_TYPE_DUPLICATE)), "{problem}");
     assert_eq!(post(&a.token, "/api/v1/partners", &partner("P011", "중복번호", Some("1248100998"))).await.0, 409);
     assert_eq!(post(&a.token, "/api/v1/partners", &json!({"name": "코드 없음"})).await.0, 422);
     assert_eq!(count(&pool, "SELECT count(*) FROM partners WHERE company_id = $1", a.id).await, before);
@@ -307,4 +308,194 @@ async fn the_company_settings_reach_clickhouse() {
         }
     })
     .await;
+}
+
+/// A user's state as the `users` dimension keeps it.
+#[derive(Debug, PartialEq, Eq, Row, Deserialize)]
+struct UserDim {
+    email: String,
+    name: String,
+    role: String,
+    is_active: u8,
+    version: u64,
+}
+
+/// Creating a user, replacing them and switching them off each put exactly one `UsersChanged` on the topic, carrying
+/// the user's new state and nothing secret; writes that are refused, and a replayed create, put none; and the newest
+/// state reaches ClickHouse's `users` dimension once folded.
+#[tokio::test]
+async fn every_user_change_is_one_event_without_secrets_that_reaches_clickhouse() {
+    let s = stack();
+    let pool = pg().await;
+    let a = company(&pool).await;
+    let b = company(&pool).await;
+    let email = format!("kim-{}@example.test", Uuid::new_v4().simple());
+    let users = format!("{}/api/v1/users", s.ingest_url);
+
+    // Created with an Idempotency-Key, and the same request again: the replay answers like the first and queues nothing.
+    let key = Uuid::new_v4().to_string();
+    let body = json!({"email": email.to_uppercase(), "name": "김뷰어", "role": "viewer"});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = common::http().post(&users).bearer_auth(&a.token).header("Idempotency-Key", &key).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        ids.push(created["data"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1], "the replay is the same user");
+    let id = Uuid::parse_str(&ids[0]).unwrap();
+    let path = format!("/api/v1/users/{id}");
+
+    // The user gets a token, which no event may carry.
+    let (status, issued) = post(&a.token, &format!("{path}/token"), &json!({})).await;
+    assert_eq!(status, 200, "{issued}");
+    let user_token = issued["data"]["token"].as_str().unwrap().to_owned();
+
+    // Promoted and renamed, then switched off: two more changes.
+    let (status, promoted) = put(&a.token, &path, &json!({"email": email, "name": "김회계", "role": "accountant"})).await;
+    assert_eq!(status, 200, "{promoted}");
+    let (status, off) = put(&a.token, &path, &json!({"email": email, "name": "김회계", "role": "accountant", "is_active": false})).await;
+    assert_eq!(status, 200, "{off}");
+
+    // Another user, whose address the first may not take: the UPDATE fails inside the transaction that would have
+    // queued the event, so the event goes with it.
+    let other_email = format!("lee-{}@example.test", Uuid::new_v4().simple());
+    let (status, other) = post(&a.token, "/api/v1/users", &json!({"email": other_email, "name": "이관리", "role": "admin"})).await;
+    assert_eq!(status, 201, "{other}");
+    let other_id = Uuid::parse_str(other["data"]["id"].as_str().unwrap()).unwrap();
+    assert_eq!(put(&a.token, &path, &json!({"email": other_email, "name": "김회계", "role": "accountant"})).await.0, 409);
+
+    // Other refused writes queue nothing either: a duplicate address, an unknown role, a viewer, another company's
+    // admin, an unknown user, and an admin demoting themselves.
+    assert_eq!(post(&a.token, "/api/v1/users", &json!({"email": email, "name": "중복", "role": "viewer"})).await.0, 409);
+    assert_eq!(post(&a.token, "/api/v1/users", &json!({"email": "x@example.test", "name": "x", "role": "owner"})).await.0, 422);
+    let viewer = token_with_role(&pool, a.id, Role::Viewer).await;
+    assert_eq!(put(&viewer, &path, &json!({"email": email, "name": "x", "role": "admin"})).await.0, 403);
+    assert_eq!(put(&b.token, &path, &json!({"email": email, "name": "x", "role": "admin"})).await.0, 404);
+    let unknown = format!("/api/v1/users/{}", Uuid::new_v4());
+    assert_eq!(put(&a.token, &unknown, &json!({"email": "y@example.test", "name": "y", "role": "viewer"})).await.0, 404);
+    let demote = json!({"email": format!("{}@x.test", a.admin), "name": "a", "role": "viewer"});
+    assert_eq!(put(&a.token, &format!("/api/v1/users/{}", a.admin), &demote).await.0, 409);
+
+    common::outbox_drained(&pool, a.id).await;
+    let events: Vec<(kerp_schemas::UsersChanged, Vec<u8>)> = common::company_messages(&s.topic, a.id)
+        .await
+        .into_iter()
+        .filter_map(|(e, payload)| match e {
+            kerp_schemas::Event::UsersChanged(e) => Some((e, payload)),
+            _ => None,
+        })
+        .collect();
+    assert!(events.iter().all(|(e, _)| e.users.len() == 1), "one user a change: {events:?}");
+    let states = |user: Uuid| -> Vec<(String, String, String, bool)> {
+        events
+            .iter()
+            .flat_map(|(e, _)| &e.users)
+            .filter(|u| u.user_id == user)
+            .map(|u| (u.email.clone(), u.name.clone(), u.role.clone(), u.is_active))
+            .collect()
+    };
+    let state = |name: &str, role: &str, is_active| (email.clone(), name.to_owned(), role.to_owned(), is_active);
+    assert_eq!(
+        states(id),
+        [state("김뷰어", "viewer", true), state("김회계", "accountant", true), state("김회계", "accountant", false)],
+        "exactly one event for each change, in order, with the address as stored (lower-cased)"
+    );
+    assert_eq!(states(other_id), [(other_email.clone(), "이관리".to_owned(), "admin".to_owned(), true)]);
+    // The company's first admin, made with the company, is an event of its own, before any change through the API.
+    let first = &events.first().expect("events").0.users[0];
+    assert_eq!((first.name.as_str(), first.role.as_str(), first.is_active), ("Administrator", "admin", true), "{events:?}");
+    assert_eq!(events.len(), 5, "the first admin's and one for each change, nothing else: {events:?}");
+    let changed_at: Vec<i64> = events.iter().map(|(e, _)| e.changed_at).collect();
+    assert!(changed_at.windows(2).all(|w| w[0] < w[1]), "each change is newer than the one before: {changed_at:?}");
+    let carries = |payload: &[u8], secret: &str| payload.windows(secret.len()).any(|w| w == secret.as_bytes());
+    for (_, payload) in &events {
+        for secret in [user_token.as_str(), a.token.as_str(), common::SECRET] {
+            assert!(!carries(payload, secret), "a users event carries a token or the signing secret");
+        }
+    }
+    let b_users: Vec<(String, String)> = common::company_messages(&s.topic, b.id)
+        .await
+        .into_iter()
+        .filter_map(|(e, _)| match e {
+            kerp_schemas::Event::UsersChanged(e) => Some(e.users.into_iter().map(|u| (u.name, u.role))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        b_users,
+        [("Administrator".to_owned(), "admin".to_owned())],
+        "another company's admin changed nothing but its own first admin"
+    );
+
+    // Folded, the dimension holds each user once, at their newest state, versioned by the event's `changed_at`.
+    let version_of =
+        |user: Uuid| u64::try_from(events.iter().rev().find(|(e, _)| e.users[0].user_id == user).unwrap().0.changed_at).unwrap();
+    let expected = [
+        UserDim { email: email.clone(), name: "김회계".into(), role: "accountant".into(), is_active: 0, version: version_of(id) },
+        UserDim { email: other_email.clone(), name: "이관리".into(), role: "admin".into(), is_active: 1, version: version_of(other_id) },
+    ];
+    let ch = common::clickhouse().client();
+    let dim: Vec<UserDim> = eventually(Duration::from_secs(60), "both users' last events folded", || {
+        let (ch, expected) = (ch.clone(), &expected);
+        async move {
+            let rows: Vec<UserDim> = ch
+                .query(
+                    "SELECT email, name, role, is_active, version FROM users FINAL
+                     WHERE company_id = toUUID(?) AND user_id IN (toUUID(?), toUUID(?)) ORDER BY email",
+                )
+                .bind(a.id.to_string())
+                .bind(id.to_string())
+                .bind(other_id.to_string())
+                .fetch_all()
+                .await
+                .ok()?;
+            // Ordered by address: kim-… before lee-…. Wait until the newest versions are there, then compare all.
+            (rows.len() == 2 && rows.iter().zip(expected.iter()).all(|(r, e)| r.version == e.version)).then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(dim, expected);
+}
+
+#[tokio::test]
+async fn partner_search_at_ten_thousand_partners_finds_korean_names_in_one_company() {
+    const PARTNERS: i64 = 10_000;
+    stack();
+    let pool = pg().await;
+    let a = company(&pool).await;
+    // 10,000 partners straight into Postgres (the search is what is measured, not their creation); every 100th
+    // is a 한빛 company.
+    sqlx::query(
+        "INSERT INTO partners (id, company_id, code, name, partner_type)
+         SELECT gen_random_uuid(), $1, 'P' || lpad(i::text, 6, '0'),
+                CASE WHEN i % 100 = 0 THEN '(주)한빛전자 ' || i ELSE '(주)대한상사 ' || i END, 'both'
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(a.id)
+    .bind(PARTNERS)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE partners").execute(&pool).await.unwrap();
+
+    // Through the API, as a clerk types: two Korean characters (too short for a trigram), then three.
+    for q in ["%ED%95%9C%EB%B9%9B", "%ED%95%9C%EB%B9%9B%EC%A0%84"] {
+        let (status, page) = get(Svc::Ingest, &a.token, &format!("/api/v1/partners?q={q}&page=1&page_size=50")).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["pagination"]["total"], PARTNERS / 100, "{q}");
+        assert!(page["data"].as_array().unwrap().iter().all(|p| p["name"].as_str().unwrap().contains("한빛")));
+    }
+    // What Postgres spends on the list's own filter, printed for the record (`-- --nocapture`): speed is the
+    // benchmarks' business, not an assertion's. The plan depends on the table: in this small test database most
+    // partners are this company's, so a sequential scan may well be the cheapest.
+    for pattern in ["%한빛%", "%한빛전%"] {
+        let sql =
+            format!("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM partners {}", kerp_ingest::store::master::PARTNER_LIST_WHERE);
+        let plan: Value =
+            sqlx::query_scalar(&sql).bind(a.id).bind(pattern).bind(None::<String>).bind(None::<bool>).fetch_one(&pool).await.unwrap();
+        assert_eq!(plan[0]["Plan"]["Actual Rows"], 1, "{plan:#}");
+        eprintln!("partner search {pattern} at {PARTNERS} partners: {} ms in Postgres", plan[0]["Execution Time"]);
+    }
 }

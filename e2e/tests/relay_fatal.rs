@@ -94,7 +94,7 @@ async fn a_producer_that_hit_a_fatal_error_is_rebuilt_and_nothing_is_lost() {
     })
     .await;
     let waiting = outbox_rows(&pool, c.company_id).await;
-    assert_eq!(waiting, 5, "the chart, the company settings and the three vouchers wait in the outbox");
+    assert_eq!(waiting, 6, "the admin, the chart, the company settings and the three vouchers wait in the outbox");
     assert!(company_events(&topic, c.company_id).await.is_empty(), "nothing was published");
 
     // Allowed to write, the next rebuilt producer gets a producer id and publishes every row, once, in order, without

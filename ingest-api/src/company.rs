@@ -16,8 +16,9 @@ pub struct NewCompany {
     pub admin_user_id: Uuid,
 }
 
-/// Creates a company with the default chart of accounts and an admin user, in one transaction that also queues an
-/// `AccountsChanged` event on `topic`, so the reports know the chart before the first posting.
+/// Creates a company with the default chart of accounts and an admin user, in one transaction that also queues the
+/// admin's `UsersChanged`, the chart's `AccountsChanged` and the settings' `CompanyChanged` events on `topic`, so the
+/// reports know the chart before the first posting and every user is an event.
 ///
 /// # Errors
 /// Database errors, including a duplicate admin email (409 through the constraint mapping).
@@ -29,7 +30,6 @@ pub async fn create_company(
     topic: &str,
 ) -> Result<NewCompany> {
     let company_id = Uuid::new_v4();
-    let admin_user_id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO companies (id, name, business_number) VALUES ($1, $2, $3)")
         .bind(company_id)
@@ -37,13 +37,14 @@ pub async fn create_company(
         .bind(business_number)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO users (id, company_id, email, name, role) VALUES ($1, $2, $3, $4, 'admin')")
-        .bind(admin_user_id)
-        .bind(company_id)
-        .bind(admin_email)
-        .bind("Administrator")
-        .execute(&mut *tx)
-        .await?;
+    // Through the same store function as a user the API creates, so the first admin is a `UsersChanged` event too.
+    let admin = kerp_core::master::ValidUser {
+        email: admin_email.to_owned(),
+        name: "Administrator".to_owned(),
+        role: Role::Admin,
+        is_active: true,
+    };
+    let admin_user_id = crate::store::master::create_user(&mut tx, company_id, topic, &admin).await?.id;
     let ids: Vec<Uuid> = DEFAULT_CHART.iter().map(|_| Uuid::new_v4()).collect();
     let codes: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.code).collect();
     let names: Vec<&str> = DEFAULT_CHART.iter().map(|a| a.name_ko).collect();

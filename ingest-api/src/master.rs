@@ -318,10 +318,10 @@ async fn list_users(
 async fn create_user(State(state): State<AppState>, Auth(claims): Auth, mut req: Idempotent<UserInput>) -> Result<Response> {
     require_admin(&claims)?;
     let valid = master::validate_user(&req.require_body()?).map_err(Problem::invalid)?;
-    let company = claims.company_id;
+    let (company, topic) = (claims.company_id, state.config.voucher_topic.clone());
     idempotency::run(&state.pool, company, &req, StatusCode::CREATED, move |tx| {
         Box::pin(async move {
-            let u = timed("create_user", store::create_user(tx, company, &valid)).await?;
+            let u = timed("create_user", store::create_user(tx, company, &topic, &valid)).await?;
             let location = format!("/api/v1/users/{}", u.id);
             Ok((Data { data: u }, Some(location)))
         })
@@ -356,7 +356,9 @@ async fn update_user(
         // An admin who demotes or switches off themselves could leave the company with no one to manage it.
         return Err(Problem::new(StatusCode::CONFLICT, "an admin cannot change their own role or switch themselves off").into());
     }
-    let u = timed("update_user", store::update_user(&state.pool, claims.company_id, id, &valid)).await?.ok_or_else(|| not_found("user"))?;
+    let u = timed("update_user", store::update_user(&state.pool, claims.company_id, &state.config.voucher_topic, id, &valid))
+        .await?
+        .ok_or_else(|| not_found("user"))?;
     Ok(Json(Data { data: u }))
 }
 

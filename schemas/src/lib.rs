@@ -34,6 +34,8 @@ pub const PARTNERS_CHANGED_V1_AVSC: &str = include_str!("../avro/partners_change
 pub const DEPARTMENTS_CHANGED_V1_AVSC: &str = include_str!("../avro/departments_changed.avsc");
 /// The Avro schema text of [`InvoiceChanged`], version 1.
 pub const INVOICE_CHANGED_V1_AVSC: &str = include_str!("../avro/invoice_changed.avsc");
+/// The Avro schema text of [`UsersChanged`], version 1.
+pub const USERS_CHANGED_V1_AVSC: &str = include_str!("../avro/users_changed.avsc");
 
 /// The two magic bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -221,6 +223,32 @@ pub struct DepartmentState {
     pub is_active: bool,
 }
 
+/// Users of a company were created or changed. See the `.avsc` for field documentation. Carries no token or other
+/// secret: a token is issued on request and never stored, so there is none to carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersChanged {
+    #[serde(with = "uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "uuid_text")]
+    pub company_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    pub users: Vec<UserState>,
+}
+
+/// One user of a [`UsersChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserState {
+    #[serde(with = "uuid_text")]
+    pub user_id: Uuid,
+    /// Lower-cased, as stored.
+    pub email: String,
+    pub name: String,
+    /// `admin`, `accountant` or `viewer`.
+    pub role: String,
+    pub is_active: bool,
+}
+
 /// A tax invoice (세금계산서) of a company was created, updated, issued, cancelled or given its approval number. It
 /// carries the invoice's whole new state; see the `.avsc` for field documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +291,7 @@ pub enum Event {
     PartnersChanged(PartnersChanged),
     DepartmentsChanged(DepartmentsChanged),
     InvoiceChanged(InvoiceChanged),
+    UsersChanged(UsersChanged),
 }
 
 impl Event {
@@ -276,6 +305,7 @@ impl Event {
             Event::PartnersChanged(e) => e.company_id,
             Event::DepartmentsChanged(e) => e.company_id,
             Event::InvoiceChanged(e) => e.company_id,
+            Event::UsersChanged(e) => e.company_id,
         }
     }
 }
@@ -366,6 +396,7 @@ known!(company_changed_v1, COMPANY_CHANGED_V1_AVSC, None);
 known!(partners_changed_v1, PARTNERS_CHANGED_V1_AVSC, None);
 known!(departments_changed_v1, DEPARTMENTS_CHANGED_V1_AVSC, None);
 known!(invoice_changed_v1, INVOICE_CHANGED_V1_AVSC, None);
+known!(users_changed_v1, USERS_CHANGED_V1_AVSC, None);
 
 /// The fingerprint of the current `VoucherPosted` schema (revision 2) as [`encode_voucher_posted`] writes it:
 /// CRC-64-AVRO of the Parsing Canonical Form, which the header carries little-endian.
@@ -422,6 +453,14 @@ pub fn encode_invoice_changed(event: &InvoiceChanged) -> Result<Vec<u8>> {
     invoice_changed_v1().encode(event)
 }
 
+/// Encodes a users event as an Avro single-object message.
+///
+/// # Errors
+/// Only if the value does not fit the schema, which the types prevent.
+pub fn encode_users_changed(event: &UsersChanged) -> Result<Vec<u8>> {
+    users_changed_v1().encode(event)
+}
+
 /// Reads the writer-schema fingerprint from a single-object message's header.
 ///
 /// # Errors
@@ -457,6 +496,8 @@ pub fn decode(message: &[u8]) -> Result<Event> {
         Event::DepartmentsChanged(departments_changed_v1().decode(message, None)?)
     } else if invoice_changed_v1().recognises(fp) {
         Event::InvoiceChanged(invoice_changed_v1().decode(message, None)?)
+    } else if users_changed_v1().recognises(fp) {
+        Event::UsersChanged(users_changed_v1().decode(message, None)?)
     } else {
         return Err(Error::UnknownSchema(fp));
     };
@@ -598,6 +639,26 @@ mod tests {
         }
     }
 
+    fn sample_users() -> UsersChanged {
+        let user = |email: &str, name: &str, role: &str, is_active| UserState {
+            user_id: Uuid::new_v4(),
+            email: email.into(),
+            name: name.into(),
+            role: role.into(),
+            is_active,
+        };
+        UsersChanged {
+            event_id: Uuid::new_v4(),
+            company_id: Uuid::new_v4(),
+            changed_at: 1_736_899_200_000_000,
+            users: vec![
+                user("kim@example.test", "김회계", "accountant", true),
+                user("lee@example.test", "이뷰어", "viewer", false),
+                user("admin@example.test", "관리자", "admin", true),
+            ],
+        }
+    }
+
     fn sample_invoice(approval_number: Option<&str>, voucher_id: Option<Uuid>) -> InvoiceChanged {
         InvoiceChanged {
             event_id: Uuid::new_v4(),
@@ -642,6 +703,30 @@ mod tests {
     }
 
     #[test]
+    fn users_events_round_trip() {
+        let u = sample_users();
+        let bytes = encode_users_changed(&u).unwrap();
+        assert_eq!(&bytes[..2], &SINGLE_OBJECT_MAGIC);
+        assert_eq!(decode(&bytes).unwrap(), Event::UsersChanged(u.clone()));
+        let empty = UsersChanged { users: Vec::new(), ..sample_users() };
+        assert_eq!(decode(&encode_users_changed(&empty).unwrap()).unwrap(), Event::UsersChanged(empty));
+        // A message cut short is an error, not a shorter list of users.
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// The users event is a contract for any reader of the topic, so it must say who a user is and nothing that
+    /// lets anyone act as them: the schema has exactly these fields, and none of them is a token or a secret.
+    #[test]
+    fn users_events_carry_no_secret() {
+        let json = serde_json::from_str::<serde_json::Value>(USERS_CHANGED_V1_AVSC).unwrap();
+        let names = |fields: &serde_json::Value| -> Vec<String> {
+            fields.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(names(&json["fields"]), ["event_id", "company_id", "changed_at", "users"]);
+        assert_eq!(names(&json["fields"][3]["type"]["items"]["fields"]), ["user_id", "email", "name", "role", "is_active"]);
+    }
+
+    #[test]
     fn every_event_names_its_company() {
         let v = sample();
         assert_eq!(Event::VoucherPosted(v.clone()).company_id(), v.company_id);
@@ -651,6 +736,8 @@ mod tests {
         assert_eq!(Event::PartnersChanged(p.clone()).company_id(), p.company_id);
         let i = sample_invoice(None, None);
         assert_eq!(Event::InvoiceChanged(i.clone()).company_id(), i.company_id);
+        let u = sample_users();
+        assert_eq!(Event::UsersChanged(u.clone()).company_id(), u.company_id);
     }
 
     /// The fingerprint as the 8 header bytes in hex, the way fastavro prints it.
@@ -723,6 +810,9 @@ mod tests {
         let ic = encode_invoice_changed(&sample_invoice(None, None)).unwrap();
         assert_eq!(le_hex(fingerprint_of(&ic).unwrap()), "3326905de00c2f5b");
         assert_eq!(fingerprint_of(&ic).unwrap(), 0x5b2f_0ce0_5d90_2633);
+        let uc = encode_users_changed(&sample_users()).unwrap();
+        assert_eq!(le_hex(fingerprint_of(&uc).unwrap()), "27909ed3fd7c88ea");
+        assert_eq!(fingerprint_of(&uc).unwrap(), 0xea88_7cfd_d39e_9027);
     }
 
     #[test]
@@ -968,6 +1058,7 @@ mod tests {
             partners_changed_v1(),
             departments_changed_v1(),
             invoice_changed_v1(),
+            users_changed_v1(),
         ] {
             all.push(k.fingerprint);
             all.extend(k.legacy_fingerprint);

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate};
 use clickhouse::Row;
-use kerp_schemas::{AccountsChanged, CompanyChanged, DepartmentsChanged, Event, InvoiceChanged, PartnersChanged, VoucherPosted};
+use kerp_schemas::{
+    AccountsChanged, CompanyChanged, DepartmentsChanged, Event, InvoiceChanged, PartnersChanged, UsersChanged, VoucherPosted,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -129,6 +131,24 @@ pub struct DepartmentRow {
     pub department_id: Uuid,
     pub code: String,
     pub name: String,
+    /// 1 or 0 (ClickHouse 18.16 has no `Bool`).
+    pub is_active: u8,
+    /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
+    pub version: u64,
+}
+
+/// A row of the `users` dimension: who a user is and what they may do, nothing secret (the event carries nothing
+/// secret either).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct UserRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// `admin`, `accountant` or `viewer`.
+    pub role: String,
     /// 1 or 0 (ClickHouse 18.16 has no `Bool`).
     pub is_active: u8,
     /// The event's `changed_at` (microseconds since the epoch), so the newest change wins.
@@ -420,6 +440,7 @@ pub struct FoldOutput {
     pub company_settings: Vec<CompanySettingsRow>,
     pub partners: Vec<PartnerRow>,
     pub departments: Vec<DepartmentRow>,
+    pub users: Vec<UserRow>,
     pub invoices: Vec<InvoiceRow>,
     /// Watermark advances; write them after every other row of the batch.
     pub watermarks: Vec<WatermarkRow>,
@@ -542,6 +563,24 @@ pub fn department_rows(e: &DepartmentsChanged) -> Vec<DepartmentRow> {
             code: d.code.clone(),
             name: d.name.clone(),
             is_active: u8::from(d.is_active),
+            version,
+        })
+        .collect()
+}
+
+/// The dimension rows a users event carries.
+#[must_use]
+pub fn user_rows(e: &UsersChanged) -> Vec<UserRow> {
+    let version = dimension_version(e.changed_at);
+    e.users
+        .iter()
+        .map(|u| UserRow {
+            company_id: e.company_id,
+            user_id: u.user_id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            role: u.role.clone(),
+            is_active: u8::from(u.is_active),
             version,
         })
         .collect()
@@ -678,6 +717,10 @@ pub fn fold<M: std::borrow::Borrow<Message>>(messages: &[M], state: &mut FoldSta
             }
             Ok(Event::DepartmentsChanged(e)) => {
                 out.departments.extend(department_rows(e));
+                None
+            }
+            Ok(Event::UsersChanged(e)) => {
+                out.users.extend(user_rows(e));
                 None
             }
             // An invoice's state, upserted by version like master data: no sequence, in its company's order.
@@ -1145,6 +1188,22 @@ mod tests {
         }
     }
 
+    fn users_event(company: Uuid, changed_at: i64) -> UsersChanged {
+        let user = |email: &str, role: &str, is_active| kerp_schemas::UserState {
+            user_id: Uuid::new_v4(),
+            email: email.into(),
+            name: format!("사용자 {email}"),
+            role: role.into(),
+            is_active,
+        };
+        UsersChanged {
+            event_id: Uuid::new_v4(),
+            company_id: company,
+            changed_at,
+            users: vec![user("kim@example.test", "accountant", true), user("lee@example.test", "viewer", false)],
+        }
+    }
+
     /// Messages of any kind of event, on partition 0 in offset order, keyed by their company.
     fn event_msgs(events: &[Event]) -> Vec<Message> {
         events
@@ -1233,6 +1292,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_users_event_becomes_dimension_rows() {
+        let c = Uuid::new_v4();
+        let e = users_event(c, 9);
+        let out = fold(&event_msgs(&[Event::UsersChanged(e.clone())]), &mut FoldState::default(), &HashSet::new());
+        assert_eq!(
+            out.users,
+            [
+                UserRow {
+                    company_id: c,
+                    user_id: e.users[0].user_id,
+                    email: "kim@example.test".into(),
+                    name: "사용자 kim@example.test".into(),
+                    role: "accountant".into(),
+                    is_active: 1,
+                    version: 9
+                },
+                UserRow {
+                    company_id: c,
+                    user_id: e.users[1].user_id,
+                    email: "lee@example.test".into(),
+                    name: "사용자 lee@example.test".into(),
+                    role: "viewer".into(),
+                    is_active: 0,
+                    version: 9
+                },
+            ]
+        );
+        assert!(out.watermarks.is_empty() && out.folded.is_empty() && out.new_holds.is_empty(), "no sequence, no hold");
+    }
+
     /// Master-data events carry no sequence. Between vouchers they move no watermark and break no sequence, a second
     /// copy writes the same rows (which collapse by key and version), and those of a held company wait for the hold.
     #[test]
@@ -1243,30 +1333,35 @@ mod tests {
             Event::VoucherPosted(event(c, 1, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
             Event::PartnersChanged(partners_event(c, 2)),
             Event::DepartmentsChanged(departments_event(c, 3)),
+            Event::UsersChanged(users_event(c, 3)),
             Event::VoucherPosted(event(c, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
             Event::CompanyChanged(company_event(c, 4, "케이상사 (주)", 3)),
             // The other company has a gap first, so its master data is held behind it.
             Event::VoucherPosted(event(held, 2, JAN_15, &[(a, 5, 0), (b, 0, 5)])),
             Event::DepartmentsChanged(departments_event(held, 5)),
+            Event::UsersChanged(users_event(held, 6)),
         ];
         let mut state = FoldState::default();
         let out = fold(&event_msgs(&events), &mut state, &HashSet::new());
-        assert_eq!(out.folded, [1, 4]);
+        assert_eq!(out.folded, [1, 5]);
         assert_eq!(out.watermarks, [WatermarkRow { company_id: c, partition: 0, seq: 2 }]);
         assert_eq!((out.company_settings.len(), out.partners.len(), out.departments.len()), (2, 2, 2));
         assert!(out.departments.iter().all(|d| d.company_id == c), "the held company's departments wait");
-        assert_eq!(out.held_messages, 2);
+        assert_eq!(out.users.len(), 2);
+        assert!(out.users.iter().all(|u| u.company_id == c), "the held company's users wait");
+        assert_eq!(out.held_messages, 3);
         // The newest version is what ReplacingMergeTree(version) keeps.
         let newest = out.company_settings.iter().max_by_key(|r| r.version).unwrap();
         assert_eq!((newest.name.as_str(), newest.fiscal_start_month), ("케이상사 (주)", 3));
 
         // Redelivered to a worker that has folded the vouchers: the vouchers are duplicates, and the master data is
         // written again with the same keys and versions, which collapse.
-        let again = fold(&event_msgs(&events[..6]), &mut state, &HashSet::new());
+        let again = fold(&event_msgs(&events[..7]), &mut state, &HashSet::new());
         assert_eq!((again.duplicates, again.lines.len()), (2, 0));
         assert_eq!(again.company_settings, out.company_settings);
         assert_eq!(again.partners, out.partners);
         assert_eq!(again.departments, out.departments);
+        assert_eq!(again.users, out.users);
     }
 
     fn invoice_event(company: Uuid, invoice: Uuid, changed_at: i64, status: &str) -> InvoiceChanged {

@@ -269,6 +269,7 @@ impl Fetched {
             Ok(Event::CompanyChanged(_)) => 1,
             Ok(Event::PartnersChanged(e)) => e.partners.len().max(1),
             Ok(Event::DepartmentsChanged(e)) => e.departments.len().max(1),
+            Ok(Event::UsersChanged(e)) => e.users.len().max(1),
             Ok(Event::InvoiceChanged(_)) => 1,
             Err(_) => 1,
         }

@@ -12,17 +12,19 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::fold::{
-    AccountRow, BalanceRow, CompanySettingsRow, DepartmentRow, FoldOutput, InvoiceRow, LedgerLineRow, PartnerRow, Skip, WatermarkRow,
+    AccountRow, BalanceRow, CompanySettingsRow, DepartmentRow, FoldOutput, InvoiceRow, LedgerLineRow, PartnerRow, Skip, UserRow,
+    WatermarkRow,
 };
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
-const DDL: [&str; 5] = [
+const DDL: [&str; 6] = [
     include_str!("../../migrations/clickhouse/0001_init.sql"),
     include_str!("../../migrations/clickhouse/0002_dimensions.sql"),
     include_str!("../../migrations/clickhouse/0003_invoices.sql"),
     include_str!("../../migrations/clickhouse/0004_snapshots.sql"),
     include_str!("../../migrations/clickhouse/0005_snapshot_heads.sql"),
+    include_str!("../../migrations/clickhouse/0006_users.sql"),
 ];
 
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
@@ -39,13 +41,14 @@ const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
 /// The aggregate tables, live under these names and versioned with a suffix during a rebuild.
 /// A rebuild starts `balance_snapshots` and `snapshot_heads` empty: reports read whole `period_balances` tails until
 /// the live worker's snapshots of the new version come (within a snapshot round).
-pub const AGGREGATE_TABLES: [&str; 10] = [
+pub const AGGREGATE_TABLES: [&str; 11] = [
     "ledger_lines",
     "period_balances",
     "accounts",
     "company_settings",
     "partners",
     "departments",
+    "users",
     "invoices",
     "fold_watermarks",
     "balance_snapshots",
@@ -304,7 +307,7 @@ pub struct DeadLetterRow {
 }
 
 /// Writes one folded batch into the aggregate tables of version `suffix`: ledger lines, dimension rows (accounts,
-/// company settings, partners, departments), invoices and balances, each an idempotent upsert (keyed by event, or by
+/// company settings, partners, departments, users), invoices and balances, each an idempotent upsert (keyed by event, or by
 /// entity and version for the dimensions and invoices), then the watermarks. A crash anywhere is repaired by writing
 /// the batch again. The dimension and invoice rows come before the watermarks although they claim no sequence: the
 /// offsets of their messages are committed after this returns, so they too must be durable by then.
@@ -321,6 +324,7 @@ pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[Dead
         insert_all::<CompanySettingsRow>(client, "company_settings", suffix, &out.company_settings),
         insert_all::<PartnerRow>(client, "partners", suffix, &out.partners),
         insert_all::<DepartmentRow>(client, "departments", suffix, &out.departments),
+        insert_all::<UserRow>(client, "users", suffix, &out.users),
         insert_all::<InvoiceRow>(client, "invoices", suffix, &out.invoices),
         insert_all::<BalanceRow>(client, "period_balances", suffix, &out.balances),
         insert_all::<DeadLetterRow>(client, "dead_letters", "", dead),
@@ -372,6 +376,7 @@ mod tests {
             ("company_settings", CompanySettingsRow::COLUMN_NAMES),
             ("partners", PartnerRow::COLUMN_NAMES),
             ("departments", DepartmentRow::COLUMN_NAMES),
+            ("users", UserRow::COLUMN_NAMES),
             ("invoices", InvoiceRow::COLUMN_NAMES),
             ("fold_watermarks", WatermarkRow::COLUMN_NAMES),
             ("dead_letters", DeadLetterRow::COLUMN_NAMES),

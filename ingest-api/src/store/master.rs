@@ -1,12 +1,15 @@
 //! Postgres reads and writes of master data: partners, departments, accounts beyond the seeded chart, users and the
 //! company's settings. Every write queues, in the same transaction, the event that carries the row's new state
-//! (`PartnersChanged`, `DepartmentsChanged`, `AccountsChanged`, `CompanyChanged`), so the reports learn current
-//! names from the topic and never read Postgres.
+//! (`PartnersChanged`, `DepartmentsChanged`, `AccountsChanged`, `UsersChanged`, `CompanyChanged`), so the reports learn
+//! current names from the topic and never read Postgres.
 
 use chrono::{DateTime, Utc};
 use kerp_core::auth::Role;
 use kerp_core::master::{PartnerType, ValidAccount, ValidAccountUpdate, ValidCompanyUpdate, ValidDepartment, ValidPartner, ValidUser};
-use kerp_schemas::{AccountState, AccountsChanged, CompanyChanged, DepartmentState, DepartmentsChanged, PartnerState, PartnersChanged};
+use kerp_schemas::{
+    AccountState, AccountsChanged, CompanyChanged, DepartmentState, DepartmentsChanged, PartnerState, PartnersChanged, UserState,
+    UsersChanged,
+};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
@@ -178,13 +181,17 @@ pub async fn partner(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option
         .await?)
 }
 
+/// The filter of the partner list and search: a company's partners, by a name or code pattern (`$2`, an ILIKE pattern
+/// from `q`), type and state. Public so that a test can read its plan at 10,000 partners.
+pub const PARTNER_LIST_WHERE: &str = "WHERE company_id = $1 AND ($2::text IS NULL OR name ILIKE $2 OR code ILIKE $2)
+                         AND ($3::text IS NULL OR partner_type = $3) AND ($4::bool IS NULL OR is_active = $4)";
+
 /// One page of the company's partners ordered by code, and the total count.
 ///
 /// # Errors
 /// Database errors.
 pub async fn list_partners(pool: &PgPool, company_id: Uuid, f: &PartnerFilter, limit: u32, offset: u64) -> Result<(Vec<Partner>, u64)> {
-    const WHERE: &str = "WHERE company_id = $1 AND ($2::text IS NULL OR name ILIKE $2 OR code ILIKE $2)
-                         AND ($3::text IS NULL OR partner_type = $3) AND ($4::bool IS NULL OR is_active = $4)";
+    const WHERE: &str = PARTNER_LIST_WHERE;
     let kind = f.partner_type.map(PartnerType::as_str);
     let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM partners {WHERE}"))
         .bind(company_id)
@@ -367,12 +374,30 @@ pub async fn account(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option
 
 const USER_COLUMNS: &str = "id, email, name, role, is_active, created_at";
 
-/// Creates a user of the company, inside the caller's transaction.
+/// Queues a user's new state as an event, inside the caller's transaction. Only what says who the user is and what
+/// they may do goes in: the users table holds no token or secret, and the event must not become a place that does.
+async fn user_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str, u: &User) -> Result<()> {
+    let event = UsersChanged {
+        event_id: Uuid::new_v4(),
+        company_id,
+        changed_at: now_micros(),
+        users: vec![UserState {
+            user_id: u.id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            role: u.role.as_str().to_owned(),
+            is_active: u.is_active,
+        }],
+    };
+    enqueue(tx, company_id, topic, kerp_schemas::encode_users_changed(&event)?).await
+}
+
+/// Creates a user of the company and queues its event, inside the caller's transaction.
 ///
 /// # Errors
 /// 409 for an e-mail address any company's user already has, database errors.
-pub async fn create_user(tx: &mut PgConnection, company_id: Uuid, u: &ValidUser) -> Result<User> {
-    Ok(sqlx::query_as(&format!(
+pub async fn create_user(tx: &mut PgConnection, company_id: Uuid, topic: &str, u: &ValidUser) -> Result<User> {
+    let row: User = sqlx::query_as(&format!(
         "INSERT INTO users (id, company_id, email, name, role, is_active) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
     ))
     .bind(Uuid::new_v4())
@@ -381,16 +406,20 @@ pub async fn create_user(tx: &mut PgConnection, company_id: Uuid, u: &ValidUser)
     .bind(&u.name)
     .bind(u.role)
     .bind(u.is_active)
-    .fetch_one(tx)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    user_changed(tx, company_id, topic, &row).await?;
+    Ok(row)
 }
 
-/// Replaces a user's address, name, role and state; `None` when the company has no such user.
+/// Replaces a user's address, name, role and state (switching them off or on included) and queues its event; `None`
+/// when the company has no such user.
 ///
 /// # Errors
 /// 409 for an address another user has, database errors.
-pub async fn update_user(pool: &PgPool, company_id: Uuid, id: Uuid, u: &ValidUser) -> Result<Option<User>> {
-    Ok(sqlx::query_as(&format!(
+pub async fn update_user(pool: &PgPool, company_id: Uuid, topic: &str, id: Uuid, u: &ValidUser) -> Result<Option<User>> {
+    let mut tx = pool.begin().await?;
+    let row: Option<User> = sqlx::query_as(&format!(
         "UPDATE users SET email = $3, name = $4, role = $5, is_active = $6 WHERE company_id = $1 AND id = $2 RETURNING {USER_COLUMNS}"
     ))
     .bind(company_id)
@@ -399,8 +428,13 @@ pub async fn update_user(pool: &PgPool, company_id: Uuid, id: Uuid, u: &ValidUse
     .bind(&u.name)
     .bind(u.role)
     .bind(u.is_active)
-    .fetch_optional(pool)
-    .await?)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = &row {
+        user_changed(&mut tx, company_id, topic, row).await?;
+        tx.commit().await?;
+    }
+    Ok(row)
 }
 
 /// One user of the company, or `None`.
