@@ -26,7 +26,9 @@ struct Cli {
 enum Command {
     /// Fold the topic into ClickHouse (the default).
     Run,
-    /// Compare every aggregate with a recomputation from Postgres; print each difference, exit 1 if there is any.
+    /// Compare the balances, ledger lines and newest balance snapshots of every company (those Postgres has posted
+    /// vouchers of and those ClickHouse has folded) with a recomputation from Postgres; print each difference and each
+    /// company still in flight; exit 1 if there is any difference.
     Reconcile {
         /// Only this company.
         #[arg(long)]
@@ -85,12 +87,17 @@ async fn main() -> anyhow::Result<()> {
                 println!("DIFFERENCE {d}");
             }
             for (company, folded, latest) in &report.behind {
-                println!("in flight: company {company} folded up to sequence {folded}, Postgres is at {latest}");
+                // Nothing folded at all: ClickHouse has no watermark for a company Postgres has posted vouchers of.
+                let none = if *folded == 0 { " (nothing of it is in ClickHouse)" } else { "" };
+                println!("in flight: company {company} folded up to sequence {folded}, Postgres is at {latest}{none}");
             }
             println!(
-                "reconcile: {} companies, {} company×account×month keys compared, {} differences, {} won",
+                "reconcile: {} companies ({} in flight), {} company×account×month keys compared, {} balance snapshots \
+                 checked, {} differences, {} won",
                 report.companies,
+                report.behind.len(),
                 report.compared,
+                report.snapshots,
                 report.differences.len(),
                 report.diff_won()
             );

@@ -1,6 +1,8 @@
 //! Rebuild: the whole topic, from offset 0, is folded into a new version of the aggregate tables (suffix
-//! [`REBUILD_SUFFIX`]) while query-api keeps reading the live ones; the new version is reconciled with Postgres and,
-//! only if it is exact, swapped in by one multi-table `RENAME`. The old version is dropped after a grace period.
+//! [`REBUILD_SUFFIX`]) while query-api keeps reading the live ones; the new version is checked and, only if it has
+//! folded every company at least as far as the live version had (so it cannot lose a company or an event the live one
+//! has) and is exact against Postgres, swapped in by one multi-table `RENAME`. The old version is dropped after a
+//! grace period.
 //!
 //! The live worker goes on folding into the live tables meanwhile. Events it writes between the rebuild's last read
 //! and the swap are read once more by the rebuild right after the swap and written into the (now live) new tables:
@@ -18,6 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::fold::WatermarkRow;
 use crate::reconcile::{self, Scope};
 use crate::sink::{self, AGGREGATE_TABLES};
 use crate::{Config, Error, Fetched, Folder, Processed, Result};
@@ -176,6 +179,19 @@ async fn fold_range(
     Ok((messages, lines))
 }
 
+/// The companies whose rebuilt watermark is below their live one (missing counts as 0), with both sequences. A
+/// rebuilt version that lacks events the live one has folded must never be swapped in. Pure, so it is unit-tested.
+#[must_use]
+pub fn behind_live(live: &[WatermarkRow], rebuilt: &[WatermarkRow]) -> Vec<(Uuid, i64, i64)> {
+    let rebuilt: HashMap<Uuid, i64> = rebuilt.iter().map(|w| (w.company_id, w.seq)).collect();
+    live.iter()
+        .filter_map(|w| {
+            let r = rebuilt.get(&w.company_id).copied().unwrap_or(0);
+            (r < w.seq).then_some((w.company_id, r, w.seq))
+        })
+        .collect()
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -236,6 +252,10 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
     let (m, l) = fold_range(config, &mut folder, &HashMap::new(), &end, &progress, shutdown).await?;
     summary.messages += m;
     summary.lines += l;
+    // What the live version claims, read before the end of the last pass: every event a live watermark covers was
+    // read from the topic by the live worker, so it lies below the end offsets read after this, and the rebuilt
+    // version must reach at least these watermarks.
+    let live_marks = sink::all_watermarks(&ch, "", None).await?;
     // Events posted while the topic was read: one more pass up to the end as it is now, so the reconciliation
     // compares nearly everything.
     let end2 = end_offsets(config).await?;
@@ -246,9 +266,27 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
     progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
 
+    let rebuilt_marks = sink::all_watermarks(&ch, REBUILD_SUFFIX, None).await?;
+    let short = behind_live(&live_marks, &rebuilt_marks);
+    if let Some((company, rebuilt, live)) = short.first() {
+        for (company, rebuilt, live) in &short {
+            tracing::error!(%company, rebuilt, live, "the rebuilt version is behind the live one");
+        }
+        return Err(Error::Rebuild(format!(
+            "the rebuilt version is behind the live one for {} companies (company {company}: rebuilt up to sequence {rebuilt}, \
+             live up to {live}); the topic no longer holds what the live tables were folded from, or the rebuild was held \
+             back; the live tables are untouched",
+            short.len()
+        )));
+    }
+
     let report = reconcile::reconcile(pg, &ch, REBUILD_SUFFIX, &Scope::default()).await?;
     for d in &report.differences {
         tracing::error!(%d, "rebuilt version differs from Postgres");
+    }
+    if !report.behind.is_empty() {
+        // Not a reason to refuse: the live version is no further (checked above), and posts go on while this runs.
+        tracing::info!(companies = report.behind.len(), "companies with events in Postgres beyond the rebuilt version (in flight)");
     }
     if !report.differences.is_empty() {
         return Err(Error::Rebuild(format!(
@@ -293,4 +331,24 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
         ch.query(&format!("DROP TABLE IF EXISTS {t}__old_{stamp}")).execute().await?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(company: u128, seq: i64) -> WatermarkRow {
+        WatermarkRow { company_id: Uuid::from_u128(company), partition: 0, seq }
+    }
+
+    #[test]
+    fn a_rebuilt_version_missing_a_company_or_behind_it_is_refused() {
+        let live = [mark(1, 10), mark(2, 5), mark(3, 7)];
+        assert!(behind_live(&live, &[mark(1, 10), mark(2, 6), mark(3, 7), mark(4, 1)]).is_empty(), "ahead or equal is fine");
+        assert_eq!(
+            behind_live(&live, &[mark(1, 9), mark(3, 7)]),
+            vec![(Uuid::from_u128(1), 9, 10), (Uuid::from_u128(2), 0, 5)],
+            "behind, and missing (0)"
+        );
+    }
 }
