@@ -16,7 +16,10 @@ are decoded with the same schemas and counted apart.
 
 VOUCHER_TOPIC (default kerp.vouchers.v1) may start with '^' to read every topic whose name matches that regular
 expression, librdkafka's convention; CI uses it for the e2e tests' per-run topics. Exits 1 when there is no message
-at all or any message is not recognised or does not decode. It never commits an offset.
+at all, when any message is not recognised or does not decode, or when no VoucherPosted was decoded by the current
+schemas: the vouchers are the events the pipeline exists for, and a topic of master-data events alone (the chart of
+accounts every new company publishes) would otherwise pass without the voucher contract ever being read. It never
+commits an offset.
 """
 
 import collections
@@ -40,6 +43,8 @@ TIMEOUT_S = 10.0
 # Reading to the end must finish within this; the topics of a test run hold thousands of messages, not millions.
 READ_DEADLINE_S = 120.0
 ERRORS_SHOWN = 20
+# The event that must be among those decoded (the `name` of voucher_posted*.avsc).
+REQUIRED_EVENT = "VoucherPosted"
 
 # The fingerprints apache-avro gave our v1 schemas before the codec followed the spec (its canonical form kept logical
 # types), as the 8 header bytes. Frozen history: kerp-schemas accepts them as aliases and pins the same values in
@@ -168,6 +173,9 @@ def main():
         sys.exit(f"independent reader: {len(errors)} of {len(errors) + sum(counts.values()) + sum(legacy_counts.values())} messages not decodable")
     if not counts and not legacy_counts:
         sys.exit(f"independent reader: {wanted} holds no message")
+    # Legacy fingerprints do not count: they show that the old contract is still readable, not the one written today.
+    if counts[REQUIRED_EVENT] == 0:
+        sys.exit(f"independent reader: no {REQUIRED_EVENT} decoded by the current schemas in {wanted}")
 
 
 if __name__ == "__main__":

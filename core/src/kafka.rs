@@ -190,8 +190,23 @@ pub async fn ensure_topic(kafka: &KafkaConfig, topic: &str, partitions: i32, con
             Err((t, code)) => return Err(TopicError::Create(t, code)),
         }
     }
-    check_topic(kafka, topic, config).await
+    // The controller answers the creation before every broker's metadata has the topic, so a describe sent at once
+    // may find no such topic yet (a busy CI machine saw it). Only that answer is retried, and only for a bound.
+    let deadline = std::time::Instant::now() + Duration::from_millis(TOPIC_VISIBLE_WAIT_MS_MAX);
+    loop {
+        match check_topic(kafka, topic, config).await {
+            Err(TopicError::Missing(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(TOPIC_VISIBLE_POLL_MS)).await;
+            }
+            other => return other,
+        }
+    }
 }
+
+/// How long [`ensure_topic`] waits for a topic it just created to show in the brokers' metadata.
+pub const TOPIC_VISIBLE_WAIT_MS_MAX: u64 = 10_000;
+/// How often it looks meanwhile.
+const TOPIC_VISIBLE_POLL_MS: u64 = 100;
 
 /// Refuses a topic that deletes events (unless allowed) or whose message limit is below the producer's.
 ///

@@ -1,6 +1,6 @@
 //! The voucher topic is the replay log that `rebuild` refolds from offset 0, so neither service starts against a topic
 //! that deletes events, unless told that this is a throwaway environment (`ALLOW_FINITE_RETENTION`). A topic the relay
-//! creates keeps everything.
+//! creates keeps everything, with the replication factor and `min.insync.replicas` it was configured with.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 use kerp_core::kafka::{TopicConfig, TopicError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -55,4 +56,43 @@ async fn neither_service_starts_against_a_topic_that_deletes_events() {
         kerp_core::kafka::check_topic(&common::kafka(), "kerp.test.no.such.topic", &TopicConfig::default()).await,
         Err(TopicError::Missing(_))
     ));
+}
+
+/// `VOUCHER_TOPIC_REPLICATION` and `VOUCHER_TOPIC_MIN_INSYNC_REPLICAS` reach the topic the services create: with
+/// `acks=all`, `min.insync.replicas` is how many copies an event has before it counts as published, so a setting that
+/// was parsed but never sent would leave production topics with Kafka's default of 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_topic_has_the_configured_replication_and_min_insync_replicas() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let brokers = {
+        let admin = admin();
+        let meta = admin.inner().fetch_metadata(None, Duration::from_secs(10)).expect("metadata");
+        i32::try_from(meta.brokers().len()).expect("broker count")
+    };
+    // As many replicas as there are brokers (1 on the dev stack, where Kafka's default would give the same), and a
+    // min.insync.replicas above the default of 1. Kafka does not check it against the replication factor when the topic
+    // is created, only when an acks=all producer writes, so the topic is made whatever the broker count.
+    let custom = TopicConfig { voucher_topic_replication: brokers, voucher_topic_min_insync_replicas: 2, ..TopicConfig::default() };
+    let topic = format!("kerp.test.retention.isr.{run}");
+    kerp_core::kafka::ensure_topic(&common::kafka(), &topic, 2, &custom).await.expect("create");
+
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let described = admin().describe_configs(&[ResourceSpecifier::Topic(&topic)], &opts).await.expect("describe");
+    let config = described.into_iter().next().expect("one resource").expect("settings");
+    let min_isr = config.get("min.insync.replicas").and_then(|e| e.value.clone());
+    assert_eq!(min_isr.as_deref(), Some("2"), "min.insync.replicas of the created topic");
+
+    let meta = admin().inner().fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let replicas: Vec<usize> = meta.topics()[0].partitions().iter().map(|p| p.replicas().len()).collect();
+    assert_eq!(replicas, vec![usize::try_from(brokers).expect("count"); 2], "replicas of each partition");
+
+    // One replica more than there are brokers is refused by Kafka itself, which shows the factor is sent with the
+    // request rather than left to the broker's default (which would create the topic without complaint).
+    let too_many = TopicConfig { voucher_topic_replication: brokers + 1, ..TopicConfig::default() };
+    let refused = kerp_core::kafka::ensure_topic(&common::kafka(), &format!("kerp.test.retention.rf.{run}"), 1, &too_many).await;
+    assert!(
+        matches!(refused, Err(TopicError::Create(_, RDKafkaErrorCode::InvalidReplicationFactor))),
+        "a replication factor of {} on {brokers} broker(s): {refused:?}",
+        brokers + 1
+    );
 }

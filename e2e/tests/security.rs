@@ -1,14 +1,18 @@
 //! The security review's points, against the real services: tokens with the wrong issuer, audience or an over-long
-//! lifetime are refused by both APIs; metrics are served only on the internal listeners; query-api's ClickHouse user
-//! can neither write nor read without limits; Postgres itself refuses a cross-tenant voucher line; and a posting that
-//! waits on a locked company gets a quick 503 while other companies go on posting.
+//! lifetime are refused by both APIs; no service starts with an empty, short or sample JWT secret; metrics are served
+//! only on the internal listeners; query-api's ClickHouse user can neither write nor read without limits; Postgres
+//! itself refuses a cross-tenant voucher line; every Postgres connection of ingest-api and grpc-api has a statement
+//! and a lock timeout; a posting that waits on a locked company gets a quick 503 while other companies go on posting;
+//! and a posting has written its lines before it waits for its company's row.
 
 mod common;
+mod grpc_common;
 
 use std::time::{Duration, Instant};
 
 use common::{company, get, pg, post_voucher, simple_voucher, stack, Svc, SECRET};
-use kerp_core::auth::{Claims, Role, TOKEN_TTL_SECONDS_MAX};
+use kerp_core::auth::{AuthError, Claims, Role, JWT_SECRET_BYTES_MIN, JWT_SECRET_SAMPLE, TOKEN_TTL_SECONDS_MAX};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Signs claims as they are, without `kerp_core::auth::issue`'s lifetime check, as a forger with the secret could.
@@ -200,4 +204,164 @@ async fn a_posting_behind_a_locked_company_gets_a_quick_503_while_others_post() 
     let (status, posted) = post_voucher(&locked.token, &body).await;
     assert_eq!(status, 201, "{posted}");
     assert_eq!(posted["data"]["voucher_number"], "2025-05-000001");
+}
+
+/// How long a service that refuses its configuration may take to say so, in milliseconds. Refusing is immediate; a
+/// service still running after this is serving.
+const REFUSAL_WAIT_MS_MAX: u64 = 5_000;
+
+/// Runs a service's entry point and returns its error, or panics if it is still running (serving) after
+/// [`REFUSAL_WAIT_MS_MAX`].
+async fn refused<E: std::fmt::Debug>(what: &str, run: impl std::future::Future<Output = Result<(), E>>) -> E {
+    match tokio::time::timeout(Duration::from_millis(REFUSAL_WAIT_MS_MAX), run).await {
+        Ok(r) => r.expect_err(&format!("{what} returned Ok instead of refusing to start")),
+        Err(_) => panic!("{what} started serving"),
+    }
+}
+
+#[tokio::test]
+async fn no_service_starts_with_an_empty_short_or_sample_jwt_secret() {
+    // grpc-api's test settings name the stack's topic.
+    let topic = &stack().topic;
+    let short = "x".repeat(JWT_SECRET_BYTES_MIN - 1);
+    for (what, secret) in [("an empty secret", ""), ("a secret one byte short", short.as_str()), ("the public sample", JWT_SECRET_SAMPLE)] {
+        let is_refusal = |e: &AuthError| match e {
+            AuthError::SecretTooShort(n) => *n == secret.len() && secret != JWT_SECRET_SAMPLE,
+            AuthError::SampleSecret => secret == JWT_SECRET_SAMPLE,
+            _ => false,
+        };
+        // Each entry point as the binaries call it, on port 0 with no metrics listener, outside a dev stack. ingest-api's
+        // relay is off so that, should the check ever be skipped, nothing publishes to the stack's topic.
+        let ingest =
+            kerp_ingest::Config { jwt_secret: secret.into(), dev_stack: false, relay_enabled: false, ..common::ingest_config(topic) };
+        let e = refused("ingest-api", kerp_ingest::run(ingest, CancellationToken::new())).await;
+        assert!(matches!(&e, kerp_ingest::Error::Auth(a) if is_refusal(a)), "ingest-api with {what}: {e:?}");
+
+        let query = kerp_query::Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            metrics_listen: String::new(),
+            jwt_secret: secret.into(),
+            dev_stack: false,
+            clickhouse: common::clickhouse_reader(),
+        };
+        let e = refused("query-api", kerp_query::run(query, CancellationToken::new())).await;
+        assert!(matches!(&e, kerp_query::Error::Auth(a) if is_refusal(a)), "query-api with {what}: {e:?}");
+
+        let grpc = kerp_grpc::Config { jwt_secret: secret.into(), dev_stack: false, ..grpc_common::config() };
+        let e = refused("grpc-api", kerp_grpc::run(grpc, CancellationToken::new())).await;
+        assert!(matches!(&e, kerp_grpc::Error::Auth(a) if is_refusal(a)), "grpc-api with {what}: {e:?}");
+    }
+}
+
+/// The value of a Postgres setting on one connection of `pool`, in the setting's own unit (milliseconds for both
+/// timeouts).
+async fn setting(pool: &sqlx::PgPool, name: &str) -> String {
+    sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1").bind(name).fetch_one(pool).await.expect("setting")
+}
+
+#[tokio::test]
+async fn ingest_and_grpc_connections_have_a_statement_and_a_lock_timeout() {
+    let topic = &stack().topic;
+    // The pools exactly as the services build them (ingest-api's also migrates, which the stack has done already).
+    let ingest = kerp_ingest::connect(&common::ingest_config(topic)).await.expect("ingest-api pool");
+    let grpc = kerp_grpc::connect(&grpc_common::config()).expect("grpc-api pool");
+    let want = [("statement_timeout", kerp_ingest::DB_STATEMENT_MS_MAX), ("lock_timeout", kerp_ingest::DB_LOCK_WAIT_MS_MAX)];
+    // A connection without the builder's options has the server's defaults: if they were already these values, the
+    // assertions below would pass without the services setting anything.
+    let plain = pg().await;
+    for (name, ms) in want {
+        assert_ne!(setting(&plain, name).await, ms.to_string(), "the server's own {name} hides the services'");
+        // Several connections each, since every new connection must carry the options, not just the first.
+        for (service, pool) in [("ingest-api", &ingest), ("grpc-api", &grpc)] {
+            let conns: Vec<_> = futures::future::join_all((0..3).map(|_| pool.acquire())).await;
+            for mut conn in conns.into_iter().map(|c| c.expect("connection")) {
+                let v: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect(name);
+                assert_eq!(v, ms.to_string(), "{service}: {name} of a pooled connection, in ms");
+            }
+        }
+    }
+}
+
+/// A waiter for the rival transaction, as pg_stat_activity and pg_locks show it.
+#[derive(Debug, sqlx::FromRow)]
+struct Waiter {
+    pid: i32,
+    query: String,
+    /// Whether the backend holds a granted RowExclusiveLock on `voucher_lines`: it has inserted into it in this
+    /// transaction.
+    lines_written: bool,
+}
+
+#[tokio::test]
+async fn a_posting_has_written_its_lines_when_it_waits_for_its_company_row() {
+    let s = stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+
+    // A rival transaction holds the company row, the row whose lock orders the company's postings (`company_seq`),
+    // with the lock another posting's `UPDATE companies SET event_seq = …` takes: FOR NO KEY UPDATE. (FOR UPDATE would
+    // also block the foreign-key checks of the posting's earlier inserts into tables that reference the company, such
+    // as a new month's voucher counter, and the posting would then wait there instead.)
+    let mut rival = pool.begin().await.expect("begin");
+    let rival_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *rival).await.expect("pid");
+    sqlx::query("SELECT 1 FROM companies WHERE id = $1 FOR NO KEY UPDATE").bind(c.id).execute(&mut *rival).await.expect("lock");
+
+    let body = simple_voucher("2025-06-03", "5212", "1101", 7000);
+    let post = tokio::spawn({
+        let (url, token) = (format!("{}/api/v1/vouchers", s.ingest_url), c.token.clone());
+        async move {
+            let r = common::http().post(url).bearer_auth(token).json(&body).timeout(Duration::from_secs(60)).send().await.expect("post");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    });
+
+    // Every backend that waits for the rival, seen while the posting waits. Group commit first tries the post in a
+    // batch, which writes the batch's lines with its counters and then queues on the company rows; it gives up after
+    // `BATCH_LOCK_WAIT_MS_MAX` and posts the voucher alone, in a transaction of its own with the pool's full lock
+    // wait, which also writes its lines first. Whichever transaction is caught waiting must already hold its lines.
+    let mut seen: Vec<Waiter> = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(kerp_ingest::DB_LOCK_WAIT_MS_MAX);
+    let found = loop {
+        let waiters: Vec<Waiter> = sqlx::query_as(
+            "SELECT a.pid, a.query,
+                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted AND l.mode = 'RowExclusiveLock'
+                                                       AND l.relation = 'voucher_lines'::regclass) AS lines_written
+             FROM pg_stat_activity a WHERE $1 = ANY(pg_blocking_pids(a.pid))",
+        )
+        .bind(rival_pid)
+        .fetch_all(&pool)
+        .await
+        .expect("waiters");
+        if let Some(w) = waiters.iter().position(|w| w.lines_written) {
+            break Some(waiters.into_iter().nth(w).expect("waiter"));
+        }
+        seen.extend(waiters);
+        if Instant::now() > deadline || post.is_finished() {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Released at once, so the waiting posting goes on instead of running into its lock timeout.
+    rival.rollback().await.expect("unlock");
+    let (status, posted) = post.await.expect("post task");
+
+    let waiter = found.unwrap_or_else(|| panic!("no backend waited for the company row with its lines written; waiters seen: {seen:?}"));
+    // The rival holds nothing but the company row, so every backend it blocks waits for that row; none may do so
+    // before its lines are written, the batch path's first try included.
+    assert!(seen.is_empty(), "a posting waited for the company row before writing its lines: {seen:?}");
+    // The single path's statement, or the batch's (a CTE that locks the company rows, then the same UPDATE).
+    assert!(
+        waiter.query.starts_with("UPDATE companies SET event_seq") || waiter.query.contains("UPDATE companies c SET event_seq"),
+        "backend {} waits on the company row in another statement: {}",
+        waiter.pid,
+        waiter.query
+    );
+    // The waiting transaction was this posting's: once the rival let go, it went through, as the company's first voucher.
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(posted["data"]["voucher_number"], "2025-06-000001");
 }

@@ -56,9 +56,15 @@ pub const SHUTDOWN_WAIT_MS_MAX: u64 = 3_000;
 /// # Errors
 /// Invalid configuration.
 pub fn producer(kafka: &KafkaConfig) -> Result<FutureProducer> {
-    Ok(kafka
-        .client_config()
-        .set("enable.idempotence", "true")
+    Ok(producer_config(kafka).create()?)
+}
+
+/// The settings of the relay's producer: `kafka`'s connection settings and the producer's own. Apart from
+/// [`producer`] so that the settings the exactly-once argument rests on can be checked without a broker.
+#[must_use]
+pub fn producer_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut c = kafka.client_config();
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
         // Zero means "never time out": while Kafka is down, messages wait in the producer instead of failing out of
         // order, which keeps each company's events in sequence.
@@ -66,8 +72,8 @@ pub fn producer(kafka: &KafkaConfig) -> Result<FutureProducer> {
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         // The same limit as the topic's `max.message.bytes`, so the broker never refuses what the producer sent.
-        .set("message.max.bytes", MESSAGE_BYTES_MAX.to_string())
-        .create()?)
+        .set("message.max.bytes", MESSAGE_BYTES_MAX.to_string());
+    c
 }
 
 /// Errors that will not go away by sending the same message again.
@@ -364,4 +370,22 @@ struct OutboxRow {
     company_id: Uuid,
     topic: String,
     payload: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kerp_core::kafka::{KafkaConfig, MESSAGE_BYTES_MAX};
+
+    /// The producer's message limit equals the topic's `max.message.bytes` (`kafka::ensure_topic` sets it to the same
+    /// constant), so an event the producer takes is never refused by the broker for its size; the other settings keep
+    /// a company's events in order and published once (docs/exactly-once.md, section 2).
+    #[test]
+    fn the_producer_is_idempotent_waits_for_every_replica_and_sends_what_the_topic_takes() {
+        let c = super::producer_config(&KafkaConfig::plaintext("k:9092"));
+        assert_eq!(c.get("message.max.bytes"), Some(MESSAGE_BYTES_MAX.to_string().as_str()));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("message.timeout.ms"), Some("0"));
+        assert_eq!(c.get("bootstrap.servers"), Some("k:9092"), "the connection settings are kept");
+    }
 }

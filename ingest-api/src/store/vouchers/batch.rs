@@ -4,9 +4,11 @@
 //! What flows through it: the batch's vouchers in arrival order. One query reads every account the batch names with
 //! its companies' closed months, one every partner and one every department, and each voucher is checked against
 //! them by the same pure functions the single path uses, so a refused voucher gets the very answer it would have got
-//! alone and the rest go on. Closed months are refused the same way. Then the month counters (gapless numbers) and the company rows (event
-//! sequences) are taken, each in a fixed order so that batches and single postings never deadlock, numbers and
-//! sequences are handed out in arrival order, and one statement writes the lines, the vouchers and their outbox rows.
+//! alone and the rest go on. Closed months are refused the same way. Then the lines are written and the month
+//! counters (gapless numbers) taken in one statement, the company rows (event sequences) in the next, each in a
+//! fixed order so that batches and single postings never deadlock; numbers and sequences are handed out in arrival
+//! order, and one last statement writes the vouchers and their outbox rows. The company rows are thus locked as late
+//! as the single path locks its own: after the lines, for only the statements that need the sequences.
 //! A company's vouchers of a batch therefore get consecutive sequences in the order they arrived, and the outbox
 //! holds their events in that order, as the relay and the fold need.
 //!
@@ -128,6 +130,26 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
         }
     }
 
+    // The lines need no number and no sequence, so they are written before the counters and the company rows are
+    // taken (in the counters' statement, so no round trip is added): the locks that order numbers and sequences are
+    // then held only for the vouchers and outbox rows, however many lines the batch has. Their key to their voucher
+    // is checked at commit, by which time the vouchers are written.
+    let mut l = LineColumns::default();
+    for a in &accepted {
+        let company_id = items[a.index].company_id;
+        for (no, line) in (1..).zip(&a.lines) {
+            l.voucher_id.push(a.id);
+            l.line_no.push(no);
+            l.company_id.push(company_id);
+            l.account_id.push(line.account.id);
+            l.partner_id.push(line.partner_id);
+            l.department_id.push(line.department_id);
+            l.debit.push(line.debit);
+            l.credit.push(line.credit);
+            l.description.push(line.description.clone());
+        }
+    }
+
     // Numbers: each (company, month) counter is taken once, by the batch's count, in key order.
     let mut wanted: BTreeMap<(Uuid, NaiveDate), i32> = BTreeMap::new();
     for a in accepted.iter().filter(|a| items[a.index].voucher.status == VoucherStatus::Approved) {
@@ -135,14 +157,19 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
     }
     let mut next_no: HashMap<(Uuid, NaiveDate), u32> = HashMap::new();
     let mut next_seq: HashMap<Uuid, i64> = HashMap::new();
-    if !wanted.is_empty() {
-        let c: Vec<Uuid> = wanted.keys().map(|(c, _)| *c).collect();
-        let p: Vec<NaiveDate> = wanted.keys().map(|(_, p)| *p).collect();
+    let c: Vec<Uuid> = wanted.keys().map(|(c, _)| *c).collect();
+    let p: Vec<NaiveDate> = wanted.keys().map(|(_, p)| *p).collect();
+    if !accepted.is_empty() {
         let n: Vec<i32> = wanted.values().copied().collect();
         // ORDER BY makes the rows, and so their locks, go in key order; a single posting takes one counter row, so no
-        // two transactions can wait for each other's counters.
+        // two transactions can wait for each other's counters. A batch of drafts only takes none and writes its
+        // lines alone.
         let taken: Vec<(Uuid, NaiveDate, i32)> = sqlx::query_as(
-            "INSERT INTO voucher_counters (company_id, period, last_no)
+            "WITH l AS (
+                 INSERT INTO voucher_lines (voucher_id, line_no, company_id, account_id, partner_id, department_id, debit, credit, description)
+                 SELECT * FROM UNNEST($4::uuid[], $5::int[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::bigint[], $11::bigint[], $12::text[])
+             )
+             INSERT INTO voucher_counters (company_id, period, last_no)
              SELECT c, p, n FROM UNNEST($1::uuid[], $2::date[], $3::int[]) AS t(c, p, n) ORDER BY c, p
              ON CONFLICT (company_id, period) DO UPDATE SET last_no = voucher_counters.last_no + excluded.last_no
              RETURNING company_id, period, last_no",
@@ -150,6 +177,15 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
         .bind(&c)
         .bind(&p)
         .bind(&n)
+        .bind(&l.voucher_id)
+        .bind(&l.line_no)
+        .bind(&l.company_id)
+        .bind(&l.account_id)
+        .bind(&l.partner_id)
+        .bind(&l.department_id)
+        .bind(&l.debit)
+        .bind(&l.credit)
+        .bind(&l.description)
         .fetch_all(&mut *tx)
         .await?;
         for (company, period, last) in taken {
@@ -160,17 +196,21 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
             }
             next_no.insert((company, period), last + 1 - u32::try_from(count).unwrap_or(0));
         }
+    }
+    if !wanted.is_empty() {
         // Sequences: the company rows, locked in id order (after every counter, as on the single path), in the
         // statement that also looks for a close that committed while the counters were waiting for their locks: it
         // shows in this statement's new snapshot, exactly as on the single path, and then no company row is taken
-        // and the batch fails as a whole.
+        // and the batch fails as a whole. FOR NO KEY UPDATE is the lock the UPDATE takes anyway; FOR UPDATE would also
+        // block every other transaction's foreign-key check against the company (a posting writing its lines)
+        // until this batch commits.
         let per_company = sorted_counts(wanted.iter().map(|((c, _), n)| (*c, i64::from(*n))));
         let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_company.into_iter().unzip();
         let seqs: Vec<(Uuid, i64)> = sqlx::query_as(
             "WITH closed AS (SELECT 1 FROM closed_periods
                              WHERE (company_id, period) IN (SELECT * FROM UNNEST($3::uuid[], $4::date[])) LIMIT 1),
                   locked AS (SELECT id FROM companies WHERE id = ANY($1) AND NOT EXISTS (SELECT 1 FROM closed)
-                             ORDER BY id FOR UPDATE)
+                             ORDER BY id FOR NO KEY UPDATE)
              UPDATE companies c SET event_seq = c.event_seq + t.n
              FROM UNNEST($1::uuid[], $2::bigint[]) AS t(id, n)
              WHERE c.id = t.id AND c.id IN (SELECT id FROM locked)
@@ -194,7 +234,6 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
     }
 
     // The rows, in arrival order.
-    let mut l = LineColumns::default();
     let mut v = VoucherColumns::default();
     let (mut outbox_companies, mut payloads) = (Vec::new(), Vec::new());
     for a in &accepted {
@@ -222,17 +261,6 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
         } else {
             (None, None, None)
         };
-        for (no, line) in (1..).zip(&a.lines) {
-            l.voucher_id.push(a.id);
-            l.line_no.push(no);
-            l.company_id.push(item.company_id);
-            l.account_id.push(line.account.id);
-            l.partner_id.push(line.partner_id);
-            l.department_id.push(line.department_id);
-            l.debit.push(line.debit);
-            l.credit.push(line.credit);
-            l.description.push(line.description.clone());
-        }
         v.id.push(a.id);
         v.company_id.push(item.company_id);
         v.number.push(number.clone());
@@ -255,31 +283,19 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
         }));
     }
     if !accepted.is_empty() {
-        // One statement for every row of the batch. The lines' key to their voucher is checked at commit, and the
-        // outbox rows take their ids in the order given, which is each company's sequence order.
+        // One statement for the vouchers and their outbox rows, which take their ids in the order given, each
+        // company's sequence order.
         sqlx::query(
-            "WITH l AS (
-                 INSERT INTO voucher_lines (voucher_id, line_no, company_id, account_id, partner_id, department_id, debit, credit, description)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::bigint[], $8::bigint[], $9::text[])
-             ), v AS (
+            "WITH v AS (
                  INSERT INTO vouchers (id, company_id, voucher_number, voucher_date, voucher_type, description, status, total_debit,
                                        total_credit, created_by, created_at, company_seq, approved_at, approved_by)
                  SELECT id, c, num, d, vt, descr, st, tot, tot, u, COALESCE(at, now()), seq, at, CASE WHEN at IS NULL THEN NULL ELSE u END
-                 FROM UNNEST($10::uuid[], $11::uuid[], $12::text[], $13::date[], $14::text[], $15::text[], $16::text[], $17::bigint[],
-                             $18::uuid[], $19::bigint[], $20::timestamptz[]) AS t(id, c, num, d, vt, descr, st, tot, u, seq, at)
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                             $9::uuid[], $10::bigint[], $11::timestamptz[]) AS t(id, c, num, d, vt, descr, st, tot, u, seq, at)
              )
              INSERT INTO outbox (company_id, topic, payload)
-             SELECT c, $21, p FROM UNNEST($22::uuid[], $23::bytea[]) WITH ORDINALITY AS o(c, p, ord) ORDER BY ord",
+             SELECT c, $12, p FROM UNNEST($13::uuid[], $14::bytea[]) WITH ORDINALITY AS o(c, p, ord) ORDER BY ord",
         )
-        .bind(&l.voucher_id)
-        .bind(&l.line_no)
-        .bind(&l.company_id)
-        .bind(&l.account_id)
-        .bind(&l.partner_id)
-        .bind(&l.department_id)
-        .bind(&l.debit)
-        .bind(&l.credit)
-        .bind(&l.description)
         .bind(&v.id)
         .bind(&v.company_id)
         .bind(&v.number)
