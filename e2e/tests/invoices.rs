@@ -96,7 +96,19 @@ async fn a_sales_invoice_round_trip_reaches_every_report() {
         get(Svc::Query, &c.token, &format!("/api/v1/reports/partner-ledger?partner_id={customer}&from_date=2025-01-01&to_date=2025-12-31"))
             .await;
     assert_eq!(status, 200, "{ledger}");
-    assert!(ledger.to_string().contains("1100000"), "the receivable of 1,100,000 appears: {ledger}");
+    let d = &ledger["data"];
+    assert_eq!(
+        (&d["opening_receivable"], &d["closing_receivable"], &d["closing_payable"]),
+        (&json!(0), &json!(1_100_000), &json!(0)),
+        "{ledger}"
+    );
+    let entries = d["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "the invoice's receivable line only: {ledger}");
+    assert_eq!(
+        (&entries[0]["voucher_id"], &entries[0]["account_code"], &entries[0]["debit"], &entries[0]["balance"]),
+        (&json!(voucher_id), &json!("1103"), &json!(1_100_000), &json!(1_100_000)),
+        "{ledger}"
+    );
 
     // The VAT summary of the quarter shows the output VAT.
     eventually(Duration::from_secs(60), "the invoice in the VAT summary", || async {
@@ -263,4 +275,79 @@ async fn approval_numbers_are_checked_and_unique_per_company() {
     assert_eq!(send(Method::PUT, Svc::Ingest, &c.token, &format!("/api/v1/invoices/{b}/approval-number"), Some(&number)).await.0, 409);
     let bad = json!({"approval_number": "2025-13"});
     assert_eq!(send(Method::PUT, Svc::Ingest, &c.token, &format!("/api/v1/invoices/{b}/approval-number"), Some(&bad)).await.0, 422);
+}
+
+/// The VAT summary equals the one computed straight from Postgres's invoices, to the won and the count, for every
+/// quarter the invoices fall in: sales and purchases of each VAT type, issued ones only (drafts, cancelled drafts and
+/// issued-then-cancelled invoices left out), a draft edited into another quarter before its issue, and invoices on a
+/// quarter's first and last days. The summaries are read once, after a sentinel invoice of 2030 shows: a company's
+/// events fold in order, so every earlier change is in ClickHouse by then.
+#[tokio::test]
+async fn the_vat_summary_equals_the_one_from_postgres() {
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let customer = partner(&c.token, "C001", "customer").await;
+    let supplier = partner(&c.token, "S001", "supplier").await;
+    let both = partner(&c.token, "B001", "both").await;
+    let invoice = |invoice_type: &str, vat_type: &str, partner: &str, date: &str, supply: i64| {
+        let tax = if vat_type == "taxable" { supply / 10 } else { 0 };
+        json!({"invoice_type": invoice_type, "vat_type": vat_type, "partner_id": partner, "invoice_date": date,
+               "supply_amount": supply, "tax_amount": tax, "items": [{"description": "x", "quantity": 1, "unit_price": supply}]})
+    };
+    let create = |body: Value| {
+        let token = c.token.clone();
+        async move {
+            let (status, created) = post(&token, "/api/v1/invoices", Some(&body)).await;
+            assert_eq!(status, 201, "{created}");
+            created["data"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let issued = |body: Value| {
+        let token = c.token.clone();
+        async move {
+            let id = create(body).await;
+            let (status, issued) = issue(&token, &id).await;
+            assert_eq!(status, 200, "{issued}");
+            id
+        }
+    };
+    // 2025-Q1 and Q2, each VAT type on both sides.
+    issued(invoice("sales", "taxable", &customer, "2025-01-01", 1_234_567)).await;
+    issued(invoice("sales", "taxable", &both, "2025-03-31", 2_000_000)).await;
+    issued(invoice("sales", "zero_rated", &customer, "2025-02-14", 5_000_000)).await;
+    issued(invoice("sales", "exempt", &both, "2025-02-20", 300_000)).await;
+    issued(invoice("purchase", "taxable", &supplier, "2025-01-15", 800_000)).await;
+    issued(invoice("purchase", "zero_rated", &both, "2025-03-02", 400_000)).await;
+    issued(invoice("purchase", "exempt", &supplier, "2025-03-15", 150_000)).await;
+    issued(invoice("sales", "taxable", &customer, "2025-04-01", 700_000)).await;
+    issued(invoice("purchase", "taxable", &both, "2025-06-30", 2_500_000)).await;
+    // Left out: drafts, a cancelled draft, and an issued invoice cancelled by its reversal.
+    create(invoice("sales", "taxable", &customer, "2025-02-02", 9_000_000)).await;
+    let cancelled_draft = create(invoice("purchase", "taxable", &supplier, "2025-02-03", 8_000_000)).await;
+    assert_eq!(post(&c.token, &format!("/api/v1/invoices/{cancelled_draft}/cancel"), None).await.0, 200);
+    let cancelled = issued(invoice("sales", "zero_rated", &both, "2025-01-20", 7_000_000)).await;
+    assert_eq!(post(&c.token, &format!("/api/v1/invoices/{cancelled}/cancel"), Some(&json!({"reason": "취소"}))).await.0, 200);
+    // A draft of Q1 edited into Q2, then issued.
+    let moved = create(invoice("sales", "taxable", &customer, "2025-03-10", 600_000)).await;
+    let path = format!("/api/v1/invoices/{moved}");
+    let (status, edited) =
+        send(Method::PUT, Svc::Ingest, &c.token, &path, Some(&invoice("sales", "taxable", &customer, "2025-05-10", 610_000))).await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(issue(&c.token, &moved).await.0, 200);
+
+    issued(invoice("sales", "exempt", &customer, "2030-01-15", 1)).await;
+    eventually(Duration::from_secs(60), "the sentinel invoice of 2030", || async {
+        let (status, vat) = get(Svc::Query, &c.token, "/api/v1/reports/vat-summary?year=2030&quarter=1").await;
+        (status == 200 && vat["data"]["sales"]["exempt"]["count"] == 1).then_some(())
+    })
+    .await;
+    for (year, quarter) in [(2024, 4), (2025, 1), (2025, 2), (2025, 3)] {
+        let (status, vat) = get(Svc::Query, &c.token, &format!("/api/v1/reports/vat-summary?year={year}&quarter={quarter}")).await;
+        assert_eq!(status, 200, "{vat}");
+        let want = common::pg_reports::pg_vat_figures(&pool, c.id, year, quarter).await;
+        assert_eq!(common::pg_reports::api_vat_figures(&vat["data"]), want, "{year}-Q{quarter} against Postgres");
+    }
+    let q1 = common::pg_reports::pg_vat_figures(&pool, c.id, 2025, 1).await;
+    assert_eq!(q1["sales"]["total"]["count"], 4, "the quarter's issued sales, the cancelled ones left out: {q1}");
 }

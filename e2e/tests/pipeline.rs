@@ -50,6 +50,11 @@ async fn a_post_becomes_visible_in_the_trial_balance_and_the_ledger() {
     let seen: Vec<(&str, i64)> = entries.iter().map(|e| (e["voucher_number"].as_str().unwrap(), e["balance"].as_i64().unwrap())).collect();
     assert_eq!(seen, [("2025-01-000001", 10_000_000), ("2025-02-000001", 9_670_000)]);
     assert_eq!(d["closing_balance"], 9_670_000);
+    // The contract's form names the account by id: the same ledger.
+    let cash_id = cash["account_id"].as_str().expect("the trial balance names each account's id");
+    let (status, by_id) = get(Svc::Query, &c.token, &format!("/api/v1/reports/account-ledger?account_id={cash_id}&year=2025")).await;
+    assert_eq!(status, 200, "{by_id}");
+    assert_eq!(by_id["data"], ledger["data"], "account_id and account_code give the same ledger");
 
     // From February on: January becomes the opening balance.
     let (_, feb) =

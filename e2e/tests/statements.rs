@@ -1,6 +1,7 @@
 //! Financial statements through the whole pipeline: vouchers posted to ingest-api over several years come out of
 //! query-api as fiscal-year trial balances, income statements, balance sheets and partner ledgers that balance and
-//! agree with each other and with a ledger kept in memory by the test.
+//! agree with each other, with a ledger kept in memory by the test, and with the same statements computed straight from
+//! Postgres (`common::pg_reports`), the source of truth.
 //!
 //! Company settings, partners and departments are made through ingest-api's master-data API, so they reach ClickHouse
 //! as events like everything else. One partner is written straight into Postgres instead: it stands for a partner whose
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate};
-use common::{company, eventually, get, pg, post_voucher, send, simple_voucher, stack, Company, Svc};
+use common::{company, eventually, get, pg, pg_reports, post_voucher, send, simple_voucher, stack, Company, Svc};
 use kerp_core::auth::Role;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
@@ -158,10 +159,16 @@ fn assert_tb_balanced(tb: &Value, what: &str) {
     assert_eq!(t["closing_debit"], t["closing_credit"], "{what}: {tb}");
 }
 
-/// Checks the balance sheet at `as_of` against the identity and the test's own ledger, and returns it.
-async fn check_balance_sheet(token: &str, lines: &[Line], as_of: NaiveDate, start_month: u32) -> Value {
+/// Checks the balance sheet at `as_of` against the identity, the test's own ledger and Postgres, and returns it.
+async fn check_balance_sheet(pool: &sqlx::PgPool, c: &Company, lines: &[Line], as_of: NaiveDate, start_month: u32) -> Value {
+    let token = &c.token;
     let bs = balance_sheet(token, as_of).await;
     let d = &bs["data"];
+    assert_eq!(
+        pg_reports::api_balance_sheet(d),
+        pg_reports::pg_balance_sheet(pool, c.id, as_of).await,
+        "balance sheet at {as_of} against Postgres"
+    );
     let total_assets = amount(&d["assets"]["total"]);
     assert_eq!(total_assets, amount(&d["total_liabilities_and_equity"]), "assets = liabilities + equity at {as_of}: {bs}");
     assert_eq!(total_assets, assets(lines, as_of), "total assets at {as_of}");
@@ -221,7 +228,16 @@ async fn three_random_years_give_statements_that_balance_and_agree() {
     for as_of in
         ["2023-01-31", "2023-06-15", "2023-12-31", "2024-01-01", "2024-02-29", "2024-07-19", "2024-12-31", "2025-03-01", "2025-12-31"]
     {
-        check_balance_sheet(&c.token, &lines, day(as_of), 1).await;
+        check_balance_sheet(&pool, &c, &lines, day(as_of), 1).await;
+    }
+
+    // Every month's income statement, per account for the month and the year to date, per section and in net income.
+    for year in 2023..=2025 {
+        for month in 1..=12 {
+            let is = income_statement(&c.token, year, month).await;
+            let want = pg_reports::pg_income_statement(&pool, c.id, year, month).await;
+            assert_eq!(pg_reports::api_income_statement(&is["data"]), want, "income statement of {year}-{month:02} against Postgres");
+        }
     }
 
     for year in [2023, 2024] {
@@ -299,6 +315,14 @@ async fn a_fiscal_year_starting_in_april_closes_on_march_31() {
     let fiscal_2024 = net_income(&lines, day("2024-04-01"), day("2025-03-31"));
     assert_eq!(retained_earnings_opening(&c.token, 2025, 4).await - retained_earnings_opening(&c.token, 2024, 4).await, fiscal_2024);
 
+    let mut month = day("2023-04-01");
+    while month <= last {
+        let (y, m) = (month.year(), month.month());
+        let is = income_statement(&c.token, y, m).await;
+        let want = pg_reports::pg_income_statement(&pool, c.id, y, m).await;
+        assert_eq!(pg_reports::api_income_statement(&is["data"]), want, "income statement of {y}-{m:02} against Postgres");
+        month = month_end(y, m).succ_opt().expect("next month");
+    }
     let is = income_statement(&c.token, 2025, 3).await;
     assert_eq!(is["data"]["fiscal_year_start"], "2024-04-01");
     assert_eq!(amount(&is["data"]["net_income"]["year_to_date"]), fiscal_2024);
@@ -306,7 +330,7 @@ async fn a_fiscal_year_starting_in_april_closes_on_march_31() {
     assert_eq!(april["data"]["net_income"]["month"], april["data"]["net_income"]["year_to_date"], "April opens the year");
 
     for as_of in ["2024-03-31", "2024-04-01", "2024-12-31", "2025-01-15", "2025-03-31", last.to_string().as_str()] {
-        let bs = check_balance_sheet(&c.token, &lines, day(as_of), 4).await;
+        let bs = check_balance_sheet(&pool, &c, &lines, day(as_of), 4).await;
         assert_eq!(bs["data"]["fiscal_year_start"], fiscal_year_start(day(as_of), 4).to_string());
     }
 }
@@ -425,6 +449,173 @@ async fn the_partner_ledger_lists_partners_and_runs_their_balances() {
     sorted.sort_unstable();
     assert_eq!(numbers, sorted);
     assert_eq!(amount(&d["closing_balance"]), -300_000, "the company owes partner 2");
+
+    // The same reports computed straight from Postgres: every partner's balances at several dates, and each partner's
+    // entries with their running balance over several ranges (one a single day with two vouchers, so the order counts).
+    let partners = pg_reports::pg_partners(&pool, c.id).await;
+    check_partner_reports(
+        &pool,
+        &c,
+        &partners,
+        &["2025-01-25", "2025-02-05", "2025-02-28", "2025-12-31"],
+        &[("2025-01-01", "2025-12-31"), ("2025-02-01", "2025-03-31"), ("2025-02-05", "2025-02-05")],
+    )
+    .await;
+}
+
+/// Checks query-api's partner list at each date of `list_dates`, and every partner's ledger over each of `ranges`,
+/// against the same computed straight from Postgres.
+async fn check_partner_reports(
+    pool: &sqlx::PgPool,
+    c: &Company,
+    partners: &std::collections::BTreeSet<Uuid>,
+    list_dates: &[&str],
+    ranges: &[(&str, &str)],
+) {
+    for to in list_dates {
+        let api =
+            report(&c.token, &format!("/api/v1/reports/partner-ledger?to_date={to}&page_size={}", kerp_query::PARTNER_PAGE_SIZE_MAX)).await;
+        let want = pg_reports::pg_partner_balances(pool, c.id, day(to)).await;
+        assert!(!want.is_empty(), "the partners at {to} have lines to compare");
+        pg_reports::assert_partner_balances(&pg_reports::api_partner_balances(&api), &want, partners, &format!("partners at {to}"));
+    }
+    for p in partners {
+        for (from, to) in ranges {
+            let path = format!(
+                "/api/v1/reports/partner-ledger?partner_id={p}&from_date={from}&to_date={to}&page_size={}",
+                kerp_query::PARTNER_LEDGER_PAGE_SIZE_MAX
+            );
+            let api = pg_reports::api_partner_ledger(&report(&c.token, &path).await);
+            assert_eq!(api, pg_reports::pg_partner_ledger(pool, c.id, *p, day(from), day(to)).await, "{path} against Postgres");
+        }
+    }
+}
+
+/// Posts a voucher body and returns its id.
+async fn post_id(c: &Company, body: Value) -> Uuid {
+    let (status, posted) = post_voucher(&c.token, &body).await;
+    assert_eq!(status, 201, "{posted}");
+    Uuid::parse_str(posted["data"]["id"].as_str().expect("id")).expect("uuid")
+}
+
+/// Reverses an approved voucher, on `date` or on the original's date.
+async fn reverse(c: &Company, id: Uuid, date: Option<&str>) {
+    let body = date.map_or_else(|| json!({"reason": "test"}), |d| json!({"date": d, "reason": "test"}));
+    let (status, posted) = send(Method::POST, Svc::Ingest, &c.token, &format!("/api/v1/vouchers/{id}/reverse"), Some(&body)).await;
+    assert_eq!(status, 201, "{posted}");
+}
+
+/// Books with everything the voucher lifecycle makes, and a fiscal year starting in July: every statement query-api
+/// answers equals the one computed straight from Postgres, to the won. The books have drafts (one left, one edited,
+/// one deleted, one approved later), reversals on the original's date and into the next fiscal year, and partners on
+/// receivables and payables, one of them known to Postgres only.
+///
+/// The reports are read once, not polled until they agree: a sentinel voucher dated 2030 is posted after everything
+/// else, and a company's events fold in order, so once it shows (through the monthly balances and through the lines)
+/// every earlier posting is in ClickHouse.
+#[tokio::test]
+async fn statements_equal_postgres_through_drafts_reversals_and_partners() {
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let (status, body) = send(Method::PATCH, Svc::Ingest, &c.token, "/api/v1/company", Some(&json!({"fiscal_start_month": 7}))).await;
+    assert_eq!(status, 200, "{body}");
+    let p1 = api_partner(&c.token, "L001", "라이프상사", "both").await;
+    let p2 = api_partner(&c.token, "L002", "Supplier Two", "supplier").await;
+    let p3 = pg_only_partner(&pool, c.id, "L003", "Postgres Only").await;
+    post_random_books(&c, 0x4C49_4645, 100, day("2024-01-01"), 730).await;
+
+    let (dr, cr) = ("debit_amount", "credit_amount");
+    let voucher = |date: &str, status: &str, lines: Vec<Value>| json!({"voucher_date": date, "voucher_type": "general", "status": status, "lines": lines});
+    let sale = post_id(
+        &c,
+        voucher(
+            "2024-06-20",
+            "approved",
+            vec![line("1103", dr, 2_200_000, Some(p1)), line("4101", cr, 2_000_000, None), line("2105", cr, 200_000, None)],
+        ),
+    )
+    .await;
+    let purchase =
+        post_id(&c, voucher("2024-06-28", "approved", vec![line("1201", dr, 800_000, None), line("2101", cr, 800_000, Some(p2))])).await;
+    post_id(&c, voucher("2024-07-15", "approved", vec![line("1102", dr, 1_000_000, None), line("1103", cr, 1_000_000, Some(p1))])).await;
+    post_id(&c, voucher("2024-09-30", "approved", vec![line("2101", dr, 300_000, Some(p2)), line("1102", cr, 300_000, None)])).await;
+    post_id(
+        &c,
+        voucher(
+            "2025-02-11",
+            "approved",
+            vec![line("1103", dr, 440_000, Some(p3)), line("4101", cr, 400_000, None), line("2105", cr, 40_000, None)],
+        ),
+    )
+    .await;
+    post_id(&c, voucher("2025-03-03", "approved", vec![line("5212", dr, 90_000, None), line("2101", cr, 90_000, Some(p1))])).await;
+    let salary =
+        post_id(&c, voucher("2025-06-30", "approved", vec![line("5201", dr, 3_000_000, None), line("1102", cr, 3_000_000, None)])).await;
+
+    // The sale is reversed on its own date, so both stay in the books and net to zero; the purchase of 2024-06-28 and
+    // the salary of 2025-06-30 are reversed on the first days of the next fiscal years, so one year keeps the
+    // original and the next carries the reversal.
+    reverse(&c, sale, None).await;
+    reverse(&c, purchase, Some("2024-07-02")).await;
+    reverse(&c, salary, Some("2025-07-01")).await;
+
+    // Drafts count nowhere until approved: one left as it is, one edited and left, one deleted, one approved.
+    post_id(&c, voucher("2024-08-08", "draft", vec![line("1103", dr, 777_777, Some(p1)), line("4101", cr, 777_777, None)])).await;
+    let edited =
+        post_id(&c, voucher("2024-10-10", "draft", vec![line("2101", dr, 55_555, Some(p2)), line("1101", cr, 55_555, None)])).await;
+    let body = voucher("2025-01-10", "draft", vec![line("2101", dr, 66_666, Some(p2)), line("1101", cr, 66_666, None)]);
+    let (status, put) = send(Method::PUT, Svc::Ingest, &c.token, &format!("/api/v1/vouchers/{edited}"), Some(&body)).await;
+    assert_eq!(status, 200, "{put}");
+    let deleted =
+        post_id(&c, voucher("2024-11-11", "draft", vec![line("5212", dr, 44_444, None), line("2101", cr, 44_444, Some(p1))])).await;
+    let (status, gone) = send(Method::DELETE, Svc::Ingest, &c.token, &format!("/api/v1/vouchers/{deleted}"), None).await;
+    assert_eq!(status, 204, "{gone}");
+    let later =
+        post_id(&c, voucher("2025-05-05", "draft", vec![line("1103", dr, 123_456, Some(p2)), line("4201", cr, 123_456, None)])).await;
+    let (status, approved) = send(Method::POST, Svc::Ingest, &c.token, &format!("/api/v1/vouchers/{later}/approve"), None).await;
+    assert_eq!(status, 200, "{approved}");
+
+    let sentinel = 4_321;
+    assert_eq!(post_voucher(&c.token, &simple_voucher("2030-01-15", "1101", "4101", sentinel)).await.0, 201);
+    eventually(VISIBLE_WITHIN, "the sentinel voucher of 2030", || async {
+        let (s1, tb) = get(Svc::Query, &c.token, "/api/v1/reports/trial-balance?year=2030&month=1").await;
+        let (s2, bs) = get(Svc::Query, &c.token, "/api/v1/reports/balance-sheet?as_of=2030-01-15").await;
+        (s1 == 200
+            && s2 == 200
+            && tb["data"]["totals"]["period_debit"] == sentinel
+            && bs["data"]["equity"]["current_year_earnings"]["amount"] == sentinel)
+            .then_some(())
+    })
+    .await;
+
+    for (y, m) in [(2024, 6), (2024, 7), (2025, 6), (2025, 7), (2025, 12)] {
+        let (api, _) = common::api_trial_balance(&c.token, y, m).await;
+        assert_eq!(api, common::pg_trial_balance(&pool, c.id, y, m).await, "trial balance of {y}-{m:02} against Postgres");
+    }
+    for year in 2024..=2025 {
+        for month in 1..=12 {
+            let is = income_statement(&c.token, year, month).await;
+            let want = pg_reports::pg_income_statement(&pool, c.id, year, month).await;
+            assert_eq!(pg_reports::api_income_statement(&is["data"]), want, "income statement of {year}-{month:02} against Postgres");
+        }
+    }
+    for as_of in ["2024-06-20", "2024-06-30", "2024-07-01", "2024-07-02", "2025-02-11", "2025-06-30", "2025-07-01", "2025-12-31"] {
+        let bs = balance_sheet(&c.token, day(as_of)).await;
+        let got = pg_reports::api_balance_sheet(&bs["data"]);
+        assert_eq!(got, pg_reports::pg_balance_sheet(&pool, c.id, day(as_of)).await, "balance sheet at {as_of} against Postgres");
+        assert_eq!(got.total_assets, got.total_liabilities_and_equity, "assets = liabilities + equity at {as_of}");
+    }
+    let partners = pg_reports::pg_partners(&pool, c.id).await;
+    assert_eq!(partners, [p1, p2, p3].into_iter().collect());
+    check_partner_reports(
+        &pool,
+        &c,
+        &partners,
+        &["2024-06-20", "2024-07-01", "2025-06-30", "2025-12-31"],
+        &[("2024-07-01", "2025-06-30"), ("2024-01-01", "2025-12-31"), ("2024-06-20", "2024-06-20")],
+    )
+    .await;
 }
 
 /// Lines charged to a department: the trial balance filtered by it sums those lines only.

@@ -19,6 +19,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod pg_reports;
+pub mod pipeline;
+
 /// The JWT secret of the test stack: at least `JWT_SECRET_BYTES_MIN` bytes, as the services require.
 pub const SECRET: &str = "e2e-test-secret-of-at-least-32-bytes";
 /// Partitions of each test topic.
@@ -28,9 +31,50 @@ pub fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+/// The Postgres database the tests write: `kerp_test` on the stack's server (or `KERP_TEST_DATABASE_URL`), never the
+/// dev stack's `kerp`, as [`test_database`] is for ClickHouse. The dev stack's `reconcile` compares every company
+/// of its Postgres with its ClickHouse, and the tests' companies fold elsewhere (their own topics and databases).
+/// Created and migrated on first use, so a stack started before this database existed works too.
 pub fn database_url() -> String {
-    env("DATABASE_URL", "postgres://kerp:kerp@127.0.0.1:5432/kerp")
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let base = env("DATABASE_URL", "postgres://kerp:kerp@127.0.0.1:5432/kerp");
+        let url = std::env::var("KERP_TEST_DATABASE_URL").unwrap_or_else(|_| match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{TEST_POSTGRES_DATABASE}"),
+            None => base.clone(),
+        });
+        let (server, test) = (base, url.clone());
+        // Its own thread and runtime: the first caller may be inside a test's runtime, which must not be blocked on.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                use sqlx::ConnectOptions;
+                let opts: sqlx::postgres::PgConnectOptions = server.parse().expect("DATABASE_URL");
+                let mut admin = opts.database("postgres").connect().await.expect("postgres (to create the test database)");
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(TEST_POSTGRES_DATABASE)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("pg_database");
+                if !exists {
+                    // Another test binary may create it at the same moment: 42P04 (duplicate_database) is success.
+                    if let Err(e) = sqlx::query(&format!("CREATE DATABASE {TEST_POSTGRES_DATABASE}")).execute(&mut admin).await {
+                        assert!(e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04"), "create the test database: {e}");
+                    }
+                }
+                let pool = PgPool::connect(&test).await.expect("the test database");
+                kerp_ingest::MIGRATOR.run(&pool).await.expect("migrate the test database");
+            });
+        })
+        .join()
+        .expect("test database set-up");
+        url
+    })
+    .clone()
 }
+
+/// The name of the tests' Postgres database on the stack's server.
+pub const TEST_POSTGRES_DATABASE: &str = "kerp_test";
 
 /// Plaintext access to the test broker.
 pub fn kafka() -> kerp_core::kafka::KafkaConfig {
@@ -184,6 +228,16 @@ pub fn worker_config(topic: &str, group: &str, clickhouse: kerp_core::clickhouse
     }
 }
 
+/// The id of the company's account `code`, from Postgres.
+pub async fn pg_account_id(pool: &PgPool, company: Uuid, code: &str) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM accounts WHERE company_id = $1 AND code = $2")
+        .bind(company)
+        .bind(code)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("account {code}: {e}"))
+}
+
 pub async fn pg() -> PgPool {
     PgPool::connect(&database_url()).await.expect("postgres")
 }
@@ -287,13 +341,11 @@ fn reader() -> BaseConsumer {
         .expect("consumer")
 }
 
-/// The voucher event in `m` if it is one of `company`'s. Account events (the chart, at creation) are not vouchers and
-/// are left out.
-fn voucher_of(m: &rdkafka::message::BorrowedMessage<'_>, company: Uuid) -> Option<VoucherPosted> {
-    match kerp_schemas::decode(m.payload().unwrap_or_default()).expect("every message decodes") {
-        kerp_schemas::Event::VoucherPosted(e) if e.company_id == company => Some(e),
-        _ => None,
-    }
+/// The event in `m` with its raw payload, if it is one of `company`'s.
+fn event_of(m: &rdkafka::message::BorrowedMessage<'_>, company: Uuid) -> Option<(kerp_schemas::Event, Vec<u8>)> {
+    let payload = m.payload().unwrap_or_default();
+    let event = kerp_schemas::decode(payload).expect("every message decodes");
+    (event.company_id() == company).then(|| (event, payload.to_vec()))
 }
 
 /// How many of `company`'s events wait in the outbox, not yet acknowledged by the broker.
@@ -309,10 +361,23 @@ pub async fn outbox_drained(pool: &PgPool, company: Uuid) {
     .await;
 }
 
-/// Reads every event of `company` on the topic, from the beginning up to the partitions' end offsets as they are now.
-/// It does not wait for events to come, so it can show that no other event is there: call it after
-/// [`outbox_drained`], when every acknowledged event is below those end offsets.
+/// Reads every voucher event of `company` on the topic, like [`company_messages`]. Account events (the chart, at
+/// creation) and the other master-data events are not vouchers and are left out.
 pub async fn company_events(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
+    company_messages(topic, company)
+        .await
+        .into_iter()
+        .filter_map(|(e, _)| match e {
+            kerp_schemas::Event::VoucherPosted(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads every event of `company` on the topic, of any kind and with its raw payload, from the beginning up to the
+/// partitions' end offsets as they are now. It does not wait for events to come, so it can show that no other event
+/// is there: call it after [`outbox_drained`], when every acknowledged event is below those end offsets.
+pub async fn company_messages(topic: &str, company: Uuid) -> Vec<(kerp_schemas::Event, Vec<u8>)> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer = reader();
@@ -334,7 +399,7 @@ pub async fn company_events(topic: &str, company: Uuid) -> Vec<VoucherPosted> {
             assert!(Instant::now() < deadline, "could not read the topic to its end");
             let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
             let m = m.expect("message");
-            out.extend(voucher_of(&m, company));
+            out.extend(event_of(&m, company));
             if remaining.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
                 remaining.remove(&m.partition());
             }
@@ -406,11 +471,7 @@ pub async fn pg_trial_balance(pool: &PgPool, company: Uuid, year: i32, month: u3
     .fetch_all(pool)
     .await
     .expect("pg trial balance");
-    let retained: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE company_id = $1 AND code = '3201'")
-        .bind(company)
-        .fetch_one(pool)
-        .await
-        .expect("retained earnings account");
+    let retained = pg_account_id(pool, company, "3201").await;
     let mut sums: std::collections::BTreeMap<Uuid, [i64; 4]> = std::collections::BTreeMap::new();
     let (mut closed_d, mut closed_c) = (0, 0);
     for (id, income, d0, c0, d1, c1, d2, c2) in rows {
