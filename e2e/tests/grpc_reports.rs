@@ -17,7 +17,7 @@ use kerp_grpc::pb::kerp::v1::account_ledger_response::Part;
 use kerp_grpc::pb::kerp::v1::report_service_client::ReportServiceClient;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// How long the pipeline may take to show what was posted.
@@ -477,5 +477,75 @@ async fn shutdown_stops_accepting_and_returns() {
     shutdown.cancel();
     let result = tokio::task::spawn_blocking(move || done.recv_timeout(Duration::from_secs(20))).await.unwrap();
     assert_eq!(result, Ok(Ok(())), "serve returns once shutdown is asked for");
+    assert!(tokio::net::TcpStream::connect(own.addr).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_stream_in_flight_end_with_an_answer_and_health_says_not_serving_first() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let shutdown = CancellationToken::new();
+    let (own, done) = grpc_common::spawn(grpc_common::config(), shutdown.clone());
+    let ch = channel(own.addr).await;
+    // A health watch opened before the shutdown: a balancer's view of the instance. NOT_FOUND until the server has
+    // registered the service's first status.
+    let health = HealthClient::new(ch.clone());
+    let mut watch = eventually(Duration::from_secs(10), "a health watch", || async {
+        let req = HealthCheckRequest { service: "kerp.v1.ReportService".into() };
+        Some(health.clone().watch(req).await.ok()?.into_inner())
+    })
+    .await;
+    let mut status = watch.message().await.unwrap().expect("a first status").status();
+    while status != ServingStatus::Serving {
+        status = watch.message().await.unwrap().expect("the watch stays open").status();
+    }
+    // Thirty years of month windows: 360 ClickHouse reads, so the stream is still being read when the shutdown comes.
+    let range = pb::AccountLedgerRequest {
+        account_code: "1102".into(),
+        from_date: "1996-01-01".into(),
+        to_date: "2025-12-31".into(),
+        ..Default::default()
+    };
+    let client = ReportServiceClient::new(ch.clone());
+    let mut stream = eventually(Duration::from_secs(VISIBLE_WAIT_SECONDS_MAX), "the ledger's header", || async {
+        // NOT_FOUND until the company's chart is folded.
+        let mut s = client.clone().account_ledger(authed(range.clone(), &c.token)).await.ok()?.into_inner();
+        matches!(s.message().await.ok()??.part, Some(Part::Header(_))).then_some(s)
+    })
+    .await;
+    shutdown.cancel();
+
+    // Health turns NOT_SERVING on the watch that was open, so a balancer stops sending new calls.
+    let not_serving = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(m)) = watch.message().await {
+            if m.status() == ServingStatus::NotServing {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(not_serving, Ok(true), "the open health watch saw NOT_SERVING");
+    // The stream in flight ends with an answer, never a broken connection: the whole ledger with its footer, or
+    // UNAVAILABLE asking the client to read it again.
+    let end = loop {
+        match stream.message().await {
+            Ok(Some(pb::AccountLedgerResponse { part: Some(Part::Footer(f)) })) => break Ok(f),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended with neither a footer nor a status"),
+            Err(s) => break Err(s),
+        }
+    };
+    eprintln!("the stream in flight ended with {:?}", end.as_ref().map(|f| f.entry_count).map_err(Status::code));
+    if let Err(s) = &end {
+        assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+        assert!(s.message().contains("shutting down"), "{s:?}");
+    }
+    drop((stream, watch, health, client, ch));
+    let result = tokio::task::spawn_blocking(move || done.recv_timeout(Duration::from_secs(20))).await.unwrap();
+    assert_eq!(result, Ok(Ok(())), "serve returns once its calls have ended");
     assert!(tokio::net::TcpStream::connect(own.addr).await.is_err(), "the listener is closed");
 }
