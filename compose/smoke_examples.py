@@ -2,8 +2,9 @@
 """The README's second block of curl examples (master data, the voucher lifecycle, tax invoices, statements), run
 through nginx as a company of their own and checked, for `compose/dev smoke`.
 
-A fresh company per run, so the examples' fixed codes (partner C100, account 5299, user kim@example.kr) never collide
-with an earlier run and the demo company's books stay as they are. Standard library only. Exits 1 with the failing
+A fresh company per run, so the examples' fixed codes (partner C100, account 5299) never collide with an earlier run
+and the demo company's books stay as they are; the user's address gets a suffix, since addresses are unique across
+companies. Standard library only. Exits 1 with the failing
 step on the first answer that is not what the README documents.
 
     python3 compose/smoke_examples.py --url http://127.0.0.1:8080 --token <a fresh company's admin token>
@@ -84,7 +85,9 @@ def main():
     doc, _ = expect(api, "account", 201, "POST", "/api/v1/accounts", {"code": "5299", "name": "잡비"})
     doc, _ = expect(api, "account rename", 200, "PATCH", f"/api/v1/accounts/{doc['data']['id']}", {"name": "잡손비"})
     check(doc["data"]["name"] == "잡손비", "account rename", doc)
-    doc, _ = expect(api, "user", 201, "POST", "/api/v1/users", {"email": "kim@example.kr", "name": "김회계", "role": "accountant"})
+    # E-mail addresses are unique across companies (a user signs in by one), so each run takes its own.
+    email = f"kim+{uuid.uuid4().hex[:12]}@example.kr"
+    doc, _ = expect(api, "user", 201, "POST", "/api/v1/users", {"email": email, "name": "김회계", "role": "accountant"})
     doc, _ = expect(api, "user token", 200, "POST", f"/api/v1/users/{doc['data']['id']}/token")
     accountant = doc["data"]["token"]
     expect(api, "the user's token reads", 200, "GET", "/api/v1/accounts", token=accountant)

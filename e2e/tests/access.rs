@@ -192,6 +192,14 @@ async fn every_route_checks_the_token_the_role_and_the_company() {
         let (_, list) = send(Method::GET, Svc::Ingest, &b.token, path, None).await;
         assert_eq!(list["pagination"]["total"], 0, "{path} of company B: {list}");
     }
+    // B's own chart and users are there, and none of A's account or user ids is among them.
+    for (path, a_id) in [("/api/v1/accounts?page_size=500", &f.account), ("/api/v1/users?page_size=500", &f.user)] {
+        let (status, list) = send(Method::GET, Svc::Ingest, &b.token, path, None).await;
+        assert_eq!(status, 200, "{path}: {list}");
+        let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|x| x["id"].as_str()).collect();
+        assert!(!ids.is_empty(), "{path} of company B lists its own: {list}");
+        assert!(!ids.contains(&a_id.as_str()), "{path} of company B lists A's {a_id}");
+    }
     // Unknown routes and methods are problem+json too.
     let (status, problem) = send(Method::GET, Svc::Ingest, &a.token, "/api/v1/nothing-here", None).await;
     assert_eq!((status, problem["type"].as_str()), (404, Some("https://kerp.dev/problems/not-found")));

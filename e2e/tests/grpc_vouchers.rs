@@ -129,9 +129,21 @@ async fn companies_cannot_read_or_use_each_others_data() {
     let mut v = voucher("2025-02-01", "5212", "1101", 700);
     v.lines[1].account_code = String::new();
     v.lines[1].account_id = a_cash;
-    let e = client.create_voucher(authed(item("", v), &b.token)).await.unwrap_err();
+    let e = client.create_voucher(authed(item("", v.clone()), &b.token)).await.unwrap_err();
     assert_eq!(violations(&e), ["voucher.lines[1].account_id"]);
     assert!(e.message().contains("account not found"), "{}", e.message());
+    assert_eq!((footprint(&pool, a.id).await, footprint(&pool, b.id).await), (before_a, before_b));
+
+    // Inside a bulk stream too: B's item naming A's account is that item's error, the stream goes on, and nothing of
+    // it lands in either company.
+    let res = client.create_vouchers(authed(tokio_stream::iter(vec![item("", v)]), &b.token)).await.unwrap().into_inner();
+    assert_eq!((res.end(), res.created, res.failed), (pb::StreamEnd::Complete, 0, 1), "{res:?}");
+    match &res.results[0].outcome {
+        Some(pb::create_vouchers_result::Outcome::Error(e)) => {
+            assert!(e.field_violations.iter().any(|f| f.field == "voucher.lines[1].account_id"), "{e:?}");
+        }
+        other => panic!("A's account in B's stream: {other:?}"),
+    }
     assert_eq!((footprint(&pool, a.id).await, footprint(&pool, b.id).await), (before_a, before_b));
 }
 

@@ -109,6 +109,11 @@ async fn partners_are_created_searched_updated_and_deactivated_by_an_admin_only(
     let (status, problem) = post_voucher(&a.token, &line(&id)).await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "lines[0].partner_id");
+    // Switched on again, it takes new lines; and off once more, for the dimension check below.
+    let (status, on) = post(&a.token, &format!("/api/v1/partners/{id}/activate"), &json!({})).await;
+    assert_eq!((status, &on["data"]["is_active"]), (200, &json!(true)), "{on}");
+    assert_eq!(post_voucher(&a.token, &line(&id)).await.0, 201);
+    assert_eq!(post(&a.token, &format!("/api/v1/partners/{id}/deactivate"), &json!({})).await.0, 200);
 
     // The partner's latest state reaches ClickHouse through its events.
     #[derive(Debug, Row, Deserialize)]

@@ -24,6 +24,9 @@ const CATCHUP_SECONDS_MAX: u64 = 300;
 const OUTAGE_ANSWER_MS_MAX: f64 = 5_000.0;
 /// Time between two reconcile runs while companies are still in flight.
 const RECONCILE_RETRY_MS: u64 = 2_000;
+/// The load every scenario must run under, in posts a second over the whole run (the "at least 200 vouchers/s");
+/// `compose/dev faults` offers 230.
+const LOAD_RATE_MIN: u32 = 200;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -191,6 +194,16 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     }
     if bad_accepted > 0 {
         problems.push(format!("{bad_accepted} bad requests were accepted"));
+    }
+    // A good post that failed outside every outage (and its settle time) means the service did not recover by itself.
+    if good_failed_outside > 0 {
+        problems.push(format!("{good_failed_outside} good posts failed outside an outage: the service did not recover by itself"));
+    }
+    // The scenario only tests what it claims under the load it claims: at least LOAD_RATE_MIN posts a second over the
+    // whole run, the outage included (the load skips ticks rather than queue them when the service saturates).
+    let achieved = reqs.len() as f64 / ((load.ended_ms - load.started_ms) as f64 / 1000.0).max(0.001);
+    if achieved < f64::from(LOAD_RATE_MIN) {
+        problems.push(format!("the load reached {achieved:.0} posts/s, under the {LOAD_RATE_MIN}/s the scenario must run under"));
     }
 
     // Every 201 must name a voucher that is in Postgres, and no two 201s may name the same one.

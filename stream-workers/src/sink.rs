@@ -133,11 +133,19 @@ fn statements(sql: &str, suffix: &str) -> Vec<String> {
 /// ClickHouse errors while asking for the server version.
 pub async fn writer(client: &Client) -> Result<Client> {
     let version: String = client.query("SELECT version()").fetch_one().await?;
-    let mut c = client.clone().with_option("max_insert_block_size", INSERT_BLOCK_ROWS_MAX.to_string());
-    if has_async_insert(&version) {
-        c = c.with_option("async_insert", "0").with_option("wait_for_async_insert", "1");
+    Ok(insert_settings(&version).into_iter().fold(client.clone(), |c, (name, value)| c.with_option(name, value)))
+}
+
+/// The settings [`writer`] pins for a server of `version`: one block per INSERT of up to [`INSERT_BLOCK_ROWS_MAX`]
+/// rows everywhere, and synchronous inserts where the server has the asynchronous kind.
+#[must_use]
+pub fn insert_settings(version: &str) -> Vec<(&'static str, String)> {
+    let mut settings = vec![("max_insert_block_size", INSERT_BLOCK_ROWS_MAX.to_string())];
+    if has_async_insert(version) {
+        settings.push(("async_insert", "0".to_owned()));
+        settings.push(("wait_for_async_insert", "1".to_owned()));
     }
-    Ok(c)
+    settings
 }
 
 /// Asynchronous inserts (and the settings that control them) arrived in ClickHouse 21.11; older servers refuse
@@ -392,5 +400,12 @@ mod tests {
         assert!(!super::has_async_insert("21.8.3.44"));
         assert!(super::has_async_insert("21.11.1"));
         assert!(super::has_async_insert("25.3.2.39"));
+        let block = ("max_insert_block_size", super::INSERT_BLOCK_ROWS_MAX.to_string());
+        assert_eq!(super::insert_settings("18.16.1").as_slice(), std::slice::from_ref(&block));
+        assert_eq!(
+            super::insert_settings("25.3.2.39"),
+            [block, ("async_insert", "0".to_owned()), ("wait_for_async_insert", "1".to_owned())],
+            "a current server: synchronous inserts, acknowledged once written"
+        );
     }
 }

@@ -171,3 +171,26 @@ async fn a_batch_written_twice_or_cut_off_before_its_watermark_counts_once() {
     let db: String = ch.query("SELECT currentDatabase()").fetch_one().await.expect("database");
     ch.query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute().await.expect("drop database");
 }
+
+/// The settings the argument above relies on (one block per INSERT; on a server with asynchronous inserts, none) are
+/// pinned on every query of the writer's client, whatever the client it is made from carries: here one whose
+/// `max_insert_block_size` is skewed, as a server's or profile's default could be, and the writer's queries still run
+/// at the pinned value. (18.16 has no asynchronous inserts, so there only the block size is pinned; the unit test of
+/// `sink::insert_settings` covers a current server.)
+#[tokio::test]
+async fn the_writers_queries_carry_the_settings_atomicity_relies_on() {
+    const SKEWED_BLOCK_ROWS: &str = "12345";
+    let plain = common::clickhouse().client();
+    let version: String = plain.query("SELECT version()").fetch_one().await.expect("version");
+    let skewed = plain.clone().with_option("max_insert_block_size", SKEWED_BLOCK_ROWS);
+    let writer = sink::writer(&skewed).await.expect("writer");
+    let setting = |client: clickhouse::Client, name: &'static str| async move {
+        client.query("SELECT value FROM system.settings WHERE name = ?").bind(name).fetch_one::<String>().await.expect("setting")
+    };
+    assert_eq!(setting(skewed.clone(), "max_insert_block_size").await, SKEWED_BLOCK_ROWS, "the skew reaches the server");
+    let pinned = sink::insert_settings(&version);
+    assert!(pinned.iter().any(|(name, _)| *name == "max_insert_block_size"), "{pinned:?}");
+    for (name, value) in pinned {
+        assert_eq!(setting(writer.clone(), name).await, value, "{name} on the writer's queries");
+    }
+}
