@@ -790,17 +790,22 @@ mod tests {
         }
     }
 
-    /// What the table shows after writing `rows` on top of `table`: per account, the content of the highest version
-    /// (the later row on a tie), as ReplacingMergeTree(version) and `argMax` give it.
-    fn winners(table: &[AccountRow]) -> BTreeMap<(Uuid, Uuid), String> {
-        let mut best: BTreeMap<(Uuid, Uuid), (u64, String)> = BTreeMap::new();
+    /// The row each account of `table` shows: the one of the highest version (the later row on a tie), as
+    /// ReplacingMergeTree(version) and `argMax` give it.
+    fn winning_rows(table: &[AccountRow]) -> BTreeMap<(Uuid, Uuid), AccountRow> {
+        let mut best: BTreeMap<(Uuid, Uuid), AccountRow> = BTreeMap::new();
         for r in table {
-            let e = best.entry((r.company_id, r.account_id)).or_insert((r.version, r.name.clone()));
-            if r.version >= e.0 {
-                *e = (r.version, r.name.clone());
+            let e = best.entry((r.company_id, r.account_id)).or_insert_with(|| r.clone());
+            if r.version >= e.version {
+                *e = r.clone();
             }
         }
-        best.into_iter().map(|(k, (_, n))| (k, n)).collect()
+        best
+    }
+
+    /// What the table shows after writing `table`: per account, the winning row's content.
+    fn winners(table: &[AccountRow]) -> BTreeMap<(Uuid, Uuid), String> {
+        winning_rows(table).into_iter().map(|(k, r)| (k, r.name)).collect()
     }
 
     #[test]
@@ -856,14 +861,7 @@ mod tests {
                 (0..next(2)).map(|_| account(1, 10 + u128::from(next(2)), names[next(3) as usize], next(50))).collect();
             let mut seen = AccountsSeen::default();
             // The seed is what the table shows: each account's winner with its highest version.
-            let mut seed: BTreeMap<(Uuid, Uuid), AccountRow> = BTreeMap::new();
-            for r in &stored {
-                let e = seed.entry((r.company_id, r.account_id)).or_insert_with(|| r.clone());
-                if r.version >= e.version {
-                    *e = r.clone();
-                }
-            }
-            seen.seed(&[Uuid::from_u128(1)], seed.into_values());
+            seen.seed(&[Uuid::from_u128(1)], winning_rows(&stored).into_values());
             let (mut all, mut written) = (stored.clone(), stored.clone());
             for _ in 0..3 {
                 let batch: Vec<AccountRow> =
