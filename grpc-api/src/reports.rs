@@ -411,13 +411,13 @@ impl ReportService for Reports {
         let claims = auth::authorize(&request, self.state.config.jwt_secret.as_bytes(), Access::Read)?;
         let p = trial_balance_params(request.get_ref())?;
         let (ch, company) = (&self.state.ch, claims.company_id);
-        let source = match p.department {
-            Some(d) => store::Source::Lines { department: Some(d) },
-            None => store::Source::Balances,
-        };
         let rows = async {
-            let fiscal_start =
-                report::fiscal_year_start(p.start, report::fiscal_start_month(store::fiscal_start_month(ch, company).await?));
+            let basis = store::report_basis(ch, company).await?;
+            let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
+            let source = match p.department {
+                Some(d) => store::Source::Lines { department: Some(d) },
+                None => store::Source::Balances { upto: basis.snapshot_seq },
+            };
             store::bucket_sums(ch, company, source, None, &[fiscal_start, p.start], p.end).await
         };
         let read = tokio::try_join!(rows, store::account_infos(ch, company, None, None));

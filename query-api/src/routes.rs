@@ -221,12 +221,13 @@ async fn trial_balance(
     checks.finish()?;
     let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
-    let source = match department {
-        Some(d) => store::Source::Lines { department: Some(d) },
-        None => store::Source::Balances,
-    };
     let rows = async {
-        let fiscal_start = report::fiscal_year_start(start, fiscal_start_month(&state, company).await?);
+        let basis = store::report_basis(&state.ch, company).await?;
+        let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
+        let source = match department {
+            Some(d) => store::Source::Lines { department: Some(d) },
+            None => store::Source::Balances { upto: basis.snapshot_seq },
+        };
         store::bucket_sums(&state.ch, company, source, None, &[fiscal_start, start], end).await
     };
     let (rows, infos) = tokio::try_join!(rows, store::account_infos(&state.ch, company, None, None))?;
@@ -532,8 +533,10 @@ async fn income_statement(
     let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
     let read = async {
-        let fiscal_year_start = report::fiscal_year_start(start, fiscal_start_month(&state, company).await?);
-        let rows = store::bucket_sums(&state.ch, company, store::Source::Balances, Some(fiscal_year_start), &[start], end).await?;
+        let basis = store::report_basis(&state.ch, company).await?;
+        let fiscal_year_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
+        let balances = store::Source::Balances { upto: basis.snapshot_seq };
+        let rows = store::bucket_sums(&state.ch, company, balances, Some(fiscal_year_start), &[start], end).await?;
         Ok::<_, crate::Error>((fiscal_year_start, rows))
     };
     let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
@@ -567,12 +570,16 @@ async fn balance_sheet(
     let as_of = as_of.unwrap_or_else(today);
     let company = claims.company_id;
     let read = async {
-        let fiscal_year_start = report::fiscal_year_start(as_of, fiscal_start_month(&state, company).await?);
+        let basis = store::report_basis(&state.ch, company).await?;
+        let fiscal_year_start = report::fiscal_year_start(as_of, report::fiscal_start_month(basis.fiscal_start_month));
         let cuts = [fiscal_year_start];
         let (months, days) = report::split_at_month(as_of);
         let whole = async {
             match months {
-                Some(through) => store::bucket_sums(&state.ch, company, store::Source::Balances, None, &cuts, through).await,
+                Some(through) => {
+                    let balances = store::Source::Balances { upto: basis.snapshot_seq };
+                    store::bucket_sums(&state.ch, company, balances, None, &cuts, through).await
+                }
                 None => Ok(Vec::new()),
             }
         };

@@ -440,11 +440,39 @@ pub async fn fiscal_start_month(ch: &Client, company: Uuid) -> Result<Option<u8>
     Ok(timed("fiscal_start_month", ch.query(&sql).fetch_optional::<u8>()).await?)
 }
 
+/// What every report over the balances needs before it reads them: the month the company's fiscal year starts in (as
+/// [`fiscal_start_month`]) and the sequence of its newest balance snapshot (as [`snapshot_seq`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBasis {
+    pub fiscal_start_month: Option<u8>,
+    pub snapshot_seq: i64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct BasisRow {
+    start_month: u8,
+    upto: i64,
+}
+
+/// [`ReportBasis`] in one round trip: the two lookups are scalar subqueries of one `SELECT` (each read once), where
+/// they were two queries one after the other, and on a trial balance that wait was a fifth of the time.
+pub async fn report_basis(ch: &Client, company: Uuid) -> Result<ReportBasis> {
+    let company = uuid_literal(&company);
+    // `argMax` over no rows is 0, which is no month: such a company has no settings row yet.
+    let sql = format!(
+        "SELECT (SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {company}) AS start_month,
+                (SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {company}) AS upto"
+    );
+    let row: BasisRow = timed("report_basis", ch.query(&sql).fetch_one()).await?;
+    Ok(ReportBasis { fiscal_start_month: (row.start_month != 0).then_some(row.start_month), snapshot_seq: row.upto })
+}
+
 /// Where per-account sums are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// `period_balances`: one row per event, account and month, so whole months only and the cheaper read.
-    Balances,
+    /// `period_balances`: one row per event, account and month, so whole months only and the cheaper read. `upto` is
+    /// the company's snapshot sequence, read beforehand ([`snapshot_seq`], [`report_basis`]).
+    Balances { upto: i64 },
     /// `ledger_lines`: any days, and optionally the lines of one department only.
     Lines { department: Option<Uuid> },
 }
@@ -474,10 +502,7 @@ pub async fn bucket_sums(
 ) -> Result<Vec<BucketSums>> {
     // Balances come from the newest snapshot and the rows above it; lines are collapsed with FINAL.
     let (rows, col, (debit, credit), mut filter, name) = match source {
-        Source::Balances => {
-            let upto = snapshot_seq(ch, company).await?;
-            (balances(company, None, upto), "period", ("d", "c"), String::new(), "bucket_sums_balances")
-        }
+        Source::Balances { upto } => (balances(company, None, upto), "period", ("d", "c"), String::new(), "bucket_sums_balances"),
         Source::Lines { department } => (
             format!("ledger_lines FINAL WHERE company_id = {}", uuid_literal(&company)),
             "voucher_date",
@@ -486,7 +511,7 @@ pub async fn bucket_sums(
             "bucket_sums_lines",
         ),
     };
-    let through = if source == Source::Balances { crate::report::month_start(through) } else { through };
+    let through = if matches!(source, Source::Balances { .. }) { crate::report::month_start(through) } else { through };
     if let Some(from) = from {
         filter.push_str(&format!(" AND {col} >= {}", date(from)));
     }
