@@ -2,6 +2,7 @@
 //! read the aggregates (never Postgres), and the pure [`report`] module shapes them (fiscal years, statements, net and
 //! running balances) into the contract's JSON.
 
+pub mod coalesce;
 mod error;
 mod openapi;
 pub mod report;
@@ -66,7 +67,12 @@ pub fn router(state: AppState) -> Router {
     // apart, so the limit must be the global one, whose slots every route shares: with a limit per route, each report
     // had 16 slots of its own, and under the realistic workload's 200 report users the costliest one (the ledger)
     // queued 4.5 s behind its own slots while the trial balance waited 0.5 s.
-    kerp_core::http::tracked(limit_in_flight(routes.with_state(state)))
+    //
+    // Coalescing sits outside the limit: a request that joins a read in flight takes no slot and waits for none.
+    let coalescer =
+        coalesce::Coalescer { secret: Arc::from(state.config.jwt_secret.as_bytes()), flights: Arc::new(coalesce::Flights::default()) };
+    let routes = limit_in_flight(routes.with_state(state));
+    kerp_core::http::tracked(routes.layer(axum::middleware::from_fn_with_state(coalescer, coalesce::coalesce)))
 }
 
 /// The routes with at most [`REQUESTS_IN_FLIGHT_MAX`] requests in flight across all of them.
@@ -117,6 +123,7 @@ pub async fn serve_with_metrics(
     if let Some(metrics) = metrics {
         kerp_core::http::spawn_metrics(metrics, shutdown.clone());
     }
+    coalesce::describe_metrics();
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let app = router(AppState { ch, config: Arc::new(config) });

@@ -1,0 +1,307 @@
+//! Coalescing of identical report reads. A report request (a `GET` under `/api/v1/reports/`) with a valid token comes
+//! in; if a request with the same company, role and URI is being answered at this moment, this one waits for that
+//! answer and gets a copy of it instead of running the same ClickHouse queries again. Nothing is kept once an answer
+//! is sent: the next request after it reads afresh.
+//!
+//! Why: under many report users (the realistic workload's 200 midday users of one company) most requests are the same
+//! trial balance or income statement of the same month, each costing ClickHouse the same scan, and the machine spent
+//! its CPU computing identical answers side by side. A shared answer is no staler than the slowest of those reads
+//! would have been: it was read from data at most one read's duration older than the request, and the pipeline's own
+//! delay (an event reaches the reports within about half a second of its 201) is larger than that.
+//!
+//! What a shared answer never crosses: companies and roles (they are the key, taken from the verified token, so one
+//! company never sees another's answer) and tokens that do not verify (those pass through and get their own 401).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use kerp_core::http::Problem;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The routes whose answers are shared: reads only, and each a function of the company's data and the URI alone.
+const REPORTS_PREFIX: &str = "/api/v1/reports/";
+
+/// Largest answer that is shared, in bytes. Report pages are bounded (at most `LEDGER_PAGE_SIZE_MAX` lines, one
+/// line per account on a statement), so a real answer is far below this; a larger one is a bug and answers 500 rather
+/// than being held in memory for every waiter.
+pub const SHARED_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Most distinct reads in flight that others may join. Past it, a request is answered on its own, as without
+/// coalescing, so the map stays small whatever the traffic.
+pub const FLIGHTS_MAX: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    company: Uuid,
+    role: &'static str,
+    uri: String,
+}
+
+/// A finished answer, cloned into each waiter's response.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+type Flight = Shared<BoxFuture<'static, Arc<Answer>>>;
+
+/// The reads in flight, by key. Each entry is removed by its own read as it finishes.
+#[derive(Default)]
+pub struct Flights {
+    inner: Mutex<HashMap<Key, (u64, Flight)>>,
+    next_id: AtomicU64,
+}
+
+impl Flights {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (u64, Flight)>> {
+        // The map holds no invariant a panic could break halfway, so a poisoned lock is taken over.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many reads are in flight (tests).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no read is in flight (tests).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The shared state of the middleware: the JWT secret, to verify tokens before using them as keys, and the flights.
+#[derive(Clone)]
+pub struct Coalescer {
+    pub secret: Arc<[u8]>,
+    pub flights: Arc<Flights>,
+}
+
+fn key_of(secret: &[u8], req: &Request) -> Option<Key> {
+    if req.method() != Method::GET || !req.uri().path().starts_with(REPORTS_PREFIX) {
+        return None;
+    }
+    let token = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = token.strip_prefix("Bearer ").or_else(|| token.strip_prefix("bearer "))?;
+    let claims = kerp_core::auth::verify(secret, token.trim()).ok()?;
+    Some(Key { company: claims.company_id, role: claims.role.as_str(), uri: req.uri().to_string() })
+}
+
+/// Describes this module's metric for `/metrics`.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "http_requests_coalesced_total",
+        "Report requests answered with a copy of an identical read already in flight (same company, role and URI) instead of a read of their own."
+    );
+}
+
+/// The middleware: joins the read in flight for the request's key, or starts it.
+pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> Response {
+    let Some(key) = key_of(&c.secret, &req) else { return next.run(req).await };
+    match join_or_start(&c, key, req, next) {
+        Ok(flight) => respond(&flight.await),
+        Err(alone) => {
+            let (req, next) = *alone;
+            next.run(req).await
+        }
+    }
+}
+
+/// The read in flight for `key`, joined or started; the request back when [`FLIGHTS_MAX`] reads are in flight. Not
+/// async, so the lock is never held across an await.
+fn join_or_start(c: &Coalescer, key: Key, req: Request, next: Next) -> Result<Flight, Box<(Request, Next)>> {
+    let mut flights = c.flights.lock();
+    if let Some((_, flight)) = flights.get(&key) {
+        metrics::counter!("http_requests_coalesced_total").increment(1);
+        return Ok(flight.clone());
+    }
+    if flights.len() >= FLIGHTS_MAX {
+        return Err(Box::new((req, next)));
+    }
+    let id = c.flights.next_id.fetch_add(1, Ordering::Relaxed);
+    // Inserted under the same lock the read takes to remove itself, so it cannot finish before it is in the map.
+    let flight = start(c.flights.clone(), key.clone(), id, req, next);
+    flights.insert(key, (id, flight.clone()));
+    Ok(flight)
+}
+
+/// The read of `key`, shareable. It runs as a task of its own, so it finishes (and takes itself out of the map) even
+/// when every request waiting for it has gone away: a read left half done in the map would be resumed, long after,
+/// by the next request with its key.
+fn start(flights: Arc<Flights>, key: Key, id: u64, req: Request, next: Next) -> Flight {
+    let task = tokio::spawn(
+        async move {
+            let answer = read(next.run(req).await, &key.uri).await;
+            let mut map = flights.lock();
+            if map.get(&key).is_some_and(|(current, _)| *current == id) {
+                map.remove(&key);
+            }
+            Arc::new(answer)
+        }
+        .in_current_span(),
+    );
+    async move {
+        task.await.unwrap_or_else(|e| {
+            // The handler panicked past `CatchPanicLayer`, or the runtime is shutting down.
+            tracing::error!(error = %e, "a shared report read did not finish; answered 500");
+            Arc::new(internal())
+        })
+    }
+    .boxed()
+    .shared()
+}
+
+/// A response as an [`Answer`]; one whose body cannot be read whole is a 500.
+async fn read(response: Response, uri: &str) -> Answer {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, SHARED_ANSWER_BYTES_MAX).await {
+        Ok(body) => Answer { status: parts.status, headers: parts.headers, body },
+        Err(e) => {
+            tracing::error!(error = %e, uri, "a report answer could not be read whole; answered 500");
+            internal()
+        }
+    }
+}
+
+fn internal() -> Answer {
+    let problem = Problem::internal();
+    let body = Bytes::from(serde_json::to_vec(&problem).unwrap_or_default());
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
+    Answer { status: StatusCode::INTERNAL_SERVER_ERROR, headers, body }
+}
+
+fn respond(answer: &Arc<Answer>) -> Response {
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers.clone();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use axum::Router;
+    use kerp_core::auth::{Claims, Role};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
+
+    fn token(company: Uuid, role: Role) -> String {
+        kerp_core::auth::issue(SECRET, &Claims::new(Uuid::new_v4(), company, role, 3600)).expect("token")
+    }
+
+    /// An app whose report route counts its runs and takes 100 ms, answering with the run's number.
+    fn app(runs: Arc<AtomicUsize>) -> (Router, Arc<Flights>) {
+        let flights = Arc::new(Flights::default());
+        let coalescer = Coalescer { secret: Arc::from(SECRET), flights: flights.clone() };
+        let report = move || {
+            let runs = runs.clone();
+            async move {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                n.to_string()
+            }
+        };
+        let router = Router::new()
+            .route("/api/v1/reports/trial-balance", get(report.clone()))
+            .route("/api/v1/other", get(report))
+            .layer(axum::middleware::from_fn_with_state(coalescer, coalesce));
+        (router, flights)
+    }
+
+    async fn call(app: &Router, uri: &str, token: &str) -> (StatusCode, String) {
+        let req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        (status, String::from_utf8(axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap())
+    }
+
+    /// Many identical requests at once, each with a token of its own (same company and role): one run, one answer.
+    /// Another month, another company, another role, or a route outside the reports: runs of their own.
+    #[tokio::test]
+    async fn identical_reads_at_once_share_one_run_and_nothing_else_does() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (app, flights) = app(runs.clone());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let tb = "/api/v1/reports/trial-balance?year=2025&month=1";
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            let (app, t) = (app.clone(), token(a, Role::Accountant));
+            calls.push(tokio::spawn(async move { call(&app, tb, &t).await }));
+        }
+        let others = [
+            ("/api/v1/reports/trial-balance?year=2025&month=2", token(a, Role::Accountant)),
+            (tb, token(b, Role::Accountant)),
+            (tb, token(a, Role::Admin)),
+            ("/api/v1/other", token(a, Role::Accountant)),
+            ("/api/v1/other", token(a, Role::Accountant)),
+        ];
+        for (uri, t) in others {
+            let app = app.clone();
+            calls.push(tokio::spawn(async move { call(&app, uri, &t).await }));
+        }
+        let mut answers = Vec::new();
+        for c in calls {
+            answers.push(c.await.unwrap());
+        }
+        assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+        let shared: std::collections::HashSet<&String> = answers[..20].iter().map(|(_, body)| body).collect();
+        assert_eq!(shared.len(), 1, "the twenty identical reads got one answer: {answers:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1 + 5, "one shared run, and one for each of the others");
+        assert!(flights.is_empty(), "a finished read leaves the map");
+
+        // After an answer went out, the same read runs again: nothing is cached.
+        let before = runs.load(Ordering::SeqCst);
+        call(&app, tb, &token(a, Role::Accountant)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), before + 1);
+    }
+
+    /// A token that does not verify is never a key: its request reaches the handler's own check (here, two bad
+    /// requests at once both run).
+    #[tokio::test]
+    async fn requests_without_a_valid_token_are_not_coalesced() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (app, _) = app(runs.clone());
+        let tb = "/api/v1/reports/trial-balance?year=2025&month=1";
+        let (x, y) = tokio::join!(call(&app, tb, "not-a-token"), call(&app, tb, "not-a-token"));
+        assert_eq!((x.0, y.0), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    /// The request that started a read goes away (its client hung up): a request that joined it still gets the
+    /// answer, and the map is empty afterwards.
+    #[tokio::test]
+    async fn a_read_outlives_the_request_that_started_it() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (app, flights) = app(runs.clone());
+        let tb = "/api/v1/reports/trial-balance?year=2025&month=1";
+        let t = token(Uuid::new_v4(), Role::Accountant);
+        let first = {
+            let (app, t) = (app.clone(), t.clone());
+            tokio::spawn(async move { call(&app, tb, &t).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first.abort();
+        let (status, body) = call(&app, tb, &t).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "1"), "the joined read's answer");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(flights.is_empty());
+    }
+}
