@@ -1,7 +1,8 @@
 //! The voucher list against the real stack: paging by the keyset cursor visits every voucher exactly once, in list
 //! order (date, number with drafts last in their day, creation time, id), drafts and many same-date vouchers
-//! included; it agrees with page/page_size paging and with Postgres; `total` stays exact below the count cap; a
-//! cursor that is not one of ours, or that is sent with other filters or with `page`, is a 422 problem.
+//! included; it agrees with page/page_size paging and with Postgres; `total` stays exact below the count cap and says
+//! it is an estimate past it; a cursor that is not one of ours, or that is sent with other filters or with `page`, is
+//! a 422 problem.
 
 mod common;
 
@@ -116,6 +117,34 @@ async fn the_cursor_visits_every_voucher_once_in_list_order() {
     assert_eq!(drafts.len(), 24);
     let one_day: Vec<String> = walk(&c.token, "from_date=2025-04-08&to_date=2025-04-08&page_size=4").await.into_iter().flatten().collect();
     assert_eq!(one_day.len(), 30);
+}
+
+/// Past `LIST_COUNT_ROWS_MAX` vouchers from the page's start the count stops: `total` is the cap and says it is an
+/// estimate; `include_total=true` counts them all; a page deep enough that fewer than the cap follow it is exact again.
+#[tokio::test]
+async fn the_total_stops_at_the_count_cap_unless_asked_for() {
+    const CAP: u64 = kerp_ingest::store::vouchers::LIST_COUNT_ROWS_MAX;
+    const POSTED: u64 = CAP + 3;
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let bodies: Vec<Value> = (0..POSTED).map(|i| simple_voucher("2025-05-02", "5212", "1101", 1000 + i64::try_from(i).unwrap())).collect();
+    let mut posts = futures::stream::iter(bodies.iter().map(|b| post_voucher(&c.token, b))).buffer_unordered(16);
+    while let Some((status, body)) = posts.next().await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let pagination = |query: String| {
+        let token = c.token.clone();
+        async move {
+            let (status, body) = get(Svc::Ingest, &token, &format!("/api/v1/vouchers?{query}")).await;
+            assert_eq!(status, 200, "{body}");
+            (body["pagination"]["total"].as_u64().unwrap(), body["pagination"]["total_is_estimate"].as_bool().unwrap())
+        }
+    };
+    assert_eq!(pagination("page_size=20".into()).await, (CAP, true), "capped from the first page");
+    assert_eq!(pagination("page_size=20&include_total=true".into()).await, (POSTED, false), "exact when asked");
+    let deep = POSTED - 10;
+    assert_eq!(pagination(format!("page={}&page_size=10", deep / 10 + 1)).await, (POSTED, false), "exact near the end");
 }
 
 #[tokio::test]
