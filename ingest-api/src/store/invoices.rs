@@ -12,7 +12,7 @@ use kerp_core::master::PartnerType;
 use kerp_core::voucher::{AccountRef, FieldError, ValidLine, ValidVoucher, VoucherStatus, VoucherType};
 use kerp_schemas::InvoiceChanged;
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::enqueue;
@@ -397,36 +397,42 @@ pub async fn get(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option<(In
     Ok(Some((row, items)))
 }
 
+/// Appends the list's filters. Only the conditions in use are written (rather than `$n IS NULL OR …`), so that
+/// Postgres's generic plan for a prepared statement still has each of them as an index condition: with the `OR` form,
+/// once Postgres switched to the generic plan the drafts count scanned every invoice of the company (57 ms on 54,000).
+fn push_list_where(b: &mut QueryBuilder<'_, Postgres>, company_id: Uuid, f: &InvoiceFilter) {
+    b.push(" WHERE company_id = ").push_bind(company_id);
+    if let Some(status) = f.status {
+        b.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(kind) = f.invoice_type {
+        b.push(" AND invoice_type = ").push_bind(kind.as_str());
+    }
+    if let Some(from) = f.from_date {
+        b.push(" AND invoice_date >= ").push_bind(from);
+    }
+    if let Some(to) = f.to_date {
+        b.push(" AND invoice_date <= ").push_bind(to);
+    }
+    if let Some(partner) = f.partner_id {
+        b.push(" AND partner_id = ").push_bind(partner);
+    }
+}
+
 /// One page of the company's invoices ordered by date (newest last), and the total count.
 ///
 /// # Errors
 /// Database errors.
 pub async fn list(pool: &PgPool, company_id: Uuid, f: &InvoiceFilter, limit: u32, offset: u64) -> Result<(Vec<Invoice>, u64)> {
-    const WHERE: &str = "WHERE company_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR invoice_type = $3)
-                         AND ($4::date IS NULL OR invoice_date >= $4) AND ($5::date IS NULL OR invoice_date <= $5)
-                         AND ($6::uuid IS NULL OR partner_id = $6)";
-    let status = f.status.map(InvoiceStatus::as_str);
-    let kind = f.invoice_type.map(InvoiceType::as_str);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM invoices {WHERE}"))
-        .bind(company_id)
-        .bind(status)
-        .bind(kind)
-        .bind(f.from_date)
-        .bind(f.to_date)
-        .bind(f.partner_id)
-        .fetch_one(pool)
-        .await?;
-    let rows =
-        sqlx::query_as(&format!("SELECT {INVOICE_COLUMNS} FROM invoices {WHERE} ORDER BY invoice_date, created_at LIMIT $7 OFFSET $8"))
-            .bind(company_id)
-            .bind(status)
-            .bind(kind)
-            .bind(f.from_date)
-            .bind(f.to_date)
-            .bind(f.partner_id)
-            .bind(i64::from(limit))
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(pool)
-            .await?;
+    let mut count = QueryBuilder::new("SELECT count(*) FROM invoices");
+    push_list_where(&mut count, company_id, f);
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut page = QueryBuilder::new(format!("SELECT {INVOICE_COLUMNS} FROM invoices"));
+    push_list_where(&mut page, company_id, f);
+    page.push(" ORDER BY invoice_date, created_at LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    let rows = page.build_query_as().fetch_all(pool).await?;
     Ok((rows, u64::try_from(total).unwrap_or(0)))
 }
