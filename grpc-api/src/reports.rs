@@ -439,11 +439,8 @@ impl ReportService for Reports {
         // The account and the opening balance are read before the stream starts, so that a missing account or an
         // unreachable ClickHouse is the call's status rather than an error after a header.
         let start = async {
-            let (infos, upto) = tokio::try_join!(
-                store::account_infos(ch, company, params.account_id, params.account_code.as_deref()),
-                store::snapshot_seq(ch, company)
-            )?;
-            let Some(info) = infos.into_iter().next() else { return Ok(None) };
+            let found = store::account_and_snapshot(ch, company, params.account_id, params.account_code.as_deref()).await?;
+            let Some((info, upto)) = found else { return Ok(None) };
             let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from, upto).await?;
             Ok::<_, kerp_query::Error>(Some((info, debit, credit)))
         };

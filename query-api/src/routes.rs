@@ -396,9 +396,8 @@ async fn account_ledger(
     }
     let company = claims.company_id;
     let ch = &state.ch;
-    // Both reads of the balances below (opening and monthly totals) use one snapshot, looked up beside the account.
-    let (infos, upto) = tokio::try_join!(store::account_infos(ch, company, account_id, account_code), store::snapshot_seq(ch, company))?;
-    let info = infos.into_iter().next().ok_or_else(not_found)?;
+    // Both reads of the balances below (opening and monthly totals) use one snapshot, looked up with the account.
+    let (info, upto) = store::account_and_snapshot(ch, company, account_id, account_code).await?.ok_or_else(not_found)?;
     if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
         return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
     }

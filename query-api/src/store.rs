@@ -63,9 +63,9 @@ struct InfoRow {
     account_type: String,
 }
 
-/// The company's accounts from the `accounts` dimension (newest version of each), optionally only the one with this
-/// id or this code.
-pub async fn account_infos(ch: &Client, company: Uuid, only: Option<Uuid>, code: Option<&str>) -> Result<Vec<AccountInfo>> {
+/// The SQL of the company's accounts from the `accounts` dimension (newest version of each), optionally only the one
+/// with this id or, bound as the query's one parameter, this code.
+fn account_infos_sql(company: Uuid, only: Option<Uuid>, code: Option<&str>) -> String {
     let mut sql = format!(
         "SELECT account_id, argMax(code, version) AS account_code, argMax(name, version) AS account_name,
                 argMax(account_type, version) AS account_class
@@ -76,15 +76,61 @@ pub async fn account_infos(ch: &Client, company: Uuid, only: Option<Uuid>, code:
         sql.push_str(&format!(" AND account_id = {}", uuid_literal(&id)));
     }
     sql.push_str(" GROUP BY account_id");
-    let mut q = ch.query(&format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND account_code = ?" } else { "" }));
+    format!("SELECT * FROM ({sql}) WHERE 1 = 1 {}", if code.is_some() { "AND account_code = ?" } else { "" })
+}
+
+/// The company's accounts from the `accounts` dimension (newest version of each), optionally only the one with this
+/// id or this code.
+pub async fn account_infos(ch: &Client, company: Uuid, only: Option<Uuid>, code: Option<&str>) -> Result<Vec<AccountInfo>> {
+    let mut q = ch.query(&account_infos_sql(company, only, code));
     if let Some(code) = code {
         q = q.bind(code);
     }
     let rows: Vec<InfoRow> = timed("account_infos", q.fetch_all()).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type })
-        .collect())
+    Ok(rows.into_iter().map(InfoRow::info).collect())
+}
+
+impl InfoRow {
+    fn info(self) -> AccountInfo {
+        AccountInfo { account_id: self.account_id, code: self.code, name: self.name, account_type: self.account_type }
+    }
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct InfoSnapshotRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    account_id: Uuid,
+    code: String,
+    name: String,
+    account_type: String,
+    upto: i64,
+}
+
+/// One account (by id or by code, as [`account_infos`]) and the company's snapshot sequence (as [`snapshot_seq`]),
+/// which every ledger needs before it reads anything else: in one round trip, the sequence a scalar subquery of the
+/// account's `SELECT`, where they were two queries. `None` when there is no such account.
+pub async fn account_and_snapshot(
+    ch: &Client,
+    company: Uuid,
+    only: Option<Uuid>,
+    code: Option<&str>,
+) -> Result<Option<(AccountInfo, i64)>> {
+    let sql = format!(
+        "SELECT account_id, account_code, account_name, account_class,
+                (SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}) AS upto
+         FROM ({}) LIMIT 1",
+        uuid_literal(&company),
+        account_infos_sql(company, only, code)
+    );
+    let mut q = ch.query(&sql);
+    if let Some(code) = code {
+        q = q.bind(code);
+    }
+    let row: Option<InfoSnapshotRow> = timed("account_and_snapshot", q.fetch_optional()).await?;
+    Ok(row.map(|r| {
+        let upto = r.upto;
+        (AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }, upto)
+    }))
 }
 
 #[derive(Debug, Row, Deserialize)]
