@@ -52,6 +52,7 @@ fn every_recorded_metric_has_help_text() {
     let handle = kerp_core::telemetry::metrics_handle();
     kerp_ingest::describe_metrics();
     kerp_stream::describe_metrics();
+    kerp_query::describe_metrics();
     kerp_grpc::metrics::describe();
     let recorded = recorded_metrics();
     // The audit must see the metrics it is about, or it proves nothing.

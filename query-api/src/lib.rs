@@ -86,6 +86,11 @@ fn limit_in_flight(routes: Router) -> Router {
 /// only makes each slower.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 
+/// Describes query-api's own metrics for `/metrics` (the request and query metrics are described by `kerp_core`).
+pub fn describe_metrics() {
+    coalesce::describe_metrics();
+}
+
 /// Binds the configured address and serves until `shutdown`.
 ///
 /// # Errors
@@ -123,7 +128,7 @@ pub async fn serve_with_metrics(
     if let Some(metrics) = metrics {
         kerp_core::http::spawn_metrics(metrics, shutdown.clone());
     }
-    coalesce::describe_metrics();
+    describe_metrics();
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let app = router(AppState { ch, config: Arc::new(config) });
