@@ -4,7 +4,9 @@
 //! - a company whose rows and watermark are gone from ClickHouse is still seen, from Postgres, as in flight (not
 //!   exact, not settled), by the library and by the `stream-workers reconcile` command; a rebuild brings it back;
 //! - a corrupt balance snapshot row (what the trial balance reads) is a difference: named by reconcile, counted in
-//!   the worker's `kerp_reconciliation_diff_won`, and the command exits 1 on it.
+//!   the worker's `kerp_reconciliation_diff_won`, and the command exits 1 on it;
+//! - a periodic partial run compares a company that compared clean before only in the months it posted into since,
+//!   finds a difference there, and leaves one in an untouched month to the full run.
 
 mod common;
 
@@ -165,5 +167,62 @@ async fn a_corrupt_balance_snapshot_fails_reconcile_and_is_named() {
         (common::gauge(&p.metrics_url, "kerp_reconciliation_diff_won").await? == 777.0).then_some(())
     })
     .await;
+    p.finish().await;
+}
+
+/// A row of `period_balances` that Postgres has no voucher line for: `debit` won on a made-up account, in `period`, as
+/// the company's event `seq`.
+async fn stray_balance(p: &Pipeline, company: Uuid, seq: i64, period: &str, debit: i64) {
+    p.ch()
+        .query(&format!(
+            "INSERT INTO period_balances (company_id, account_id, period, company_seq, debit, credit, line_count)
+             VALUES ({}, {}, toDate('{period}'), {seq}, {debit}, 0, 1)",
+            uuid_literal(&company),
+            uuid_literal(&Uuid::new_v4())
+        ))
+        .execute()
+        .await
+        .expect("insert a stray balance row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_run_compares_only_the_months_posted_into_since_it_was_clean() {
+    let p = Pipeline::start("reconcile_partial", |_| {}).await;
+    let (company, token) = p.company("Partial").await;
+    p.post(&token, &simple_voucher("2025-01-10", "5212", "1101", 1_000)).await;
+    p.post(&token, &simple_voucher("2025-01-11", "5212", "1101", 2_000)).await;
+    p.post(&token, &simple_voucher("2025-02-12", "5212", "1101", 3_000)).await;
+    let clean = p.settled(&[company]).await;
+    assert_eq!(clean.watermarks, vec![(company, 3)]);
+
+    // January goes wrong outside the fold (its watermark does not move), then the company posts into March.
+    stray_balance(&p, company, 1, "2025-01-01", 111).await;
+    p.post(&token, &simple_voucher("2025-03-13", "5212", "1101", 4_000)).await;
+    eventually(Duration::from_secs(60), "the March voucher folded", || async {
+        let r = p.reconcile(&[company]).await;
+        (r.watermarks == vec![(company, 4)] && r.behind.is_empty()).then_some(())
+    })
+    .await;
+    let partial = |since: i64| {
+        let scope = Scope { only: Some([company].into()), since: [(company, since)].into(), ..Scope::default() };
+        let (pool, ch) = (p.pool.clone(), p.ch());
+        async move { reconcile::reconcile(&pool, &ch, "", &scope).await.unwrap() }
+    };
+    // The periodic run that remembers the company clean at 3 compares March alone: two keys (5212 and 1101), and
+    // January's stray row is not seen.
+    let march_only = partial(3).await;
+    assert_eq!((march_only.compared, march_only.differences.len()), (2, 0), "{march_only:?}");
+
+    // A difference in the month posted into is found by it.
+    stray_balance(&p, company, 4, "2025-03-01", 222).await;
+    let found = partial(3).await;
+    assert_eq!(found.differences.len(), 1, "{found:?}");
+    assert_eq!((found.differences[0].period, found.differences[0].won()), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222));
+
+    // The full run sees both months' differences.
+    let full = p.reconcile(&[company]).await;
+    let mut periods: Vec<(NaiveDate, i128)> = full.differences.iter().map(|d| (d.period, d.won())).collect();
+    periods.sort();
+    assert_eq!(periods, vec![(NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 111), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222)]);
     p.finish().await;
 }

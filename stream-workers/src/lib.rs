@@ -437,7 +437,10 @@ async fn reconcile_periodically(
             if !full {
                 let marks: Vec<(Uuid, i64)> =
                     sink::all_watermarks(&ch, "", None).await?.into_iter().map(|m| (m.company_id, m.seq)).collect();
-                scope.only = Some(reconcile::changed(&marks, &clean));
+                let only = reconcile::changed(&marks, &clean);
+                // A company that compared clean before is compared again only in the months it posted into since.
+                scope.since = only.iter().filter_map(|c| clean.get(c).map(|seq| (*c, *seq))).collect();
+                scope.only = Some(only);
             }
             reconcile::reconcile(&pg, &ch, "", &scope).await
         }

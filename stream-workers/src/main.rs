@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => kerp_stream::run(config, shutdown).await.context("stream-workers failed")?,
         Command::Reconcile { company, period } => {
-            let scope = reconcile::Scope { company, period: period.as_deref().map(month).transpose()?, only: None };
+            let scope = reconcile::Scope { company, period: period.as_deref().map(month).transpose()?, ..reconcile::Scope::default() };
             let pg = postgres(&config).await?;
             let report = reconcile::reconcile(&pg, &config.clickhouse.client(), "", &scope).await?;
             for d in &report.differences {

@@ -49,13 +49,20 @@ pub struct Scope {
     pub period: Option<NaiveDate>,
     /// Only these companies (the periodic run's companies whose watermark moved); `None` for all.
     pub only: Option<HashSet<Uuid>>,
+    /// Per company, a watermark it compared clean at before (the periodic run's memory): such a company is compared
+    /// only in the months of its events above that watermark, since no other month of it can have changed through
+    /// the fold. Rows changed outside the fold, in an untouched month, are what the periodic full run is for. Empty for
+    /// every company in full.
+    pub since: HashMap<Uuid, i64>,
 }
 
 /// The companies a periodic run compares when it is not a full one: those whose watermark moved since they last
 /// compared clean, and those that never did (new ones, and every company with a difference, which is never marked
 /// clean and so is compared again each run). A company's aggregates only change when its watermark moves, so the
 /// others would be compared to the same result; a row written by hand or by a bug outside the fold is what the
-/// periodic full run is for.
+/// periodic full run is for. Of a company that compared clean before, only the months it posted into since are
+/// compared ([`Scope::since`]): re-summing the whole history of a company with 385,000 vouchers took Postgres 31.7 s
+/// of CPU every 5 minutes while it kept posting.
 #[must_use]
 pub fn changed(marks: &[(Uuid, i64)], clean: &HashMap<Uuid, i64>) -> HashSet<Uuid> {
     marks.iter().filter(|(c, seq)| clean.get(c) != Some(seq)).map(|(c, _)| *c).collect()
@@ -272,13 +279,80 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
         ..Report::default()
     };
     let (with_rows, without): (Vec<Company>, Vec<Company>) = all.into_iter().partition(|c| c.folded > 0);
-    let rounds =
-        with_rows.chunks(RECONCILE_COMPANIES_PER_ROUND_MAX.min(COMPANIES_PER_QUERY_MAX)).chain(without.chunks(COMPANIES_PER_QUERY_MAX));
-    for chunk in rounds {
+    // With a month in scope every company is compared in that month alone already.
+    let months = if scope.period.is_some() { HashMap::new() } else { touched_months(pg, &with_rows, &scope.since).await? };
+    let (whole, by_month) = plan_months(with_rows, &months);
+    let per_round = RECONCILE_COMPANIES_PER_ROUND_MAX.min(COMPANIES_PER_QUERY_MAX);
+    for chunk in whole.chunks(per_round).chain(without.chunks(COMPANIES_PER_QUERY_MAX)) {
         let marks: Vec<(Uuid, i64)> = chunk.iter().map(|c| (c.id, c.folded)).collect();
         round(pg, ch, suffix, &marks, scope, &mut report).await?;
     }
+    for (month, companies) in by_month {
+        // A scope with a month is the command's `--period`, whose code paths (and their tests) this reuses.
+        let in_month = Scope { period: Some(month), ..scope.clone() };
+        for chunk in companies.chunks(per_round) {
+            let marks: Vec<(Uuid, i64)> = chunk.iter().map(|c| (c.id, c.folded)).collect();
+            round(pg, ch, suffix, &marks, &in_month, &mut report).await?;
+        }
+    }
     Ok(report)
+}
+
+/// Splits the companies into those compared in full and, per month, those compared in that month only: a company
+/// with months in `months` (those of its events since it last compared clean, see [`Scope::since`]) is compared in
+/// each of them, any other in full. When the scope already names a month, `months` is empty and all are compared in
+/// it. Pure, so it is unit-tested.
+#[must_use]
+pub fn plan_months(companies: Vec<Company>, months: &HashMap<Uuid, Vec<NaiveDate>>) -> (Vec<Company>, BTreeMap<NaiveDate, Vec<Company>>) {
+    let (mut whole, mut by_month) = (Vec::new(), BTreeMap::<NaiveDate, Vec<Company>>::new());
+    for c in companies {
+        match months.get(&c.id) {
+            Some(ms) if !ms.is_empty() => {
+                for m in ms {
+                    by_month.entry(*m).or_default().push(c);
+                }
+            }
+            _ => whole.push(c),
+        }
+    }
+    (whole, by_month)
+}
+
+/// The months (first days) of each company's posted vouchers with a sequence above the one it last compared clean at
+/// (`since`) and up to its watermark: one index range of `vouchers_company_seq_key` per company. Companies without a
+/// `since` entry, or with nothing in that range, are not in the answer and are compared in full.
+async fn touched_months(pg: &PgPool, companies: &[Company], since: &HashMap<Uuid, i64>) -> Result<HashMap<Uuid, Vec<NaiveDate>>> {
+    let (mut ids, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
+    for c in companies {
+        if let Some(&clean) = since.get(&c.id) {
+            if clean > 0 && clean < c.folded {
+                ids.push(c.id);
+                from.push(clean);
+                to.push(c.folded);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, NaiveDate)> = sqlx::query_as(
+        "SELECT DISTINCT w.company_id, date_trunc('month', v.voucher_date)::date
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS w(company_id, after_seq, upto_seq)
+         JOIN vouchers v ON v.company_id = w.company_id AND v.company_seq > w.after_seq AND v.company_seq <= w.upto_seq",
+    )
+    .bind(&ids)
+    .bind(&from)
+    .bind(&to)
+    .fetch_all(pg)
+    .await?;
+    let mut out: HashMap<Uuid, Vec<NaiveDate>> = HashMap::new();
+    for (company, month) in rows {
+        out.entry(company).or_default().push(month);
+    }
+    for months in out.values_mut() {
+        months.sort();
+    }
+    Ok(out)
 }
 
 /// Compares one round of companies, given with their watermarks, and adds what it found to `report`.
@@ -512,6 +586,19 @@ mod tests {
         let only_ch = BTreeMap::from([((c, a, m), Sums { debit: 0, credit: 5, lines: 0 })]);
         assert_eq!(compare("period_balances", &only_ch, &BTreeMap::new(), false)[0].won(), 5);
         assert_eq!(compare("period_balances", &BTreeMap::new(), &only_ch, false)[0].won(), 5);
+    }
+
+    #[test]
+    fn companies_with_touched_months_are_compared_in_those_months_only() {
+        let company = |n: u128| Company { id: Uuid::from_u128(n), folded: 10, latest: 10 };
+        let (a, b, c) = (company(1), company(2), company(3));
+        let (jan, mar) = (NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        let months = HashMap::from([(a.id, vec![jan, mar]), (b.id, vec![mar]), (c.id, Vec::new())]);
+        let (whole, by_month) = plan_months(vec![a, b, c, company(4)], &months);
+        assert_eq!(whole.iter().map(|c| c.id.as_u128()).collect::<Vec<_>>(), [3, 4], "no months: compared in full");
+        assert_eq!(by_month[&jan], [a]);
+        assert_eq!(by_month[&mar], [a, b]);
+        assert_eq!(by_month.len(), 2);
     }
 
     #[test]
