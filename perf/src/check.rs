@@ -25,8 +25,10 @@ const OUTAGE_ANSWER_MS_MAX: f64 = 5_000.0;
 /// Time between two reconcile runs while companies are still in flight.
 const RECONCILE_RETRY_MS: u64 = 2_000;
 /// The load every scenario must run under, in posts a second over the whole run (the "at least 200 vouchers/s");
-/// `compose/dev faults` offers 230.
-const LOAD_RATE_MIN: u32 = 200;
+/// `compose/dev faults` offers 230. The quick suite of CI lowers it with `--load-rate-min`: it runs the unoptimised
+/// debug build, whose rate follows the host's speed (178 to 183/s on a slowed host, 223 to 229/s on a normal one), so
+/// there the floor only shows that the scenario ran under load; the full suite, on release builds, holds 200.
+pub const LOAD_RATE_MIN: u32 = 200;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -58,6 +60,9 @@ pub struct CheckArgs {
     /// A file to append the scenario's one-line summary to.
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// The lowest load, in posts a second over the whole run, under which the scenario counts (see [`LOAD_RATE_MIN`]).
+    #[arg(long, default_value_t = LOAD_RATE_MIN)]
+    pub load_rate_min: u32,
 }
 
 /// The p-th percentile (0–100) of some latencies, by nearest rank; `None` when there are none.
@@ -199,11 +204,12 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     if good_failed_outside > 0 {
         problems.push(format!("{good_failed_outside} good posts failed outside an outage: the service did not recover by itself"));
     }
-    // The scenario only tests what it claims under the load it claims: at least LOAD_RATE_MIN posts a second over the
+    // The scenario only tests what it claims under the load it claims: at least `load_rate_min` posts a second over the
     // whole run, the outage included (the load skips ticks rather than queue them when the service saturates).
     let achieved = reqs.len() as f64 / ((load.ended_ms - load.started_ms) as f64 / 1000.0).max(0.001);
-    if achieved < f64::from(LOAD_RATE_MIN) {
-        problems.push(format!("the load reached {achieved:.0} posts/s, under the {LOAD_RATE_MIN}/s the scenario must run under"));
+    let floor = args.load_rate_min;
+    if achieved < f64::from(floor) {
+        problems.push(format!("the load reached {achieved:.0} posts/s, under the {floor}/s the scenario must run under"));
     }
 
     // Every 201 must name a voucher that is in Postgres, and no two 201s may name the same one.
