@@ -116,10 +116,8 @@ pub async fn account_and_snapshot(
     code: Option<&str>,
 ) -> Result<Option<(AccountInfo, i64)>> {
     let sql = format!(
-        "SELECT account_id, account_code, account_name, account_class,
-                (SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}) AS upto
-         FROM ({}) LIMIT 1",
-        uuid_literal(&company),
+        "SELECT account_id, account_code, account_name, account_class, ({}) AS upto FROM ({}) LIMIT 1",
+        newest_snapshot_sql(company),
         account_infos_sql(company, only, code)
     );
     let mut q = ch.query(&sql);
@@ -127,10 +125,7 @@ pub async fn account_and_snapshot(
         q = q.bind(code);
     }
     let row: Option<InfoSnapshotRow> = timed("account_and_snapshot", q.fetch_optional()).await?;
-    Ok(row.map(|r| {
-        let upto = r.upto;
-        (AccountInfo { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }, upto)
-    }))
+    Ok(row.map(|r| (InfoRow { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }.info(), r.upto)))
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -158,8 +153,13 @@ fn account_key(company: Uuid, account: Uuid) -> String {
 pub async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
     // From the heads, a row per snapshot, which name only snapshots whose rows exist
     // (`migrations/clickhouse/0005_snapshot_heads.sql`).
-    let sql = format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company));
-    Ok(timed("balance_snapshot_seq", ch.query(&sql).fetch_one::<i64>()).await?)
+    Ok(timed("balance_snapshot_seq", ch.query(&newest_snapshot_sql(company)).fetch_one::<i64>()).await?)
+}
+
+/// The SQL of [`snapshot_seq`]'s lookup, also put as a scalar subquery into the queries that need the sequence in the
+/// same round trip ([`report_basis`], [`account_and_snapshot`]).
+fn newest_snapshot_sql(company: Uuid) -> String {
+    format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company))
 }
 
 /// A row source, with a `WHERE` open for more conditions, of a company's balance rows (`account_id`, `period`, the
@@ -503,11 +503,12 @@ struct BasisRow {
 /// [`ReportBasis`] in one round trip: the two lookups are scalar subqueries of one `SELECT` (each read once), where
 /// they were two queries one after the other, and on a trial balance that wait was a fifth of the time.
 pub async fn report_basis(ch: &Client, company: Uuid) -> Result<ReportBasis> {
-    let company = uuid_literal(&company);
     // `argMax` over no rows is 0, which is no month: such a company has no settings row yet.
     let sql = format!(
-        "SELECT (SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {company}) AS start_month,
-                (SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {company}) AS upto"
+        "SELECT (SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {}) AS start_month,
+                ({}) AS upto",
+        uuid_literal(&company),
+        newest_snapshot_sql(company)
     );
     let row: BasisRow = timed("report_basis", ch.query(&sql).fetch_one()).await?;
     Ok(ReportBasis { fiscal_start_month: (row.start_month != 0).then_some(row.start_month), snapshot_seq: row.upto })
