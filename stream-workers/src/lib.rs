@@ -54,6 +54,9 @@ const IDLE_WAKE_MS: u64 = 1_000;
 const CLICKHOUSE_ATTEMPT_MS_MAX: u64 = 60_000;
 /// Longest wait between attempts to write a failed batch again, in milliseconds.
 const RETRY_BACKOFF_MS_MAX: u64 = 10_000;
+/// How long an idle connection of the periodic reconciler stays open, in seconds: less than its interval, so the
+/// backend and the memory its last run left behind are not kept between runs.
+const RECONCILE_IDLE_CONNECTION_S: u64 = 60;
 
 /// Errors of stream-workers.
 #[derive(Debug, thiserror::Error)]
@@ -112,9 +115,13 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 300_000)]
     pub reconcile_interval_ms: u64,
     /// Every this many periodic reconciliations, one compares every company; the others compare only the companies
-    /// whose watermark moved since they last compared clean (and any with a difference). At the `large` size a full
-    /// run cost Postgres about 14 s of CPU; a company that posted nothing compares the same as before.
-    #[arg(long, env = "RECONCILE_FULL_EVERY", default_value_t = 12)]
+    /// whose watermark moved since they last compared clean (and any with a difference), in the months they posted
+    /// into. The default, with the default interval, is one full run a day (and one five minutes after a start), as
+    /// a nightly reconciliation: on the dev stack's 4.9M vouchers a full run re-sums every line in Postgres, which
+    /// took one core 3 to 6 minutes (hourly, that was a tenth of a core all day). A full run only adds what the
+    /// partial ones cannot see: a row changed in ClickHouse outside the fold, in a month its company did not post
+    /// into since.
+    #[arg(long, env = "RECONCILE_FULL_EVERY", default_value_t = 288)]
     pub reconcile_full_every: u64,
     /// How often the worker looks for companies whose balance snapshot is due, in milliseconds (0 turns snapshots
     /// off; reports stay exact, only slower). See `snapshot.rs`.
@@ -387,7 +394,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         return Ok(());
     }
     if let (Some(url), true) = (&config.database_url, config.reconcile_interval_ms > 0) {
-        let pg = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(url)?;
+        // The periodic runs are background work beside the live load, so their backends are kept lean (the
+        // `reconcile` command, run by hand, keeps Postgres's defaults). Measured during the realistic workload, with
+        // a full run over the 385k-voucher company, Postgres went over its 256 MiB goal:
+        //  - parallel workers: the sums took both cores and three backends of 40-60 MiB each; one backend is slower
+        //    but leaves the other core to the requests;
+        //  - JIT: the sums' cost crosses `jit_above_cost`, which loaded LLVM (56 MiB) into the backend, and a
+        //    pooled connection kept it, idle, until the next run five minutes later. The sums are one hash
+        //    aggregate, which JIT does not speed up much;
+        //  - an idle connection also keeps its freed heap, so it is closed a minute after the run.
+        let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("max_parallel_workers_per_gather", "0"), ("jit", "off")]);
+        let pg = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .idle_timeout(Duration::from_secs(RECONCILE_IDLE_CONNECTION_S))
+            .connect_lazy_with(options);
         let cadence = (config.reconcile_interval_ms, config.reconcile_full_every.max(1));
         tokio::spawn(reconcile_periodically(pg, config.clickhouse.client(), cadence, shutdown.clone()));
     }
