@@ -118,7 +118,7 @@ pub struct Config {
     /// whose watermark moved since they last compared clean (and any with a difference), in the months they posted
     /// into. The default, with the default interval, is one full run a day (and one five minutes after a start), as
     /// a nightly reconciliation: on the dev stack's 4.9M vouchers a full run re-sums every line in Postgres, which
-    /// took one core 3 to 6 minutes (hourly, that was a tenth of a core all day). A full run only adds what the
+    /// took one core 3 to 6 minutes (hourly, that was 5 to 10 % of a core all day). A full run only adds what the
     /// partial ones cannot see: a row changed in ClickHouse outside the fold, in a month its company did not post
     /// into since.
     #[arg(long, env = "RECONCILE_FULL_EVERY", default_value_t = 288)]
@@ -400,8 +400,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         //  - parallel workers: the sums took both cores and three backends of 40-60 MiB each; one backend is slower
         //    but leaves the other core to the requests;
         //  - JIT: the sums' cost crosses `jit_above_cost`, which loaded LLVM (56 MiB) into the backend, and a
-        //    pooled connection kept it, idle, until the next run five minutes later. The sums are one hash
-        //    aggregate, which JIT does not speed up much;
+        //    pooled connection kept it, idle, until the next run five minutes later;
         //  - an idle connection also keeps its freed heap, so it is closed a minute after the run.
         let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("max_parallel_workers_per_gather", "0"), ("jit", "off")]);
         let pg = sqlx::postgres::PgPoolOptions::new()
