@@ -215,13 +215,19 @@ async fn a_partial_run_compares_only_the_months_posted_into_since_it_was_clean()
 
     // A difference in the month posted into is found by it.
     stray_balance(&p, company, 4, "2025-03-01", 222).await;
+    // (As for the full run below, a snapshot taken after the stray row may be reported too; it is left out here.)
     let found = partial(3).await;
-    assert_eq!(found.differences.len(), 1, "{found:?}");
-    assert_eq!((found.differences[0].period, found.differences[0].won()), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222));
+    let in_balances: Vec<_> = found.differences.iter().filter(|d| d.table == "period_balances").collect();
+    assert_eq!(in_balances.len(), 1, "{found:?}");
+    assert_eq!((in_balances[0].period, in_balances[0].won()), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222));
 
-    // The full run sees both months' differences.
+    // The full run sees both months' differences in the table the stray rows went into. A balance snapshot the worker
+    // took after a stray row has summed it too, and is reported as well, under `balance_snapshots`; whether one was
+    // taken in time is up to the snapshot cadence (a fresh-clone CI saw January's twice), so only `period_balances`
+    // is asserted exactly.
     let full = p.reconcile(&[company]).await;
-    let mut periods: Vec<(NaiveDate, i128)> = full.differences.iter().map(|d| (d.period, d.won())).collect();
+    let mut periods: Vec<(NaiveDate, i128)> =
+        full.differences.iter().filter(|d| d.table == "period_balances").map(|d| (d.period, d.won())).collect();
     periods.sort();
     assert_eq!(periods, vec![(NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 111), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222)]);
     p.finish().await;
