@@ -13,8 +13,8 @@ pub mod snapshot;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kerp_core::clickhouse::ClickHouseConfig;
@@ -40,11 +40,18 @@ const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
 /// in milliseconds. librdkafka can stay out for good after a long broker outage (its coordinator requests time out
 /// and it never rejoins); a new consumer rejoins. Meanwhile `/health` answers 503.
 const CONSUMER_GROUP_DOWN_MS_MAX: i64 = 60_000;
-/// When the consumer was last seen in its group (epoch milliseconds; 0 before there is a consumer), for `/health`.
-static GROUP_UP_AT_MS: AtomicI64 = AtomicI64::new(0);
-/// When a request to the group coordinator first timed out since the last assignment (0: none). Set from
-/// librdkafka's log, cleared by the next assignment; while set, the consumer does not count as in its group.
-static COORDINATOR_STUCK_SINCE_MS: AtomicI64 = AtomicI64::new(0);
+/// Longest the loop waits for a retired consumer to close (to leave its group), in milliseconds. Closing waits for
+/// the group coordinator; a consumer whose coordinator requests are stuck never closes, so it is left closing on a
+/// thread of its own. A fresh-clone CI caught exactly that: the watchdog retired a stuck consumer, and the drop that
+/// closed it held the fold for 17 minutes while its log said "GroupCoordinator: Timed out ... 1 out-queue" every minute.
+const CONSUMER_CLOSE_MS_MAX: u64 = 10_000;
+/// Most retired consumers left closing at once. Each holds a librdkafka instance (its threads and buffers); past
+/// this, something keeps the group from working at all, and the worker exits so that its supervisor starts it afresh.
+const CONSUMERS_CLOSING_MAX: usize = 4;
+/// Retired consumers still closing on their own threads.
+static CONSUMERS_CLOSING: AtomicUsize = AtomicUsize::new(0);
+/// The group membership of the current consumer, for `/health` (`None` before there is a consumer).
+static CURRENT_GROUP: Mutex<Option<Arc<GroupHealth>>> = Mutex::new(None);
 /// Pause between checks while the voucher topic does not exist yet, in milliseconds.
 const TOPIC_WAIT_MS: u64 = 2_000;
 /// Longest the loop waits for a message before it looks after holds and ownership changes anyway, in milliseconds.
@@ -77,6 +84,8 @@ pub enum Error {
     Rebuild(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("{0} retired Kafka consumers are still waiting for their group coordinator to let them close")]
+    ConsumersStuck(usize),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -158,16 +167,41 @@ struct WorkerContext {
     topic: String,
     generation: AtomicU64,
     changes: Mutex<Vec<Ownership>>,
+    health: Arc<GroupHealth>,
+    /// The group state last logged (`state/join_state`, and whether a coordinator request timed out), so that the
+    /// log shows every change of membership and nothing else.
+    logged_state: Mutex<String>,
+}
+
+/// Whether one consumer is a member of its group. Each consumer has its own: a retired consumer that is still
+/// closing keeps logging its coordinator's timeouts, which must not count against its successor.
+#[derive(Default)]
+struct GroupHealth {
+    /// When the consumer was last seen in its group (epoch milliseconds).
+    up_at_ms: AtomicI64,
+    /// When a request to the group coordinator first timed out since the last assignment (0: none). Set from
+    /// librdkafka's log, cleared by the next assignment; while set, the consumer does not count as in its group.
+    stuck_since_ms: AtomicI64,
+}
+
+impl GroupHealth {
+    fn new() -> Self {
+        Self { up_at_ms: AtomicI64::new(now_ms()), stuck_since_ms: AtomicI64::new(0) }
+    }
+
+    /// Whether the consumer has been out of its group for longer than [`CONSUMER_GROUP_DOWN_MS_MAX`].
+    fn down_too_long(&self) -> bool {
+        now_ms() - self.up_at_ms.load(Ordering::Relaxed) > CONSUMER_GROUP_DOWN_MS_MAX
+    }
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Whether the consumer has been out of its group for longer than [`CONSUMER_GROUP_DOWN_MS_MAX`].
+/// Whether the current consumer has been out of its group for longer than [`CONSUMER_GROUP_DOWN_MS_MAX`].
 fn group_down_too_long() -> bool {
-    let up_at = GROUP_UP_AT_MS.load(Ordering::Relaxed);
-    up_at > 0 && now_ms() - up_at > CONSUMER_GROUP_DOWN_MS_MAX
+    CURRENT_GROUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().is_some_and(|h| h.down_too_long())
 }
 
 /// Whether librdkafka's consumer-group statistics say the consumer is a member of its group: its coordinator is up
@@ -191,7 +225,7 @@ impl ClientContext for WorkerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         if coordinator_timed_out(fac, log_message) {
-            let _ = COORDINATOR_STUCK_SINCE_MS.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.health.stuck_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
         // As rust-rdkafka's default context logs.
         match level {
@@ -203,9 +237,17 @@ impl ClientContext for WorkerContext {
     }
 
     fn stats(&self, stats: Statistics) {
-        let up = stats.cgrp.as_ref().is_some_and(in_group) && COORDINATOR_STUCK_SINCE_MS.load(Ordering::Relaxed) == 0;
+        let stuck = self.health.stuck_since_ms.load(Ordering::Relaxed) != 0;
+        let up = stats.cgrp.as_ref().is_some_and(in_group) && !stuck;
         if up {
-            GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
+            self.health.up_at_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        let state = stats.cgrp.as_ref().map_or_else(|| "none".to_owned(), |g| format!("{}/{}", g.state, g.join_state));
+        let state = if stuck { format!("{state}, coordinator requests timing out") } else { state };
+        let mut logged = self.logged_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *logged != state {
+            tracing::info!(group_state = %state, was = %logged, "consumer group state changed");
+            *logged = state;
         }
         metrics::gauge!("kafka_consumer_group_up").set(if up { 1.0 } else { 0.0 });
         if let Some(t) = stats.topics.get(&self.topic) {
@@ -241,7 +283,7 @@ impl ConsumerContext for WorkerContext {
         };
         let change = match rebalance {
             Rebalance::Assign(tpl) => {
-                COORDINATOR_STUCK_SINCE_MS.store(0, Ordering::Relaxed);
+                self.health.stuck_since_ms.store(0, Ordering::Relaxed);
                 Ownership::Assigned(partitions(tpl))
             }
             Rebalance::Revoke(tpl) => Ownership::Revoked(partitions(tpl)),
@@ -284,7 +326,15 @@ impl Fetched {
 }
 
 fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
-    let ctx = WorkerContext { topic: config.voucher_topic.clone(), generation: AtomicU64::new(0), changes: Mutex::new(Vec::new()) };
+    // A new consumer gets the full allowance to join its group.
+    let health = Arc::new(GroupHealth::new());
+    let ctx = WorkerContext {
+        topic: config.voucher_topic.clone(),
+        generation: AtomicU64::new(0),
+        changes: Mutex::new(Vec::new()),
+        health: Arc::clone(&health),
+        logged_state: Mutex::new("none".to_owned()),
+    };
     let c: StreamConsumer<WorkerContext> = config
         .kafka
         .client_config()
@@ -296,9 +346,7 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
         .set("max.poll.interval.ms", config.max_poll_interval_ms.to_string())
         .create_with_context(ctx)?;
     c.subscribe(&[&config.voucher_topic])?;
-    // A new consumer gets the full allowance to join its group.
-    GROUP_UP_AT_MS.store(now_ms(), Ordering::Relaxed);
-    COORDINATOR_STUCK_SINCE_MS.store(0, Ordering::Relaxed);
+    *CURRENT_GROUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(health);
     Ok(c)
 }
 
@@ -318,6 +366,10 @@ pub fn describe_metrics() {
     );
     describe_counter!("kafka_commit_errors_total", "Offset commits that failed (the next commit covers their offsets).");
     describe_counter!("kafka_consumer_rebuilds_total", "Consumers rebuilt because they had been out of their group for too long.");
+    describe_counter!(
+        "kafka_consumer_close_timeouts_total",
+        "Retired consumers that had not closed (left their group) in time and were left closing in the background."
+    );
     describe_counter!(
         "fold_rewinds_total",
         "Consumer sessions restarted from the committed offsets (a batch outlived its poll, or an operator skip)."
@@ -411,9 +463,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(reconcile_periodically(pg, config.clickhouse.client(), cadence, shutdown.clone()));
     }
     tracing::info!(topic = %config.voucher_topic, group = %config.consumer_group, "stream-workers folding");
-    while let Session::Rewind(why) = session(&config, &ch, &shutdown).await? {
-        metrics::counter!("fold_rewinds_total").increment(1);
-        tracing::warn!(%why, "rewinding: rejoining the group and reading again from the committed offsets");
+    loop {
+        let consumer = consumer(&config)?;
+        let ended = session(&config, &ch, &consumer, &shutdown).await;
+        if let Ok(Session::Rewind(why)) = &ended {
+            metrics::counter!("fold_rewinds_total").increment(1);
+            tracing::warn!(%why, "rewinding: rejoining the group and reading again from the committed offsets");
+        }
+        close_consumer(consumer).await?;
+        if !matches!(ended?, Session::Rewind(_)) {
+            break;
+        }
     }
     tracing::info!("stream-workers stopped");
     Ok(())
@@ -496,8 +556,42 @@ enum Session {
     Rewind(String),
 }
 
-async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &CancellationToken) -> Result<Session> {
-    let consumer = consumer(config)?;
+/// Closes a consumer (it leaves its group and its last offset commits are sent) on a thread of its own: closing
+/// blocks until the group coordinator answers, which may be never (see [`CONSUMER_CLOSE_MS_MAX`]).
+///
+/// # Errors
+/// [`Error::ConsumersStuck`] when more than [`CONSUMERS_CLOSING_MAX`] consumers are still closing.
+async fn close_consumer(consumer: StreamConsumer<WorkerContext>) -> Result<()> {
+    let closing = CONSUMERS_CLOSING.fetch_add(1, Ordering::SeqCst) + 1;
+    let (closed, wait) = tokio::sync::oneshot::channel();
+    // A plain thread, not `spawn_blocking`: the runtime waits for its blocking tasks when it shuts down, and a close
+    // that never ends must not keep the process from exiting.
+    std::thread::Builder::new().name("consumer-close".into()).spawn(move || {
+        drop(consumer);
+        CONSUMERS_CLOSING.fetch_sub(1, Ordering::SeqCst);
+        let _ = closed.send(());
+    })?;
+    if tokio::time::timeout(Duration::from_millis(CONSUMER_CLOSE_MS_MAX), wait).await.is_ok() {
+        return Ok(());
+    }
+    metrics::counter!("kafka_consumer_close_timeouts_total").increment(1);
+    tracing::warn!(
+        closing,
+        "the retired consumer has not closed in {CONSUMER_CLOSE_MS_MAX} ms (its group coordinator does not answer); it goes on \
+         closing in the background and a new consumer takes over"
+    );
+    if closing > CONSUMERS_CLOSING_MAX {
+        return Err(Error::ConsumersStuck(closing));
+    }
+    Ok(())
+}
+
+async fn session(
+    config: &Config,
+    ch: &clickhouse::Client,
+    consumer: &StreamConsumer<WorkerContext>,
+    shutdown: &CancellationToken,
+) -> Result<Session> {
     let batch_rows = config.batch_rows_max.clamp(1, BATCH_ROWS_MAX);
     let flush = Duration::from_millis(config.flush_interval_ms.max(1));
     let mut folder = Folder::new(config, ch.clone(), "");
@@ -507,9 +601,9 @@ async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &Cancellati
         if shutdown.is_cancelled() {
             return Ok(Session::Stopped);
         }
-        let batch = collect(&consumer, batch_rows, flush, shutdown).await?;
+        let batch = collect(consumer, batch_rows, flush, shutdown).await?;
         let polled_at = Instant::now();
-        if group_down_too_long() && batch.is_empty() {
+        if consumer.context().health.down_too_long() && batch.is_empty() {
             metrics::counter!("kafka_consumer_rebuilds_total").increment(1);
             return Ok(Session::Rewind(format!("the consumer has been out of its group for over {CONSUMER_GROUP_DOWN_MS_MAX} ms")));
         }
@@ -537,7 +631,7 @@ async fn session(config: &Config, ch: &clickhouse::Client, shutdown: &Cancellati
         let batch: Vec<Fetched> = batch.into_iter().filter(|m| m.generation == generation).collect();
         if !batch.is_empty() {
             match folder.process(&batch, polled_at, shutdown).await? {
-                Processed::Written => commit(config, &consumer, &batch, &folder.state)?,
+                Processed::Written => commit(config, consumer, &batch, &folder.state)?,
                 Processed::Abandoned(why) => return Ok(Session::Rewind(why)),
                 Processed::Stopped => return Ok(Session::Stopped),
             }
