@@ -138,7 +138,7 @@ async fn the_trial_balance_equals_rest_and_postgres_with_and_without_filters() {
     assert_eq!(status, 200, "{rest}");
     let rest_codes: Vec<&str> = rest["data"]["accounts"].as_array().unwrap().iter().map(|a| a["account_code"].as_str().unwrap()).collect();
     assert_eq!(narrowed.accounts.iter().map(|a| a.account_code.as_str()).collect::<Vec<_>>(), rest_codes);
-    assert_eq!(narrowed.totals.unwrap().period_debit, rest["data"]["totals"]["period_debit"].to_string());
+    assert_eq!(narrowed.totals.as_ref().unwrap().period_debit, rest["data"]["totals"]["period_debit"].to_string());
     let by_dept = reports()
         .await
         .trial_balance(authed(
@@ -157,6 +157,45 @@ async fn the_trial_balance_equals_rest_and_postgres_with_and_without_filters() {
         })
         .collect();
     assert_eq!(moved, [("1102", "0", "30000"), ("5213", "30000", "0")], "only the department's lines");
+
+    // Identical calls at once share one read (crate::coalesce in grpc-api); each still gets the whole, right answer,
+    // and a shared answer never crosses requests or companies: another company asks the same at the same moment.
+    let other = company(&pool).await;
+    post_all(&other.token, vec![item("", voucher("2025-03-02", "1101", "4101", 7_000))]).await;
+    outbox_drained(&pool, other.id).await;
+    let other_expected = pg_trial_balance(&pool, other.id, 2025, 3).await;
+    eventually(Duration::from_secs(VISIBLE_WAIT_SECONDS_MAX), "the other company's voucher in its trial balance", || async {
+        (grpc_trial_balance(&other.token, 2025, 3).await.0 == other_expected).then_some(())
+    })
+    .await;
+    let other_full = reports()
+        .await
+        .trial_balance(authed(pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }, &other.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(other_full, full);
+    let calls = (0..24).map(|i| {
+        let (token, req) = match i % 3 {
+            0 => (c.token.clone(), pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }),
+            1 => (other.token.clone(), pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }),
+            _ => (
+                c.token.clone(),
+                pb::TrialBalanceRequest {
+                    year: 2025,
+                    month: 3,
+                    account_code_from: "5000".into(),
+                    account_code_to: "5999".into(),
+                    ..Default::default()
+                },
+            ),
+        };
+        async move { (i % 3, reports().await.trial_balance(authed(req, &token)).await.unwrap().into_inner()) }
+    });
+    for (kind, answer) in futures::future::join_all(calls).await {
+        let expected = [&full, &other_full, &narrowed][kind];
+        assert_eq!(&answer, expected, "concurrent call of kind {kind}");
+    }
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! [`LEDGER_BUFFER_CHUNKS_MAX`] chunks, so the reader waits whenever the client is slower than ClickHouse.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use futures::{Stream, StreamExt};
@@ -16,12 +17,14 @@ use kerp_core::chart::AccountType;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use kerp_query::report::{self, AccountInfo, CodeRange, LedgerEntry};
 use kerp_query::store;
+use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
 use crate::auth::{self, Access};
+use crate::coalesce::Flights;
 use crate::deadline::Deadline;
 use crate::pb::kerp::v1 as pb;
 use crate::pb::kerp::v1::report_service_server::{ReportService, ReportServiceServer};
@@ -34,7 +37,7 @@ pub const SERVICE_NAME: &str = crate::pb::kerp::v1::report_service_server::SERVI
 
 /// The service, with the message limits.
 pub fn server(state: AppState) -> ReportServiceServer<Reports> {
-    ReportServiceServer::new(Reports { state })
+    ReportServiceServer::new(Reports { state, trial_balances: Arc::default() })
         .max_decoding_message_size(REQUEST_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_MESSAGE_BYTES_MAX)
 }
@@ -42,7 +45,13 @@ pub fn server(state: AppState) -> ReportServiceServer<Reports> {
 /// The implementation of `kerp.v1.ReportService`.
 pub struct Reports {
     state: AppState,
+    /// Trial balances being read, which identical calls join (see [`crate::coalesce`]).
+    trial_balances: Arc<Flights<TrialBalanceKey, Result<pb::TrialBalanceResponse, Status>>>,
 }
+
+/// What makes two trial-balance calls the same read: the company and role of their verified tokens, and the request
+/// message as encoded.
+type TrialBalanceKey = (Uuid, &'static str, Vec<u8>);
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Parameters and mapping (no IO)
@@ -401,6 +410,28 @@ impl LedgerStream {
     }
 }
 
+/// Reads one trial balance from ClickHouse. It owns what it needs, since it may run as the shared read of several
+/// calls (see [`crate::coalesce`]).
+async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParams) -> Result<pb::TrialBalanceResponse, Status> {
+    let ch = &state.ch;
+    let rows = async {
+        let basis = store::report_basis(ch, company).await?;
+        let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
+        let source = match p.department {
+            Some(d) => store::Source::Lines { department: Some(d) },
+            None => store::Source::Balances { upto: basis.snapshot_seq },
+        };
+        store::bucket_sums(ch, company, source, None, &[fiscal_start, p.start], p.end).await
+    };
+    let read = tokio::try_join!(rows, store::account_infos(ch, company, None, None));
+    let (rows, infos) = match read {
+        Ok(read) => read,
+        Err(e) => return Err(Error::from(e).into_status().await),
+    };
+    let tb = report::fiscal_trial_balance(p.year, p.month, &rows, &infos, &p.codes);
+    Ok(trial_balance(&tb))
+}
+
 fn deadline_exceeded() -> Status {
     Status::deadline_exceeded("the call's deadline passed before the ledger was sent; read the rest with a later from_date")
 }
@@ -410,23 +441,10 @@ impl ReportService for Reports {
     async fn trial_balance(&self, request: Request<pb::TrialBalanceRequest>) -> Result<Response<pb::TrialBalanceResponse>, Status> {
         let claims = auth::authorize(&request, self.state.config.jwt_secret.as_bytes(), Access::Read)?;
         let p = trial_balance_params(request.get_ref())?;
-        let (ch, company) = (&self.state.ch, claims.company_id);
-        let rows = async {
-            let basis = store::report_basis(ch, company).await?;
-            let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
-            let source = match p.department {
-                Some(d) => store::Source::Lines { department: Some(d) },
-                None => store::Source::Balances { upto: basis.snapshot_seq },
-            };
-            store::bucket_sums(ch, company, source, None, &[fiscal_start, p.start], p.end).await
-        };
-        let read = tokio::try_join!(rows, store::account_infos(ch, company, None, None));
-        let (rows, infos) = match read {
-            Ok(read) => read,
-            Err(e) => return Err(Error::from(e).into_status().await),
-        };
-        let tb = report::fiscal_trial_balance(p.year, p.month, &rows, &infos, &p.codes);
-        Ok(Response::new(trial_balance(&tb)))
+        let key = (claims.company_id, claims.role.as_str(), request.get_ref().encode_to_vec());
+        let read = read_trial_balance(self.state.clone(), claims.company_id, p);
+        let lost = || Err(Status::internal(crate::error::INTERNAL_MESSAGE));
+        self.trial_balances.run(key, read, lost).await.map(Response::new)
     }
 
     type AccountLedgerStream = Pin<Box<dyn Stream<Item = Result<pb::AccountLedgerResponse, Status>> + Send + 'static>>;
