@@ -16,7 +16,6 @@
 //! to [`main_routes`] or [`edi_routes`] and named in [`metrics::KNOWN_METHODS`].
 
 pub mod auth;
-pub mod coalesce;
 pub mod deadline;
 pub mod error;
 pub mod insurance_edi;

@@ -32,7 +32,10 @@ pub const KNOWN_METHODS: &[(&str, &[&str])] = &[
 /// metrics, and of ingest-api's posting metrics, which grpc-api records too since it posts through the same store.
 pub fn describe() {
     kerp_ingest::describe_metrics();
-    crate::coalesce::describe_metrics();
+    metrics::describe_counter!(
+        crate::reports::COALESCED_METRIC,
+        "TrialBalance calls answered with a copy of an identical read already in flight (same company, role and request) instead of a read of their own."
+    );
     metrics::describe_counter!(
         "grpc_server_handled_total",
         "gRPC calls that ended, by service (grpc_service), method (grpc_method) and status code (grpc_code)."

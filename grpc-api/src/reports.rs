@@ -7,6 +7,12 @@
 //! month and ordered by date within the account, so a month is a cheap range), in pages of
 //! [`LEDGER_CHUNK_ENTRIES_MAX`] lines; entries are sent in chunks of that size through a channel of
 //! [`LEDGER_BUFFER_CHUNKS_MAX`] chunks, so the reader waits whenever the client is slower than ClickHouse.
+//!
+//! Identical `TrialBalance` calls in flight share one read, as query-api's report GETs do (`kerp_query::coalesce`):
+//! a call with the same company and role (from its verified token) and the same request message as a call being
+//! answered now waits for that answer and gets a copy; nothing is kept once it is out. Many users of one company
+//! mostly ask for the same month, and each read costs ClickHouse the same scan. The streamed `AccountLedger` is not
+//! shared: it is sent as it is read, in bounded memory, and holding a whole ledger for several waiters would undo that.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use futures::{Stream, StreamExt};
 use kerp_core::chart::AccountType;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
+use kerp_query::coalesce::Flights;
 use kerp_query::report::{self, AccountInfo, CodeRange, LedgerEntry};
 use kerp_query::store;
 use prost::Message;
@@ -24,7 +31,6 @@ use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
 use crate::auth::{self, Access};
-use crate::coalesce::Flights;
 use crate::deadline::Deadline;
 use crate::pb::kerp::v1 as pb;
 use crate::pb::kerp::v1::report_service_server::{ReportService, ReportServiceServer};
@@ -37,15 +43,18 @@ pub const SERVICE_NAME: &str = crate::pb::kerp::v1::report_service_server::SERVI
 
 /// The service, with the message limits.
 pub fn server(state: AppState) -> ReportServiceServer<Reports> {
-    ReportServiceServer::new(Reports { state, trial_balances: Arc::default() })
+    ReportServiceServer::new(Reports { state, trial_balances: Arc::new(Flights::new(COALESCED_METRIC)) })
         .max_decoding_message_size(REQUEST_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_MESSAGE_BYTES_MAX)
 }
 
+/// The counter of `TrialBalance` calls answered with a copy of a read in flight.
+pub const COALESCED_METRIC: &str = "grpc_requests_coalesced_total";
+
 /// The implementation of `kerp.v1.ReportService`.
 pub struct Reports {
     state: AppState,
-    /// Trial balances being read, which identical calls join (see [`crate::coalesce`]).
+    /// Trial balances being read, which identical calls join (see the module's comment).
     trial_balances: Arc<Flights<TrialBalanceKey, Result<pb::TrialBalanceResponse, Status>>>,
 }
 
@@ -411,7 +420,7 @@ impl LedgerStream {
 }
 
 /// Reads one trial balance from ClickHouse. It owns what it needs, since it may run as the shared read of several
-/// calls (see [`crate::coalesce`]).
+/// calls.
 async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParams) -> Result<pb::TrialBalanceResponse, Status> {
     let ch = &state.ch;
     let rows = async {

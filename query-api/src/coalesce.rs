@@ -9,12 +9,16 @@
 //! would have been: it was read from data at most one read's duration older than the request, and the pipeline's own
 //! delay (an event reaches the reports within about half a second of its 201) is larger than that.
 //!
+//! The flights themselves ([`Flights`]) know nothing of HTTP: grpc-api shares its unary report calls with them too.
+//!
 //! What a shared answer never crosses: companies and roles (they are the key, taken from the verified token, so one
 //! company never sees another's answer) and tokens that do not verify (those pass through and get their own 401).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -34,12 +38,8 @@ const REPORTS_PREFIX: &str = "/api/v1/reports/";
 /// than being held in memory for every waiter.
 pub const SHARED_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
 
-/// Most distinct reads in flight that others may join. Past it, a request is answered on its own, as without
-/// coalescing, so the map stays small whatever the traffic.
-pub const FLIGHTS_MAX: usize = 1024;
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
+pub struct Key {
     company: Uuid,
     role: &'static str,
     uri: String,
@@ -47,45 +47,23 @@ struct Key {
 
 /// A finished answer, cloned into each waiter's response.
 #[derive(Debug)]
-struct Answer {
+pub struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
 }
 
-type Flight = Shared<BoxFuture<'static, Arc<Answer>>>;
+/// The counter of report requests answered with a copy.
+pub const JOINED_METRIC: &str = "http_requests_coalesced_total";
 
-/// The reads in flight, by key. Each entry is removed by its own read as it finishes.
-#[derive(Default)]
-pub struct Flights {
-    inner: Mutex<HashMap<Key, (u64, Flight)>>,
-    next_id: AtomicU64,
-}
-
-impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (u64, Flight)>> {
-        // The map holds no invariant a panic could break halfway, so a poisoned lock is taken over.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How many reads are in flight (tests).
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no read is in flight (tests).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// The report reads in flight.
+pub type ReportFlights = Flights<Key, Arc<Answer>>;
 
 /// The shared state of the middleware: the JWT secret, to verify tokens before using them as keys, and the flights.
 #[derive(Clone)]
 pub struct Coalescer {
     pub secret: Arc<[u8]>,
-    pub flights: Arc<Flights>,
+    pub flights: Arc<ReportFlights>,
 }
 
 fn key_of(secret: &[u8], req: &Request) -> Option<Key> {
@@ -101,7 +79,7 @@ fn key_of(secret: &[u8], req: &Request) -> Option<Key> {
 /// Describes this module's metric for `/metrics`.
 pub fn describe_metrics() {
     metrics::describe_counter!(
-        "http_requests_coalesced_total",
+        JOINED_METRIC,
         "Report requests answered with a copy of an identical read already in flight (same company, role and URI) instead of a read of their own."
     );
 }
@@ -109,57 +87,116 @@ pub fn describe_metrics() {
 /// The middleware: joins the read in flight for the request's key, or starts it.
 pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> Response {
     let Some(key) = key_of(&c.secret, &req) else { return next.run(req).await };
-    match join_or_start(&c, key, req, next) {
-        Ok(flight) => respond(&flight.await),
-        Err(alone) => {
-            let (req, next) = *alone;
-            next.run(req).await
+    let uri = key.uri.clone();
+    let read = async move { Arc::new(read(next.run(req).await, &uri).await) };
+    respond(&c.flights.run(key, read, || Arc::new(internal())).await)
+}
+
+/// Most distinct reads in flight that others may join. Past it, a call is answered on its own, as without
+/// coalescing, so the map stays small whatever the traffic.
+pub const FLIGHTS_MAX: usize = 1024;
+
+type Flight<V> = Shared<BoxFuture<'static, V>>;
+
+/// The reads in flight, by key. Each entry is removed by its own read as it finishes.
+pub struct Flights<K, V> {
+    inner: Mutex<HashMap<K, (u64, Flight<V>)>>,
+    next_id: AtomicU64,
+    /// The counter of joined reads (`http_requests_coalesced_total`, `grpc_requests_coalesced_total`).
+    joined_metric: &'static str,
+}
+
+impl<K, V> Flights<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// No reads in flight; each joined read counts in the counter `joined_metric`.
+    #[must_use]
+    pub fn new(joined_metric: &'static str) -> Self {
+        Self { inner: Mutex::new(HashMap::new()), next_id: AtomicU64::new(0), joined_metric }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, (u64, Flight<V>)>> {
+        // The map holds no invariant a panic could break halfway, so a poisoned lock is taken over.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many reads are in flight (tests).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no read is in flight (tests).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answer of `read` for `key`: a copy of the answer of the read in flight for `key` if there is one, else
+    /// `read`'s own, shared with the calls that come while it runs. `lost` answers when the read did not finish (it
+    /// panicked, or the runtime is shutting down).
+    pub async fn run<F>(self: &Arc<Self>, key: K, read: F, lost: fn() -> V) -> V
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        match self.join_or_start(key, read, lost) {
+            Ok(flight) => flight.await,
+            Err(alone) => alone.await,
         }
     }
-}
 
-/// The read in flight for `key`, joined or started; the request back when [`FLIGHTS_MAX`] reads are in flight. Not
-/// async, so the lock is never held across an await.
-fn join_or_start(c: &Coalescer, key: Key, req: Request, next: Next) -> Result<Flight, Box<(Request, Next)>> {
-    let mut flights = c.flights.lock();
-    if let Some((_, flight)) = flights.get(&key) {
-        metrics::counter!("http_requests_coalesced_total").increment(1);
-        return Ok(flight.clone());
+    /// The read in flight for `key`, joined or started; `read` back when [`FLIGHTS_MAX`] reads are in flight. Not
+    /// async, so the lock is never held across an await.
+    fn join_or_start<F>(self: &Arc<Self>, key: K, read: F, lost: fn() -> V) -> Result<Flight<V>, F>
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let mut flights = self.lock();
+        if let Some((_, flight)) = flights.get(&key) {
+            metrics::counter!(self.joined_metric).increment(1);
+            return Ok(flight.clone());
+        }
+        if flights.len() >= FLIGHTS_MAX {
+            return Err(read);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Inserted under the same lock the read takes to remove itself, so it cannot finish before it is in the map.
+        let flight = self.start(key.clone(), id, read, lost);
+        flights.insert(key, (id, flight.clone()));
+        Ok(flight)
     }
-    if flights.len() >= FLIGHTS_MAX {
-        return Err(Box::new((req, next)));
-    }
-    let id = c.flights.next_id.fetch_add(1, Ordering::Relaxed);
-    // Inserted under the same lock the read takes to remove itself, so it cannot finish before it is in the map.
-    let flight = start(c.flights.clone(), key.clone(), id, req, next);
-    flights.insert(key, (id, flight.clone()));
-    Ok(flight)
-}
 
-/// The read of `key`, shareable. It runs as a task of its own, so it finishes (and takes itself out of the map) even
-/// when every request waiting for it has gone away: a read left half done in the map would be resumed, long after,
-/// by the next request with its key.
-fn start(flights: Arc<Flights>, key: Key, id: u64, req: Request, next: Next) -> Flight {
-    let task = tokio::spawn(
-        async move {
-            let answer = read(next.run(req).await, &key.uri).await;
-            let mut map = flights.lock();
-            if map.get(&key).is_some_and(|(current, _)| *current == id) {
-                map.remove(&key);
+    /// The read of `key`, shareable. It runs as a task of its own, so it finishes (and takes itself out of the map)
+    /// even when every call waiting for it has gone away: a read left half done in the map would be resumed, long
+    /// after, by the next call with its key.
+    fn start<F>(self: &Arc<Self>, key: K, id: u64, read: F, lost: fn() -> V) -> Flight<V>
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let flights = Arc::clone(self);
+        let task = tokio::spawn(
+            async move {
+                let answer = read.await;
+                let mut map = flights.lock();
+                if map.get(&key).is_some_and(|(current, _)| *current == id) {
+                    map.remove(&key);
+                }
+                answer
             }
-            Arc::new(answer)
+            .in_current_span(),
+        );
+        async move {
+            task.await.unwrap_or_else(|e| {
+                // The read panicked past `CatchPanicLayer`, or the runtime is shutting down.
+                tracing::error!(error = %e, "a shared report read did not finish");
+                lost()
+            })
         }
-        .in_current_span(),
-    );
-    async move {
-        task.await.unwrap_or_else(|e| {
-            // The handler panicked past `CatchPanicLayer`, or the runtime is shutting down.
-            tracing::error!(error = %e, "a shared report read did not finish; answered 500");
-            Arc::new(internal())
-        })
+        .boxed()
+        .shared()
     }
-    .boxed()
-    .shared()
 }
 
 /// A response as an [`Answer`]; one whose body cannot be read whole is a 500.
@@ -208,8 +245,8 @@ mod tests {
     }
 
     /// An app whose report route counts its runs and takes 100 ms, answering with the run's number.
-    fn app(runs: Arc<AtomicUsize>) -> (Router, Arc<Flights>) {
-        let flights = Arc::new(Flights::default());
+    fn app(runs: Arc<AtomicUsize>) -> (Router, Arc<ReportFlights>) {
+        let flights = Arc::new(Flights::new(JOINED_METRIC));
         let coalescer = Coalescer { secret: Arc::from(SECRET), flights: flights.clone() };
         let report = move || {
             let runs = runs.clone();
@@ -303,5 +340,88 @@ mod tests {
         assert_eq!((status, body.as_str()), (StatusCode::OK, "1"), "the joined read's answer");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(flights.is_empty());
+    }
+}
+
+/// The flights alone, as grpc-api uses them: any key, any answer.
+#[cfg(test)]
+mod flights_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Flights;
+
+    type TestFlights = Flights<(u32, &'static str), Result<u32, String>>;
+
+    fn flights() -> Arc<TestFlights> {
+        Arc::new(Flights::new("test_coalesced_total"))
+    }
+
+    fn lost() -> Result<u32, String> {
+        Err("lost".into())
+    }
+
+    /// A read that counts its runs and takes `ms` milliseconds.
+    fn read(runs: &Arc<AtomicUsize>, ms: u64, answer: u32) -> impl std::future::Future<Output = Result<u32, String>> + Send + 'static {
+        let runs = Arc::clone(runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(answer)
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_calls_in_flight_share_one_read_and_distinct_keys_do_not() {
+        let flights = flights();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let same = (0..8).map(|_| {
+            let (f, r) = (Arc::clone(&flights), Arc::clone(&runs));
+            tokio::spawn(async move { f.run((1, "accountant"), read(&r, 100, 7), lost).await })
+        });
+        let other_company = {
+            let (f, r) = (Arc::clone(&flights), Arc::clone(&runs));
+            tokio::spawn(async move { f.run((2, "accountant"), read(&r, 100, 8), lost).await })
+        };
+        let other_role = {
+            let (f, r) = (Arc::clone(&flights), Arc::clone(&runs));
+            tokio::spawn(async move { f.run((1, "viewer"), read(&r, 100, 9), lost).await })
+        };
+        for call in same.collect::<Vec<_>>() {
+            assert_eq!(call.await.unwrap(), Ok(7));
+        }
+        assert_eq!(other_company.await.unwrap(), Ok(8));
+        assert_eq!(other_role.await.unwrap(), Ok(9));
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "one read per key");
+        assert!(flights.is_empty(), "finished reads leave the map");
+        // After an answer, the next call reads afresh.
+        assert_eq!(flights.run((1, "accountant"), read(&runs, 1, 10), lost).await, Ok(10));
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_callers_all_went_away_still_finishes_and_leaves_the_map() {
+        let flights = flights();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let call = {
+            let (f, r) = (Arc::clone(&flights), Arc::clone(&runs));
+            tokio::spawn(async move { f.run((1, "accountant"), read(&r, 50, 7), lost).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        call.abort();
+        assert_eq!(flights.len(), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(flights.is_empty());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn errors_are_shared_too_and_a_panicking_read_answers_lost() {
+        let flights = flights();
+        let failing = flights.run((1, "accountant"), async { Err::<u32, _>("unavailable".to_owned()) }, lost).await;
+        assert_eq!(failing, Err("unavailable".into()));
+        let panicking = flights.run((1, "accountant"), async { panic!("a bug") }, lost).await;
+        assert_eq!(panicking, Err("lost".into()));
     }
 }

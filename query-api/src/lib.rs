@@ -69,8 +69,10 @@ pub fn router(state: AppState) -> Router {
     // queued 4.5 s behind its own slots while the trial balance waited 0.5 s.
     //
     // Coalescing sits outside the limit: a request that joins a read in flight takes no slot and waits for none.
-    let coalescer =
-        coalesce::Coalescer { secret: Arc::from(state.config.jwt_secret.as_bytes()), flights: Arc::new(coalesce::Flights::default()) };
+    let coalescer = coalesce::Coalescer {
+        secret: Arc::from(state.config.jwt_secret.as_bytes()),
+        flights: Arc::new(coalesce::Flights::new(coalesce::JOINED_METRIC)),
+    };
     let routes = limit_in_flight(routes.with_state(state));
     kerp_core::http::tracked(routes.layer(axum::middleware::from_fn_with_state(coalescer, coalesce::coalesce)))
 }
