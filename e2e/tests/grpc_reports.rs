@@ -10,7 +10,9 @@ mod grpc_common;
 use std::time::Duration;
 
 use common::{api_trial_balance, company, eventually, get, outbox_drained, pg, pg_trial_balance, send, token_with_role, Svc};
-use grpc_common::{authed, channel, grpc, grpc_trial_balance, item, reports, server_deadline, violations, voucher, vouchers, won};
+use grpc_common::{
+    authed, channel, grpc, grpc_trial_balance, item, reports, server_deadline, trial_balance_of, violations, voucher, vouchers, won,
+};
 use kerp_core::auth::Role;
 use kerp_grpc::pb::kerp::v1 as pb;
 use kerp_grpc::pb::kerp::v1::account_ledger_response::Part;
@@ -104,12 +106,8 @@ async fn the_trial_balance_equals_rest_and_postgres_with_and_without_filters() {
     assert_eq!(tb[&Uuid::parse_str(&retained).unwrap()][0], 40_000, "a net loss opens retained earnings on the debit side");
     assert_eq!(expected.len(), tb.len());
 
-    let full = reports()
-        .await
-        .trial_balance(authed(pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }, &c.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let march = pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() };
+    let full = trial_balance_of(&c.token, march.clone()).await;
     let codes: Vec<&str> = full.accounts.iter().map(|a| a.account_code.as_str()).collect();
     let mut sorted = codes.clone();
     sorted.sort_unstable();
@@ -118,21 +116,8 @@ async fn the_trial_balance_equals_rest_and_postgres_with_and_without_filters() {
     assert_eq!((cash.account_name.as_str(), cash.account_type()), ("현금", pb::AccountType::Asset));
 
     // A code range and a department, as REST filters them.
-    let narrowed = reports()
-        .await
-        .trial_balance(authed(
-            pb::TrialBalanceRequest {
-                year: 2025,
-                month: 3,
-                account_code_from: "5000".into(),
-                account_code_to: "5999".into(),
-                ..Default::default()
-            },
-            &c.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let expenses = pb::TrialBalanceRequest { account_code_from: "5000".into(), account_code_to: "5999".into(), ..march.clone() };
+    let narrowed = trial_balance_of(&c.token, expenses.clone()).await;
     let (status, rest) =
         get(Svc::Query, &c.token, "/api/v1/reports/trial-balance?year=2025&month=3&account_code_from=5000&account_code_to=5999").await;
     assert_eq!(status, 200, "{rest}");
@@ -168,29 +153,15 @@ async fn the_trial_balance_equals_rest_and_postgres_with_and_without_filters() {
         (grpc_trial_balance(&other.token, 2025, 3).await.0 == other_expected).then_some(())
     })
     .await;
-    let other_full = reports()
-        .await
-        .trial_balance(authed(pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }, &other.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let other_full = trial_balance_of(&other.token, march.clone()).await;
     assert_ne!(other_full, full);
     let calls = (0..24).map(|i| {
         let (token, req) = match i % 3 {
-            0 => (c.token.clone(), pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }),
-            1 => (other.token.clone(), pb::TrialBalanceRequest { year: 2025, month: 3, ..Default::default() }),
-            _ => (
-                c.token.clone(),
-                pb::TrialBalanceRequest {
-                    year: 2025,
-                    month: 3,
-                    account_code_from: "5000".into(),
-                    account_code_to: "5999".into(),
-                    ..Default::default()
-                },
-            ),
+            0 => (c.token.clone(), march.clone()),
+            1 => (other.token.clone(), march.clone()),
+            _ => (c.token.clone(), expenses.clone()),
         };
-        async move { (i % 3, reports().await.trial_balance(authed(req, &token)).await.unwrap().into_inner()) }
+        async move { (i % 3, trial_balance_of(&token, req).await) }
     });
     for (kind, answer) in futures::future::join_all(calls).await {
         let expected = [&full, &other_full, &narrowed][kind];

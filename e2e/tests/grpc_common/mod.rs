@@ -177,13 +177,13 @@ pub fn won(s: &str) -> i64 {
 }
 
 /// The gRPC trial balance in the shape of `common::pg_trial_balance`, and its totals.
+/// The answer of one `TrialBalance` call, which must succeed.
+pub async fn trial_balance_of(token: &str, request: pb::TrialBalanceRequest) -> pb::TrialBalanceResponse {
+    reports().await.trial_balance(authed(request, token)).await.expect("trial balance").into_inner()
+}
+
 pub async fn grpc_trial_balance(token: &str, year: i32, month: i32) -> (BTreeMap<Uuid, [i64; 6]>, pb::Columns) {
-    let tb = reports()
-        .await
-        .trial_balance(authed(pb::TrialBalanceRequest { year, month, ..Default::default() }, token))
-        .await
-        .expect("trial balance")
-        .into_inner();
+    let tb = trial_balance_of(token, pb::TrialBalanceRequest { year, month, ..Default::default() }).await;
     let mut m = BTreeMap::new();
     for a in &tb.accounts {
         let c = a.columns.as_ref().expect("columns");
