@@ -42,8 +42,9 @@ const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
 const CONSUMER_GROUP_DOWN_MS_MAX: i64 = 60_000;
 /// Longest the loop waits for a retired consumer to close (to leave its group), in milliseconds. Closing waits for
 /// the group coordinator; a consumer whose coordinator requests are stuck never closes, so it is left closing on a
-/// thread of its own. A fresh-clone CI caught exactly that: the watchdog retired a stuck consumer, and the drop that
-/// closed it held the fold for 17 minutes while its log said "GroupCoordinator: Timed out ... 1 out-queue" every minute.
+/// thread of its own. That is the likeliest reading of a fresh-clone CI run whose fold stood still for 17 minutes, with
+/// "GroupCoordinator: Timed out ... 1 out-queue" logged every minute and no rewind logged: the watchdog had retired the
+/// stuck consumer, and rust-rdkafka's drop, which polls until the close completes, never returned.
 const CONSUMER_CLOSE_MS_MAX: u64 = 10_000;
 /// Most retired consumers left closing at once. Each holds a librdkafka instance (its threads and buffers); past
 /// this, something keeps the group from working at all, and the worker exits so that its supervisor starts it afresh.
@@ -175,7 +176,6 @@ struct WorkerContext {
 
 /// Whether one consumer is a member of its group. Each consumer has its own: a retired consumer that is still
 /// closing keeps logging its coordinator's timeouts, which must not count against its successor.
-#[derive(Default)]
 struct GroupHealth {
     /// When the consumer was last seen in its group (epoch milliseconds).
     up_at_ms: AtomicI64,
