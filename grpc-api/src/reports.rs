@@ -452,7 +452,7 @@ impl ReportService for Reports {
         let p = trial_balance_params(request.get_ref())?;
         let key = (claims.company_id, claims.role.as_str(), request.get_ref().encode_to_vec());
         let read = read_trial_balance(self.state.clone(), claims.company_id, p);
-        let lost = || Err(Status::internal(crate::error::INTERNAL_MESSAGE));
+        let lost = || Err(Failure::internal().into());
         self.trial_balances.run(key, read, lost).await.map(Response::new)
     }
 
