@@ -70,3 +70,54 @@ async fn reports_add_the_rows_above_a_snapshot_to_it_exactly() {
     let before_2026: i64 = (1..=6).map(|i| 10_000 * i).sum::<i64>() + 7;
     assert_eq!(ledger_opening(&c.token, "1102", 2026).await, before_2026);
 }
+
+/// Reports of `outcome` (see `kerp_query::balances::CACHE_METRIC`) so far, from query-api's metrics.
+async fn snapshot_cache_count(outcome: &str) -> f64 {
+    let body = reqwest::get(format!("{}/metrics", stack().query_metrics_url)).await.expect("metrics").text().await.expect("text");
+    let prefix = format!("{}{{outcome=\"{outcome}\"}} ", kerp_query::balances::CACHE_METRIC);
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.parse().expect("a number"))
+}
+
+/// query-api holds a company's snapshot between reports (`kerp_query::balances`) and reads only the rows above it. The
+/// trial balance stays exact while the held snapshot ages and newer ones are written above it: read before any
+/// snapshot (the whole tail), across the worker's new snapshots, and after a heads check has had the newer snapshot
+/// read in the background.
+#[tokio::test]
+async fn a_held_snapshot_plus_the_rows_above_it_stays_exact_as_newer_snapshots_come() {
+    let _ = stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    let post = |date: &'static str, amount: i64| {
+        let token = c.token.clone();
+        async move {
+            let (status, body) = post_voucher(&token, &simple_voucher(date, "1102", "4101", amount)).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    let matches_postgres = |round: &'static str| {
+        let (pool, token, id) = (pool.clone(), c.token.clone(), c.id);
+        async move {
+            let expected = pg_trial_balance(&pool, id, 2026, 3).await;
+            eventually(VISIBLE_WITHIN, round, || async {
+                let (tb, _) = api_trial_balance(&token, 2026, 3).await;
+                (tb == expected).then_some(())
+            })
+            .await;
+        }
+    };
+    let hits_before = snapshot_cache_count("hit").await;
+    for round in 1..=4 {
+        for i in 1..=3 {
+            post("2026-03-05", 1_000 * round + i).await;
+            post("2025-12-20", 7 * round + i).await;
+        }
+        matches_postgres("the trial balance to match Postgres").await;
+        // Past the heads check interval, so that the next read checks the heads and has any newer snapshot read.
+        tokio::time::sleep(Duration::from_millis(kerp_query::balances::HEADS_CHECK_INTERVAL_MS + 100)).await;
+        let (tb, _) = api_trial_balance(&c.token, 2026, 3).await;
+        assert_eq!(tb, pg_trial_balance(&pool, c.id, 2026, 3).await, "round {round}: nothing was posted since it matched");
+    }
+    let (snap, _) = snapshot_and_watermark(c.id).await;
+    assert!(snap > 0, "the worker snapshotted the company meanwhile");
+    assert!(snapshot_cache_count("hit").await > hits_before, "reports were answered from a held snapshot");
+}

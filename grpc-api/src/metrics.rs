@@ -32,6 +32,7 @@ pub const KNOWN_METHODS: &[(&str, &[&str])] = &[
 /// metrics, and of ingest-api's posting metrics, which grpc-api records too since it posts through the same store.
 pub fn describe() {
     kerp_ingest::describe_metrics();
+    kerp_query::balances::describe_metrics();
     metrics::describe_counter!(
         crate::reports::COALESCED_METRIC,
         "TrialBalance calls answered with a copy of an identical read already in flight (same company, role and request) instead of a read of their own."

@@ -23,7 +23,7 @@ use kerp_core::chart::AccountType;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use kerp_query::coalesce::Flights;
 use kerp_query::report::{self, AccountInfo, CodeRange, LedgerEntry};
-use kerp_query::store;
+use kerp_query::{balances, store};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -424,13 +424,19 @@ impl LedgerStream {
 async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParams) -> Result<pb::TrialBalanceResponse, Status> {
     let ch = &state.ch;
     let rows = async {
-        let basis = store::report_basis(ch, company).await?;
-        let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
-        let source = match p.department {
-            Some(d) => store::Source::Lines { department: Some(d) },
-            None => store::Source::Balances { upto: basis.snapshot_seq },
-        };
-        store::bucket_sums(ch, company, source, None, &[fiscal_start, p.start], p.end).await
+        match p.department {
+            Some(d) => {
+                let basis = store::report_basis(ch, company).await?;
+                let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
+                store::bucket_sums(ch, company, store::Source::Lines { department: Some(d) }, None, &[fiscal_start, p.start], p.end).await
+            }
+            None => {
+                // The same held snapshots as query-api's REST reports (`kerp_query::balances`).
+                let balances = balances::company_balances(ch, &state.snapshots, company).await?;
+                let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(balances.fiscal_start_month));
+                Ok(balances.buckets(None, &[fiscal_start, p.start], p.end))
+            }
+        }
     };
     let read = tokio::try_join!(rows, store::account_infos(ch, company, None, None));
     let (rows, infos) = match read {

@@ -2,6 +2,7 @@
 //! read the aggregates (never Postgres), and the pure [`report`] module shapes them (fiscal years, statements, net and
 //! running balances) into the contract's JSON.
 
+pub mod balances;
 pub mod coalesce;
 mod error;
 mod openapi;
@@ -51,6 +52,8 @@ pub struct Config {
 pub struct AppState {
     pub ch: clickhouse::Client,
     pub config: Arc<Config>,
+    /// The balance snapshots held for the reports (see [`balances`]).
+    pub snapshots: Arc<balances::SnapshotCache>,
 }
 
 impl kerp_core::http::JwtSecret for AppState {
@@ -91,6 +94,7 @@ pub const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 /// Describes query-api's own metrics for `/metrics` (the request and query metrics are described by `kerp_core`).
 pub fn describe_metrics() {
     coalesce::describe_metrics();
+    balances::describe_metrics();
 }
 
 /// Binds the configured address and serves until `shutdown`.
@@ -133,7 +137,7 @@ pub async fn serve_with_metrics(
     describe_metrics();
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
-    let app = router(AppState { ch, config: Arc::new(config) });
+    let app = router(AppState { ch, config: Arc::new(config), snapshots: Arc::default() });
     kerp_core::http::serve(listener, app, shutdown).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::{report, store, AppState, Result};
+use crate::{balances, report, store, AppState, Result};
 
 /// Largest page of the partner list (partner ledger without `partner_id`); a bigger `page_size` is clamped to it.
 pub const PARTNER_PAGE_SIZE_MAX: u32 = 500;
@@ -222,13 +222,19 @@ async fn trial_balance(
     let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
     let rows = async {
-        let basis = store::report_basis(&state.ch, company).await?;
-        let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
-        let source = match department {
-            Some(d) => store::Source::Lines { department: Some(d) },
-            None => store::Source::Balances { upto: basis.snapshot_seq },
-        };
-        store::bucket_sums(&state.ch, company, source, None, &[fiscal_start, start], end).await
+        match department {
+            Some(d) => {
+                let basis = store::report_basis(&state.ch, company).await?;
+                let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
+                store::bucket_sums(&state.ch, company, store::Source::Lines { department: Some(d) }, None, &[fiscal_start, start], end)
+                    .await
+            }
+            None => {
+                let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+                let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(balances.fiscal_start_month));
+                Ok(balances.buckets(None, &[fiscal_start, start], end))
+            }
+        }
     };
     let (rows, infos) = tokio::try_join!(rows, store::account_infos(&state.ch, company, None, None))?;
     Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
@@ -532,11 +538,9 @@ async fn income_statement(
     let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
     let read = async {
-        let basis = store::report_basis(&state.ch, company).await?;
-        let fiscal_year_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
-        let balances = store::Source::Balances { upto: basis.snapshot_seq };
-        let rows = store::bucket_sums(&state.ch, company, balances, Some(fiscal_year_start), &[start], end).await?;
-        Ok::<_, crate::Error>((fiscal_year_start, rows))
+        let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+        let fiscal_year_start = report::fiscal_year_start(start, report::fiscal_start_month(balances.fiscal_start_month));
+        Ok::<_, crate::Error>((fiscal_year_start, balances.buckets(Some(fiscal_year_start), &[start], end)))
     };
     let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
     let period = report::IsPeriod { year, month, fiscal_year_start, month_start: start, month_end: end };
@@ -569,19 +573,11 @@ async fn balance_sheet(
     let as_of = as_of.unwrap_or_else(today);
     let company = claims.company_id;
     let read = async {
-        let basis = store::report_basis(&state.ch, company).await?;
-        let fiscal_year_start = report::fiscal_year_start(as_of, report::fiscal_start_month(basis.fiscal_start_month));
+        let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+        let fiscal_year_start = report::fiscal_year_start(as_of, report::fiscal_start_month(balances.fiscal_start_month));
         let cuts = [fiscal_year_start];
         let (months, days) = report::split_at_month(as_of);
-        let whole = async {
-            match months {
-                Some(through) => {
-                    let balances = store::Source::Balances { upto: basis.snapshot_seq };
-                    store::bucket_sums(&state.ch, company, balances, None, &cuts, through).await
-                }
-                None => Ok(Vec::new()),
-            }
-        };
+        let whole = async { Ok(months.map(|through| balances.buckets(None, &cuts, through)).unwrap_or_default()) };
         let partial = async {
             match days {
                 Some((from, to)) => {

@@ -26,7 +26,7 @@ use kerp_core::voucher::VOUCHER_DATE_MIN;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::report::{AccountInfo, BucketSums, LedgerLine, Movement, PartnerBalance, PartnerInfo, PartnerLine};
+use crate::report::{AccountInfo, BucketSums, LedgerLine, MonthSums, Movement, PartnerBalance, PartnerInfo, PartnerLine};
 use crate::{Error, Result};
 
 /// `sum(col)` in Decimal128, as text.
@@ -512,6 +512,156 @@ pub async fn report_basis(ch: &Client, company: Uuid) -> Result<ReportBasis> {
     );
     let row: BasisRow = timed("report_basis", ch.query(&sql).fetch_one()).await?;
     Ok(ReportBasis { fiscal_start_month: (row.start_month != 0).then_some(row.start_month), snapshot_seq: row.upto })
+}
+
+/// A balance snapshot as its head names it: the sequence it covers and when it was written (to the second). Two
+/// computations of one snapshot write equal rows, so either names the same sums; a rebuild writes its snapshots anew,
+/// at a later second, into tables that start without the old ones. `seq` 0 is "no snapshot": every balance row is
+/// above it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SnapshotHead {
+    pub seq: i64,
+    pub created_at: u32,
+}
+
+/// The SQL of the company's newest snapshot head, `(0, 0)` when it has none: the highest sequence, and of its heads
+/// the latest written.
+fn newest_head_sql(company: Uuid) -> String {
+    format!("SELECT max(tuple(upto_seq, toUInt32(created_at))) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company))
+}
+
+/// The SQL of whether the head `head` is still in `snapshot_heads` (its rows counted): a head goes with its snapshot's
+/// rows (retention drops both by the hour), and a rebuild swaps in tables without it. "No snapshot" always holds.
+fn head_count_sql(head: SnapshotHead) -> String {
+    if head.seq == 0 {
+        return "toUInt64(1)".to_owned();
+    }
+    format!("countIf(upto_seq = {} AND toUInt32(created_at) = {})", head.seq, head.created_at)
+}
+
+/// The SQL of a scalar subquery giving `((newest sequence, its latest second), rows of head)` from the company's heads,
+/// one read of `snapshot_heads` for both: the newest head as in [`newest_head_sql`] and whether `head` is still there as
+/// in [`head_count_sql`].
+fn heads_sql(company: Uuid, head: SnapshotHead) -> String {
+    format!(
+        "(SELECT tuple(max(tuple(upto_seq, toUInt32(created_at))), {}) FROM snapshot_heads WHERE company_id = {})",
+        head_count_sql(head),
+        uuid_literal(&company)
+    )
+}
+
+/// The SQL of the company's fiscal start month (0 when it has no settings row yet), as a scalar subquery.
+fn start_month_sql(company: Uuid) -> String {
+    format!("(SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {})", uuid_literal(&company))
+}
+
+/// Month rows sent as text: (account id, first day of the month, debit sum, credit sum).
+type MonthText = (String, String, String, String);
+
+/// Month rows sent as text, back as [`MonthSums`].
+fn month_sums(rows: Vec<MonthText>) -> Result<Vec<MonthSums>> {
+    rows.into_iter()
+        .map(|(account, period, debit, credit)| {
+            Ok(MonthSums {
+                account_id: account.parse().map_err(|e| Error::Other(format!("ClickHouse account id {account:?}: {e}")))?,
+                period: NaiveDate::parse_from_str(&period, "%Y-%m-%d")
+                    .map_err(|e| Error::Other(format!("ClickHouse period {period:?}: {e}")))?,
+                movement: Movement::new(wide(&debit)?, wide(&credit)?),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct BasisHeadRow {
+    start_month: u8,
+    head: (i64, u32),
+}
+
+/// The company's fiscal start month (`None` without a settings row) and its newest snapshot head, in one round trip.
+pub async fn basis_and_head(ch: &Client, company: Uuid) -> Result<(Option<u8>, SnapshotHead)> {
+    let sql = format!("SELECT {} AS start_month, ({}) AS head", start_month_sql(company), newest_head_sql(company));
+    let row: BasisHeadRow = timed("balance_basis", ch.query(&sql).fetch_one()).await?;
+    let (seq, created_at) = row.head;
+    Ok(((row.start_month != 0).then_some(row.start_month), SnapshotHead { seq, created_at }))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct SnapshotMonthsRow {
+    heads: ((i64, u32), u64),
+    rows: Vec<MonthText>,
+}
+
+/// The rows of the snapshot `head` names, per account and month; `None` when the head is gone (see
+/// [`head_count_sql`]). The head is checked in the statement that reads the rows, so both come from the same version
+/// of the tables; a head is written only once its rows are durable, so a head that is there has all of them. Empty
+/// for "no snapshot", without a read.
+pub async fn snapshot_months(ch: &Client, company: Uuid, head: SnapshotHead) -> Result<Option<Vec<MonthSums>>> {
+    if head.seq == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    // A snapshot written twice has each row twice, equal: one is taken.
+    let sql = format!(
+        "SELECT {} AS heads_found, groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text)) AS month_rows
+         FROM (SELECT account_id, period, toString(any(debit)) AS debit_text, toString(any(credit)) AS credit_text
+               FROM balance_snapshots WHERE company_id = {} AND upto_seq = {} GROUP BY account_id, period)",
+        heads_sql(company, head),
+        uuid_literal(&company),
+        head.seq
+    );
+    let row: SnapshotMonthsRow = timed("balance_snapshot_rows", ch.query(&sql).fetch_one()).await?;
+    if row.heads.1 == 0 {
+        return Ok(None);
+    }
+    month_sums(row.rows).map(Some)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct TailRow {
+    start_month: u8,
+    heads: ((i64, u32), u64),
+    rows: Vec<MonthText>,
+}
+
+/// What one read of the balances above a snapshot gives: the fiscal start month, the newest head and whether the
+/// snapshot read above is still there (when the heads were checked), and the `period_balances` rows above it summed per
+/// account and month.
+#[derive(Debug)]
+pub struct Tail {
+    pub fiscal_start_month: Option<u8>,
+    /// `None` when the heads were not checked.
+    pub newest: Option<SnapshotHead>,
+    /// True when the heads were not checked.
+    pub head_exists: bool,
+    pub rows: Vec<MonthSums>,
+}
+
+/// The `period_balances` rows above the snapshot `head` (collapsed with FINAL) summed per account and month, with the
+/// company's fiscal start month and, with `check_heads`, its newest snapshot head and whether `head` is still there, in
+/// one statement (so the check and the rows come from the same version of the tables, as in [`snapshot_months`]).
+/// Without `check_heads` the statement reads two tables instead of three: `snapshot_heads` is written by every
+/// snapshot, so it has the most parts, and on 18.16 each part read costs a fixed share of a millisecond.
+pub async fn balance_tail(ch: &Client, company: Uuid, head: SnapshotHead, check_heads: bool) -> Result<Tail> {
+    let heads = if check_heads { heads_sql(company, head) } else { "tuple(tuple(toInt64(0), toUInt32(0)), toUInt64(1))".to_owned() };
+    let sql = format!(
+        "SELECT {} AS start_month, {heads} AS heads_found,
+                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text)) AS month_rows
+         FROM (SELECT account_id, period, {} AS debit_text, {} AS credit_text
+               FROM period_balances FINAL WHERE company_id = {} AND company_seq > {} GROUP BY account_id, period)",
+        start_month_sql(company),
+        wide_sum("debit"),
+        wide_sum("credit"),
+        uuid_literal(&company),
+        head.seq
+    );
+    let row: TailRow = timed("balance_tail", ch.query(&sql).fetch_one()).await?;
+    let ((seq, created_at), found) = row.heads;
+    Ok(Tail {
+        fiscal_start_month: (row.start_month != 0).then_some(row.start_month),
+        newest: check_heads.then_some(SnapshotHead { seq, created_at }),
+        head_exists: found != 0,
+        rows: month_sums(row.rows)?,
+    })
 }
 
 /// Where per-account sums are read from.

@@ -1,0 +1,305 @@
+//! A company's balances per account and month, as the trial balance, the income statement and the balance sheet read
+//! them: its newest balance snapshot that query-api holds in memory, plus the `period_balances` rows above it read on
+//! every report. Company ids go in; month rows and the fiscal start month come out.
+//!
+//! Why hold snapshots: on ClickHouse 18.16 most of a report's cost is the fixed cost of each table a statement reads
+//! (parsing, analysis, pipeline set-up), not the rows. A trial balance read five tables (settings, snapshot heads,
+//! accounts, the snapshot and the tail), about 12 ms of ClickHouse CPU each time, although the snapshot it re-read
+//! changes only when the worker writes a new one.
+//!
+//! Why it is exact: a snapshot's rows never change once its head is written (`migrations/clickhouse/0004_snapshots.sql`),
+//! and a report adds every `period_balances` row above the held snapshot's sequence, however old the snapshot is; a
+//! newer snapshot only makes that tail shorter. The read of the tail also checks, in the same statement, that the held
+//! snapshot's head is still in `snapshot_heads`. It is gone after a rebuild swapped in new tables (which may hold
+//! corrected sums) or once retention dropped it; the snapshot is then read anew. Nothing else is cached: the fiscal
+//! start month and the tail come with every report, and the accounts are read as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::NaiveDate;
+use clickhouse::Client;
+use uuid::Uuid;
+
+use crate::report::{BucketSums, MonthSums};
+use crate::store::{self, SnapshotHead};
+use crate::{Error, Result};
+
+/// Most month rows held for all companies together, about 64 bytes each (so about 32 MiB). The `large` size's 100
+/// companies hold a few thousand each. Past it, the least recently used companies' snapshots are let go.
+pub const SNAPSHOT_CACHE_ROWS_MAX: usize = 500_000;
+
+/// Most companies whose snapshots are held, whatever their size.
+pub const SNAPSHOT_CACHE_COMPANIES_MAX: usize = 10_000;
+
+/// Longest a held snapshot is used without checking the company's snapshot heads, in milliseconds. The check finds a
+/// newer snapshot to read (so the tail stays short) and finds a held one gone because a rebuild swapped in new tables.
+/// Between checks a report reads two tables instead of three (see `store::balance_tail`). A held snapshot stays exact
+/// however old it is, since the tail above it is read in full; what the interval bounds is how long after a rebuild's
+/// swap reports still add the pre-rebuild snapshot (equal to the rebuilt one unless the old tables were wrong).
+pub const HEADS_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// Most times one report reads anew a snapshot that vanished under it (a rebuild's swap, retention) before it fails.
+const SNAPSHOT_READS_MAX: usize = 3;
+
+/// The counter of reports by how they found the company's snapshot (`outcome`: `hit` held, `miss` read,
+/// `vanished` held but gone, read anew).
+pub const CACHE_METRIC: &str = "report_snapshot_cache_total";
+
+/// Registers the help text of this module's metrics.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        CACHE_METRIC,
+        "Balance reports by how they found the company's balance snapshot: held in memory (hit), read (miss), or held but gone from ClickHouse and read anew (vanished)."
+    );
+}
+
+/// One company's snapshot as held.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub head: SnapshotHead,
+    pub rows: Vec<MonthSums>,
+}
+
+struct Held {
+    snapshot: Arc<Snapshot>,
+    /// When the company's heads were last checked while this snapshot was held.
+    heads_checked: std::time::Instant,
+    /// The value of `Inner::clock` when it was last used: a counter, so that two uses never tie.
+    used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    held: HashMap<Uuid, Held>,
+    rows: usize,
+    clock: u64,
+    /// Companies whose newer snapshot is being read in the background, so that one is read at a time.
+    refreshing: std::collections::HashSet<Uuid>,
+}
+
+/// The snapshots held, per company, bounded by [`SNAPSHOT_CACHE_ROWS_MAX`] and [`SNAPSHOT_CACHE_COMPANIES_MAX`].
+#[derive(Default)]
+pub struct SnapshotCache {
+    inner: Mutex<Inner>,
+}
+
+impl SnapshotCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The map is consistent after every statement that changes it, so a panic elsewhere cannot leave it torn.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The company's held snapshot, marked as just used, and whether its heads are due for a check (see
+    /// [`HEADS_CHECK_INTERVAL_MS`]); a due check is marked done, so that concurrent reports do not all make it.
+    pub fn get(&self, company: Uuid) -> Option<(Arc<Snapshot>, bool)> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let held = inner.held.get_mut(&company)?;
+        held.used = now;
+        let due = held.heads_checked.elapsed() >= std::time::Duration::from_millis(HEADS_CHECK_INTERVAL_MS);
+        if due {
+            held.heads_checked = std::time::Instant::now();
+        }
+        Some((held.snapshot.clone(), due))
+    }
+
+    /// Holds `snapshot` for the company unless a newer one is held already; lets the least recently used go while the
+    /// bounds are passed. A snapshot larger than all of [`SNAPSHOT_CACHE_ROWS_MAX`] is not held.
+    pub fn put(&self, company: Uuid, snapshot: Arc<Snapshot>) {
+        if snapshot.rows.len() > SNAPSHOT_CACHE_ROWS_MAX {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.held.get(&company).is_some_and(|h| h.snapshot.head.seq > snapshot.head.seq) {
+            return;
+        }
+        if let Some(old) = inner.held.remove(&company) {
+            inner.rows -= old.snapshot.rows.len();
+        }
+        while !inner.held.is_empty()
+            && (inner.rows + snapshot.rows.len() > SNAPSHOT_CACHE_ROWS_MAX || inner.held.len() >= SNAPSHOT_CACHE_COMPANIES_MAX)
+        {
+            // A linear scan: it runs only when the bounds are reached, over at most SNAPSHOT_CACHE_COMPANIES_MAX entries.
+            let Some(oldest) = inner.held.iter().min_by_key(|(_, h)| h.used).map(|(c, _)| *c) else { break };
+            if let Some(old) = inner.held.remove(&oldest) {
+                inner.rows -= old.snapshot.rows.len();
+            }
+        }
+        inner.rows += snapshot.rows.len();
+        inner.clock += 1;
+        let used = inner.clock;
+        inner.held.insert(company, Held { snapshot, used, heads_checked: std::time::Instant::now() });
+    }
+
+    /// Lets the company's snapshot go if it is still `head` (it vanished from ClickHouse).
+    pub fn forget(&self, company: Uuid, head: SnapshotHead) {
+        let mut inner = self.lock();
+        if inner.held.get(&company).is_some_and(|h| h.snapshot.head == head) {
+            if let Some(old) = inner.held.remove(&company) {
+                inner.rows -= old.snapshot.rows.len();
+            }
+        }
+    }
+
+    /// Month rows held, for all companies.
+    pub fn rows(&self) -> usize {
+        self.lock().rows
+    }
+
+    /// Marks the company's snapshot as being read anew; false when it already is.
+    fn start_refresh(&self, company: Uuid) -> bool {
+        self.lock().refreshing.insert(company)
+    }
+
+    fn end_refresh(&self, company: Uuid) {
+        self.lock().refreshing.remove(&company);
+    }
+}
+
+/// A company's balances: the held snapshot's rows and the rows above it, with its fiscal start month.
+#[derive(Debug)]
+pub struct CompanyBalances {
+    pub fiscal_start_month: Option<u8>,
+    pub snapshot: Arc<Snapshot>,
+    pub tail: Vec<MonthSums>,
+}
+
+impl CompanyBalances {
+    /// Per account and bucket, as [`crate::report::bucket_months`] over the snapshot and the tail together.
+    #[must_use]
+    pub fn buckets(&self, from: Option<NaiveDate>, cuts: &[NaiveDate], through: NaiveDate) -> Vec<BucketSums> {
+        crate::report::bucket_months(self.snapshot.rows.iter().chain(&self.tail), from, cuts, through)
+    }
+}
+
+/// The company's balances through `cache`: with a snapshot held, one statement (the tail and the fiscal start month,
+/// and at most every [`HEADS_CHECK_INTERVAL_MS`] the newest head and whether the held one is still there); without
+/// one, the newest snapshot is read first and held. When a check finds a newer snapshot than the one held, it is read in
+/// the background for the next reports, so the tail stays short.
+///
+/// # Errors
+/// ClickHouse errors; [`Error::Other`] when the snapshot vanished [`SNAPSHOT_READS_MAX`] times in a row.
+pub async fn company_balances(ch: &Client, cache: &Arc<SnapshotCache>, company: Uuid) -> Result<CompanyBalances> {
+    for _ in 0..SNAPSHOT_READS_MAX {
+        let (snapshot, check_heads, outcome) = match cache.get(company) {
+            Some((s, due)) => (s, due, "hit"),
+            None => {
+                let (_, head) = store::basis_and_head(ch, company).await?;
+                let Some(rows) = store::snapshot_months(ch, company, head).await? else {
+                    metrics::counter!(CACHE_METRIC, "outcome" => "vanished").increment(1);
+                    continue;
+                };
+                let snapshot = Arc::new(Snapshot { head, rows });
+                cache.put(company, snapshot.clone());
+                // Its head was just read with the rows.
+                (snapshot, false, "miss")
+            }
+        };
+        let tail = store::balance_tail(ch, company, snapshot.head, check_heads).await?;
+        if !tail.head_exists {
+            metrics::counter!(CACHE_METRIC, "outcome" => "vanished").increment(1);
+            cache.forget(company, snapshot.head);
+            continue;
+        }
+        metrics::counter!(CACHE_METRIC, "outcome" => outcome).increment(1);
+        if let Some(newest) = tail.newest.filter(|n| n.seq > snapshot.head.seq) {
+            refresh_in_background(ch.clone(), cache.clone(), company, newest);
+        }
+        return Ok(CompanyBalances { fiscal_start_month: tail.fiscal_start_month, snapshot, tail: tail.rows });
+    }
+    Err(Error::Other(format!("company {company}'s balance snapshot vanished {SNAPSHOT_READS_MAX} times while it was read")))
+}
+
+/// Reads the snapshot `head` names and holds it, on a task of its own, unless one is being read for the company.
+fn refresh_in_background(ch: Client, cache: Arc<SnapshotCache>, company: Uuid, head: SnapshotHead) {
+    if !cache.start_refresh(company) {
+        return;
+    }
+    tokio::spawn(async move {
+        match store::snapshot_months(&ch, company, head).await {
+            Ok(Some(rows)) => cache.put(company, Arc::new(Snapshot { head, rows })),
+            // Gone already (a still newer one replaced it, or a rebuild): the next report finds the newest.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, %company, "could not read a newer balance snapshot; the held one serves"),
+        }
+        cache.end_refresh(company);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Movement;
+
+    fn snapshot(seq: i64, rows: usize) -> Arc<Snapshot> {
+        let row =
+            MonthSums { account_id: Uuid::nil(), period: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), movement: Movement::new(1, 0) };
+        Arc::new(Snapshot { head: SnapshotHead { seq, created_at: 1 }, rows: vec![row; rows] })
+    }
+
+    #[test]
+    fn a_newer_snapshot_replaces_an_older_one_and_never_the_reverse() {
+        let cache = SnapshotCache::default();
+        let c = Uuid::new_v4();
+        cache.put(c, snapshot(10, 3));
+        cache.put(c, snapshot(20, 5));
+        assert_eq!(cache.get(c).unwrap().0.head.seq, 20);
+        cache.put(c, snapshot(15, 7));
+        assert_eq!(cache.get(c).unwrap().0.head.seq, 20, "an older snapshot read late does not replace a newer one");
+        assert_eq!(cache.rows(), 5);
+    }
+
+    #[test]
+    fn forget_lets_go_only_of_the_head_that_vanished() {
+        let cache = SnapshotCache::default();
+        let c = Uuid::new_v4();
+        cache.put(c, snapshot(10, 3));
+        cache.forget(c, SnapshotHead { seq: 9, created_at: 1 });
+        assert!(cache.get(c).is_some());
+        cache.forget(c, SnapshotHead { seq: 10, created_at: 1 });
+        assert!(cache.get(c).is_none());
+        assert_eq!(cache.rows(), 0);
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_once_the_rows_bound_is_passed() {
+        let cache = SnapshotCache::default();
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let third = SNAPSHOT_CACHE_ROWS_MAX / 3;
+        cache.put(a, snapshot(1, third));
+        cache.put(b, snapshot(1, third));
+        // Used after b, so b is the least recently used.
+        assert!(cache.get(a).is_some());
+        cache.put(c, snapshot(1, third + 10));
+        assert!(cache.get(b).is_none(), "b was the least recently used");
+        assert!(cache.get(a).is_some() && cache.get(c).is_some());
+        assert_eq!(cache.rows(), 2 * third + 10);
+        assert!(cache.rows() <= SNAPSHOT_CACHE_ROWS_MAX);
+        // Too large to hold at all.
+        cache.put(Uuid::new_v4(), snapshot(1, SNAPSHOT_CACHE_ROWS_MAX + 1));
+        assert_eq!(cache.rows(), 2 * third + 10);
+    }
+
+    #[test]
+    fn heads_are_due_for_a_check_once_per_interval() {
+        let cache = SnapshotCache::default();
+        let c = Uuid::new_v4();
+        cache.put(c, snapshot(10, 1));
+        assert!(!cache.get(c).unwrap().1, "just read with its head");
+        std::thread::sleep(std::time::Duration::from_millis(HEADS_CHECK_INTERVAL_MS + 10));
+        assert!(cache.get(c).unwrap().1, "due after the interval");
+        assert!(!cache.get(c).unwrap().1, "one report makes the check, the next ones do not");
+    }
+
+    #[test]
+    fn a_refresh_runs_once_per_company_at_a_time() {
+        let cache = SnapshotCache::default();
+        let c = Uuid::new_v4();
+        assert!(cache.start_refresh(c));
+        assert!(!cache.start_refresh(c));
+        cache.end_refresh(c);
+        assert!(cache.start_refresh(c));
+    }
+}
