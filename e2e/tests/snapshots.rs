@@ -121,3 +121,27 @@ async fn a_held_snapshot_plus_the_rows_above_it_stays_exact_as_newer_snapshots_c
     assert!(snap > 0, "the worker snapshotted the company meanwhile");
     assert!(snapshot_cache_count("hit").await > hits_before, "reports were answered from a held snapshot");
 }
+
+/// Trial balances of one company for different months at the same time share one read of its balances and accounts
+/// (`kerp_query::balances::Reader`); each still buckets them for its own month and matches Postgres.
+#[tokio::test]
+async fn concurrent_trial_balances_of_different_months_each_match_postgres() {
+    let _ = stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    for (i, date) in ["2025-11-03", "2025-12-09", "2026-01-15", "2026-02-20", "2026-03-25"].into_iter().enumerate() {
+        let amount = 1_000 * (i64::try_from(i).unwrap() + 1);
+        let (status, body) = post_voucher(&c.token, &simple_voucher(date, "1102", "4101", amount)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let months = [(2025, 11), (2025, 12), (2026, 1), (2026, 2), (2026, 3), (2026, 4)];
+    let mut expected = Vec::new();
+    for (y, m) in months {
+        expected.push(pg_trial_balance(&pool, c.id, y, m).await);
+    }
+    eventually(VISIBLE_WITHIN, "every month's trial balance, read at once, to match Postgres", || async {
+        let got = futures::future::join_all(months.iter().map(|(y, m)| api_trial_balance(&c.token, *y, *m))).await;
+        got.into_iter().map(|(tb, _)| tb).eq(expected.iter().cloned()).then_some(())
+    })
+    .await;
+}

@@ -160,8 +160,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Voucher posts without a request_id go through group commit (`kerp_ingest::group_commit`).
     pub poster: kerp_ingest::group_commit::Poster,
-    /// The balance snapshots held for the trial balances (`kerp_query::balances`).
-    pub snapshots: Arc<kerp_query::balances::SnapshotCache>,
+    /// The trial balances' reads of balances (with the snapshots held) and accounts, shared per company
+    /// (`kerp_query::balances`).
+    pub balances: kerp_query::balances::Reader,
 }
 
 /// Opens the Postgres pool with ingest-api's time limits on every connection (a lock wait, a statement and a
@@ -278,7 +279,14 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
     let pool = connect(&config)?;
     let ch = config.clickhouse.client();
     let poster = kerp_ingest::group_commit::Poster::start(pool.clone(), config.voucher_topic.clone(), config.group_commit_lanes);
-    let state = AppState { pool, ch, config: Arc::new(config), shutdown: shutdown.clone(), poster, snapshots: Arc::default() };
+    let state = AppState {
+        pool,
+        ch,
+        config: Arc::new(config),
+        shutdown: shutdown.clone(),
+        poster,
+        balances: kerp_query::balances::Reader::default(),
+    };
     let health = tonic_health::server::HealthReporter::new();
     if let Some(metrics) = listeners.metrics {
         crate::metrics::describe();

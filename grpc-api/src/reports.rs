@@ -23,7 +23,7 @@ use kerp_core::chart::AccountType;
 use kerp_core::voucher::{parse_date, FieldError, VOUCHER_DATE_MAX, VOUCHER_DATE_MIN};
 use kerp_query::coalesce::Flights;
 use kerp_query::report::{self, AccountInfo, CodeRange, LedgerEntry};
-use kerp_query::{balances, store};
+use kerp_query::store;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -431,14 +431,14 @@ async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParam
                 store::bucket_sums(ch, company, store::Source::Lines { department: Some(d) }, None, &[fiscal_start, p.start], p.end).await
             }
             None => {
-                // The same held snapshots as query-api's REST reports (`kerp_query::balances`).
-                let balances = balances::company_balances(ch, &state.snapshots, company).await?;
+                // Held snapshots and shared reads, as query-api's REST reports (`kerp_query::balances`).
+                let balances = state.balances.balances(ch, company).await?;
                 let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(balances.fiscal_start_month));
                 Ok(balances.buckets(None, &[fiscal_start, p.start], p.end))
             }
         }
     };
-    let read = tokio::try_join!(rows, store::account_infos(ch, company, None, None));
+    let read = tokio::try_join!(rows, state.balances.accounts(ch, company));
     let (rows, infos) = match read {
         Ok(read) => read,
         Err(e) => return Err(Error::from(e).into_status().await),

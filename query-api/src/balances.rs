@@ -13,6 +13,11 @@
 //! snapshot's head is still in `snapshot_heads`. It is gone after a rebuild swapped in new tables (which may hold
 //! corrected sums) or once retention dropped it; the snapshot is then read anew. Nothing else is cached: the fiscal
 //! start month and the tail come with every report, and the accounts are read as before.
+//!
+//! Reports of one company that run at the same time share one read of its balances and one of its accounts
+//! ([`Reader`]), whatever month each asks for: they need the same rows and bucket them each their own way. As with
+//! query-api's coalescing of identical requests (`crate::coalesce`), nothing is kept once the read is done, so a
+//! report's balances are at most one read's duration older than its request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +26,8 @@ use chrono::NaiveDate;
 use clickhouse::Client;
 use uuid::Uuid;
 
-use crate::report::{BucketSums, MonthSums};
+use crate::coalesce::Flights;
+use crate::report::{AccountInfo, BucketSums, MonthSums};
 use crate::store::{self, SnapshotHead};
 use crate::{Error, Result};
 
@@ -46,8 +52,15 @@ const SNAPSHOT_READS_MAX: usize = 3;
 /// `vanished` held but gone, read anew).
 pub const CACHE_METRIC: &str = "report_snapshot_cache_total";
 
+/// The counter of reads of a company's balances or accounts that joined a read of them already in flight.
+pub const JOINED_METRIC: &str = "report_company_reads_joined_total";
+
 /// Registers the help text of this module's metrics.
 pub fn describe_metrics() {
+    metrics::describe_counter!(
+        JOINED_METRIC,
+        "Reads of a company's balances or accounts, for a trial balance, income statement or balance sheet, that shared one already in flight for the same company."
+    );
     metrics::describe_counter!(
         CACHE_METRIC,
         "Balance reports by how they found the company's balance snapshot: held in memory (hit), read (miss), or held but gone from ClickHouse and read anew (vanished)."
@@ -210,6 +223,53 @@ pub async fn company_balances(ch: &Client, cache: &Arc<SnapshotCache>, company: 
         return Ok(CompanyBalances { fiscal_start_month: tail.fiscal_start_month, snapshot, tail: tail.rows });
     }
     Err(Error::Other(format!("company {company}'s balance snapshot vanished {SNAPSHOT_READS_MAX} times while it was read")))
+}
+
+/// A shared read's answer: `None` when it failed or did not finish, and each caller then reads on its own, so that its
+/// error is its own (the error types are not `Clone`).
+type SharedRead<T> = Option<Arc<T>>;
+
+/// The balances and accounts reads of the reports: the held snapshots, and the reads in flight per company that
+/// reports of the same company join.
+#[derive(Clone)]
+pub struct Reader {
+    snapshots: Arc<SnapshotCache>,
+    balances: Arc<Flights<Uuid, SharedRead<CompanyBalances>>>,
+    accounts: Arc<Flights<Uuid, SharedRead<Vec<AccountInfo>>>>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Self { snapshots: Arc::default(), balances: Arc::new(Flights::new(JOINED_METRIC)), accounts: Arc::new(Flights::new(JOINED_METRIC)) }
+    }
+}
+
+impl Reader {
+    /// The company's balances ([`company_balances`]), from the read in flight for the company if there is one.
+    ///
+    /// # Errors
+    /// As [`company_balances`].
+    pub async fn balances(&self, ch: &Client, company: Uuid) -> Result<Arc<CompanyBalances>> {
+        let (shared_ch, snapshots) = (ch.clone(), self.snapshots.clone());
+        let read = async move { company_balances(&shared_ch, &snapshots, company).await.ok().map(Arc::new) };
+        match self.balances.run(company, read, || None).await {
+            Some(b) => Ok(b),
+            None => Ok(Arc::new(company_balances(ch, &self.snapshots, company).await?)),
+        }
+    }
+
+    /// The company's accounts (`store::account_infos`), from the read in flight for the company if there is one.
+    ///
+    /// # Errors
+    /// ClickHouse errors.
+    pub async fn accounts(&self, ch: &Client, company: Uuid) -> Result<Arc<Vec<AccountInfo>>> {
+        let shared_ch = ch.clone();
+        let read = async move { store::account_infos(&shared_ch, company, None, None).await.ok().map(Arc::new) };
+        match self.accounts.run(company, read, || None).await {
+            Some(a) => Ok(a),
+            None => Ok(Arc::new(store::account_infos(ch, company, None, None).await?)),
+        }
+    }
 }
 
 /// Reads the snapshot `head` names and holds it, on a task of its own, unless one is being read for the company.

@@ -52,8 +52,8 @@ pub struct Config {
 pub struct AppState {
     pub ch: clickhouse::Client,
     pub config: Arc<Config>,
-    /// The balance snapshots held for the reports (see [`balances`]).
-    pub snapshots: Arc<balances::SnapshotCache>,
+    /// The reports' reads of balances (with the snapshots held) and accounts, shared per company (see [`balances`]).
+    pub balances: balances::Reader,
 }
 
 impl kerp_core::http::JwtSecret for AppState {
@@ -137,7 +137,7 @@ pub async fn serve_with_metrics(
     describe_metrics();
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
-    let app = router(AppState { ch, config: Arc::new(config), snapshots: Arc::default() });
+    let app = router(AppState { ch, config: Arc::new(config), balances: balances::Reader::default() });
     kerp_core::http::serve(listener, app, shutdown).await?;
     Ok(())
 }

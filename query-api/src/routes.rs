@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::{balances, report, store, AppState, Result};
+use crate::{report, store, AppState, Result};
 
 /// Largest page of the partner list (partner ledger without `partner_id`); a bigger `page_size` is clamped to it.
 pub const PARTNER_PAGE_SIZE_MAX: u32 = 500;
@@ -230,13 +230,13 @@ async fn trial_balance(
                     .await
             }
             None => {
-                let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+                let balances = state.balances.balances(&state.ch, company).await?;
                 let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(balances.fiscal_start_month));
                 Ok(balances.buckets(None, &[fiscal_start, start], end))
             }
         }
     };
-    let (rows, infos) = tokio::try_join!(rows, store::account_infos(&state.ch, company, None, None))?;
+    let (rows, infos) = tokio::try_join!(rows, state.balances.accounts(&state.ch, company))?;
     Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
 }
 
@@ -538,11 +538,11 @@ async fn income_statement(
     let (year, month, start, end) = month_bounds(period)?;
     let company = claims.company_id;
     let read = async {
-        let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+        let balances = state.balances.balances(&state.ch, company).await?;
         let fiscal_year_start = report::fiscal_year_start(start, report::fiscal_start_month(balances.fiscal_start_month));
         Ok::<_, crate::Error>((fiscal_year_start, balances.buckets(Some(fiscal_year_start), &[start], end)))
     };
-    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
+    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
     let period = report::IsPeriod { year, month, fiscal_year_start, month_start: start, month_end: end };
     Ok(Json(Data { data: report::income_statement(period, &rows, &infos) }))
 }
@@ -573,7 +573,7 @@ async fn balance_sheet(
     let as_of = as_of.unwrap_or_else(today);
     let company = claims.company_id;
     let read = async {
-        let balances = balances::company_balances(&state.ch, &state.snapshots, company).await?;
+        let balances = state.balances.balances(&state.ch, company).await?;
         let fiscal_year_start = report::fiscal_year_start(as_of, report::fiscal_start_month(balances.fiscal_start_month));
         let cuts = [fiscal_year_start];
         let (months, days) = report::split_at_month(as_of);
@@ -590,7 +590,7 @@ async fn balance_sheet(
         rows.extend(more);
         Ok::<_, crate::Error>((fiscal_year_start, rows))
     };
-    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, store::account_infos(&state.ch, company, None, None))?;
+    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
     Ok(Json(Data { data: report::balance_sheet(as_of, fiscal_year_start, &rows, &infos) }))
 }
 
