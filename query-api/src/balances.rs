@@ -294,8 +294,13 @@ mod tests {
     use crate::report::Movement;
 
     fn snapshot(seq: i64, rows: usize) -> Arc<Snapshot> {
-        let row =
-            MonthSums { account_id: Uuid::nil(), period: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), movement: Movement::new(1, 0) };
+        let row = MonthSums {
+            account_id: Uuid::nil(),
+            period: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            movement: Movement::new(1, 0),
+            lines: 1,
+            uncounted: false,
+        };
         Arc::new(Snapshot { head: SnapshotHead { seq, created_at: 1 }, rows: vec![row; rows] })
     }
 

@@ -388,6 +388,17 @@ pub struct BucketSums {
     pub movement: Movement,
 }
 
+/// The account with this id, or this code, or both (a ledger names it either way); of accounts sharing a code, the
+/// lowest id, so that the choice is stable.
+#[must_use]
+pub fn find_account(infos: &[AccountInfo], id: Option<Uuid>, code: Option<&str>) -> Option<AccountInfo> {
+    infos
+        .iter()
+        .filter(|i| id.is_none_or(|id| i.account_id == id) && code.is_none_or(|c| i.code == c))
+        .min_by_key(|i| i.account_id)
+        .cloned()
+}
+
 /// One account's movement in one month: a row of a balance snapshot, or of the `period_balances` rows above it summed
 /// by account and month (see `crate::balances`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +407,10 @@ pub struct MonthSums {
     /// The first day of the month.
     pub period: NaiveDate,
     pub movement: Movement,
+    /// The account's ledger lines in the month, as the balance rows counted them.
+    pub lines: u64,
+    /// Some balance row summed here was written before balance rows counted lines, so `lines` is not the count.
+    pub uncounted: bool,
 }
 
 /// What `store::bucket_sums` computes in SQL from the balances, over month rows in memory: per account and date
@@ -1096,7 +1111,9 @@ mod tests {
             *sets[usize::from(split(i))].entry((account_id, month_start(d))).or_default() += Movement::new(debit, credit);
         }
         let rows = |set: &BTreeMap<(Uuid, NaiveDate), Movement>| {
-            set.iter().map(|(&(account_id, period), &movement)| MonthSums { account_id, period, movement }).collect()
+            set.iter()
+                .map(|(&(account_id, period), &movement)| MonthSums { account_id, period, movement, lines: 0, uncounted: false })
+                .collect()
         };
         (rows(&sets[0]), rows(&sets[1]))
     }

@@ -402,8 +402,11 @@ async fn account_ledger(
     }
     let company = claims.company_id;
     let ch = &state.ch;
-    // Both reads of the balances below (opening and monthly totals) use one snapshot, looked up with the account.
-    let (info, upto) = store::account_and_snapshot(ch, company, account_id, account_code).await?.ok_or_else(not_found)?;
+    // The company's accounts and balances, as the statements read them (held snapshot plus tail, shared with the
+    // company's other reports in flight, see `crate::balances`): the opening and the monthly totals below both come
+    // from these balances, so they agree.
+    let (accounts, balances) = tokio::try_join!(state.balances.accounts(ch, company), state.balances.balances(ch, company))?;
+    let info = report::find_account(&accounts, account_id, account_code).ok_or_else(not_found)?;
     if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
         return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
     }
@@ -420,7 +423,8 @@ async fn account_ledger(
     // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
     // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
     // costs one round of reads instead of two.
-    let totals = store::ledger_totals(ch, company, account, (from, to), upto);
+    let company_months = [balances.snapshot.rows.as_slice(), balances.tail.as_slice()];
+    let totals = store::ledger_totals(ch, company, account, (from, to), &company_months);
     let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
     let known_start = async {
         match &cursor {

@@ -284,8 +284,9 @@ struct MonthTotalsRow {
 /// range's totals and where each page of the ledger starts (see [`crate::report::locate_page`]), so a deep page needs
 /// no scan of the lines before it.
 ///
-/// Both come from one read of the balances at `upto` (see [`snapshot_seq`]): every month up to the range's last whole
-/// month, so the months before `from`'s give the opening and the whole months of the range their totals. Balance
+/// Both come from the company's month rows (`company_months`: its held snapshot's and the tail's, see
+/// `crate::balances`), every month up to the range's last whole month, so the months before `from`'s give the opening
+/// and the whole months of the range their totals. Balance
 /// rows carry each event's line count per account, so a month of 30,000 lines costs one summed row. The days of
 /// `from`'s month before it, and the days of the range before and after its whole months, are read from the lines,
 /// concurrently. Balance rows written before they counted lines (`line_count` 0) make the range's months be counted
@@ -295,7 +296,7 @@ pub async fn ledger_totals(
     company: Uuid,
     account: Uuid,
     (from, to): (NaiveDate, NaiveDate),
-    upto: i64,
+    company_months: &[&[MonthSums]],
 ) -> Result<((i128, i128), Vec<MonthTotals>)> {
     let from_month = crate::report::month_start(from);
     let split = crate::report::split_months(from, to);
@@ -306,12 +307,8 @@ pub async fn ledger_totals(
             None => Ok(Vec::new()),
         }
     };
-    let (balances, days_before, head, tail) = tokio::try_join!(
-        balance_months(ch, company, account, through, upto),
-        month_days_before(ch, company, account, from),
-        part(split.head),
-        part(split.tail)
-    )?;
+    let balances = balance_months(company_months, account, through);
+    let (days_before, head, tail) = tokio::try_join!(month_days_before(ch, company, account, from), part(split.head), part(split.tail))?;
     let (opening_debit, opening_credit) =
         balances.iter().filter(|m| m.totals.month < from_month).fold(days_before, |(d, c), m| (d + m.totals.debit, c + m.totals.credit));
     let months = match split.whole {
@@ -328,15 +325,6 @@ pub async fn ledger_totals(
     Ok(((opening_debit, opening_credit), months))
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct BalanceMonthRow {
-    month: String,
-    lines: u64,
-    debit: String,
-    credit: String,
-    uncounted: u64,
-}
-
 /// One month of an account's balances.
 #[derive(Debug, Clone, Copy)]
 struct BalanceMonth {
@@ -350,25 +338,20 @@ fn month_totals(month: &str, lines: u64, debit: &str, credit: &str) -> Result<Mo
     Ok(MonthTotals { month, lines, debit: wide(debit)?, credit: wide(credit)? })
 }
 
-/// An account's monthly totals from the balances at `upto`, for every month up to `through` (a first day), in order.
-async fn balance_months(ch: &Client, company: Uuid, account: Uuid, through: NaiveDate, upto: i64) -> Result<Vec<BalanceMonth>> {
-    let rows: Vec<BalanceMonthRow> = timed(
-        "ledger_months_balances",
-        ch.query(&format!(
-            "SELECT toString(period) AS month_day, sum(n) AS line_sum, {} AS debit_sum, {} AS credit_sum,
-                    countIf(n = 0) AS uncounted_rows
-             FROM {} AND period <= {} GROUP BY period ORDER BY period",
-            wide_sum("d"),
-            wide_sum("c"),
-            balances(company, Some(account), upto),
-            date(through),
-        ))
-        .fetch_all(),
-    )
-    .await?;
-    rows.iter()
-        .map(|r| Ok(BalanceMonth { totals: month_totals(&r.month, r.lines, &r.debit, &r.credit)?, uncounted: r.uncounted > 0 }))
-        .collect()
+/// An account's monthly totals for every month up to `through` (a first day), in order, from a company's month rows
+/// (its snapshot's and the tail's, which may both hold a month: they are added).
+fn balance_months(company_months: &[&[MonthSums]], account: Uuid, through: NaiveDate) -> Vec<BalanceMonth> {
+    let mut months: std::collections::BTreeMap<NaiveDate, BalanceMonth> = std::collections::BTreeMap::new();
+    for m in company_months.iter().flat_map(|rows| rows.iter()).filter(|m| m.account_id == account && m.period <= through) {
+        let e = months
+            .entry(m.period)
+            .or_insert(BalanceMonth { totals: MonthTotals { month: m.period, lines: 0, debit: 0, credit: 0 }, uncounted: false });
+        e.totals.lines += m.lines;
+        e.totals.debit += m.movement.debit;
+        e.totals.credit += m.movement.credit;
+        e.uncounted |= m.uncounted;
+    }
+    months.into_values().collect()
 }
 
 /// An account's (debit, credit) over the days of `day`'s month before it, from the lines: what the balances' whole
@@ -555,18 +538,21 @@ fn start_month_sql(company: Uuid) -> String {
     format!("(SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {})", uuid_literal(&company))
 }
 
-/// Month rows sent as text: (account id, first day of the month, debit sum, credit sum).
-type MonthText = (String, String, String, String);
+/// Month rows as sent: (account id, first day of the month, debit sum, credit sum) as text, then the lines counted and
+/// how many of the rows summed did not count them (`line_count` 0).
+type MonthText = (String, String, String, String, u64, u64);
 
-/// Month rows sent as text, back as [`MonthSums`].
+/// Month rows as sent, back as [`MonthSums`].
 fn month_sums(rows: Vec<MonthText>) -> Result<Vec<MonthSums>> {
     rows.into_iter()
-        .map(|(account, period, debit, credit)| {
+        .map(|(account, period, debit, credit, lines, uncounted)| {
             Ok(MonthSums {
                 account_id: account.parse().map_err(|e| Error::Other(format!("ClickHouse account id {account:?}: {e}")))?,
                 period: NaiveDate::parse_from_str(&period, "%Y-%m-%d")
                     .map_err(|e| Error::Other(format!("ClickHouse period {period:?}: {e}")))?,
                 movement: Movement::new(wide(&debit)?, wide(&credit)?),
+                lines,
+                uncounted: uncounted > 0,
             })
         })
         .collect()
@@ -602,8 +588,10 @@ pub async fn snapshot_months(ch: &Client, company: Uuid, head: SnapshotHead) -> 
     }
     // A snapshot written twice has each row twice, equal: one is taken.
     let sql = format!(
-        "SELECT {} AS heads_found, groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text)) AS month_rows
-         FROM (SELECT account_id, period, toString(any(debit)) AS debit_text, toString(any(credit)) AS credit_text
+        "SELECT {} AS heads_found,
+                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
+         FROM (SELECT account_id, period, toString(any(debit)) AS debit_text, toString(any(credit)) AS credit_text,
+                      toUInt64(any(line_count)) AS line_sum, toUInt64(any(line_count) = 0) AS uncounted_rows
                FROM balance_snapshots WHERE company_id = {} AND upto_seq = {} GROUP BY account_id, period)",
         heads_sql(company, head),
         uuid_literal(&company),
@@ -645,8 +633,9 @@ pub async fn balance_tail(ch: &Client, company: Uuid, head: SnapshotHead, check_
     let heads = if check_heads { heads_sql(company, head) } else { "tuple(tuple(toInt64(0), toUInt32(0)), toUInt64(1))".to_owned() };
     let sql = format!(
         "SELECT {} AS start_month, {heads} AS heads_found,
-                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text)) AS month_rows
-         FROM (SELECT account_id, period, {} AS debit_text, {} AS credit_text
+                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
+         FROM (SELECT account_id, period, {} AS debit_text, {} AS credit_text, toUInt64(sum(line_count)) AS line_sum,
+                      toUInt64(countIf(line_count = 0)) AS uncounted_rows
                FROM period_balances FINAL WHERE company_id = {} AND company_seq > {} GROUP BY account_id, period)",
         start_month_sql(company),
         wide_sum("debit"),
@@ -993,4 +982,35 @@ pub async fn partner_lines(
             .into(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn month(account: Uuid, period: &str, debit: i128, lines: u64, uncounted: bool) -> MonthSums {
+        MonthSums {
+            account_id: account,
+            period: NaiveDate::parse_from_str(period, "%Y-%m-%d").unwrap(),
+            movement: Movement::new(debit, 0),
+            lines,
+            uncounted,
+        }
+    }
+
+    /// An account's months from a snapshot's rows and the tail's: a month in both is added up (uncounted if either
+    /// is), months after `through` and other accounts are left out, and the months come in order.
+    #[test]
+    fn balance_months_add_the_snapshot_and_the_tail_per_month() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let snapshot = [month(a, "2025-03-01", 10, 2, false), month(a, "2025-01-01", 5, 1, false), month(b, "2025-01-01", 99, 9, false)];
+        let tail = [month(a, "2025-03-01", 7, 1, true), month(a, "2025-04-01", 1, 1, false), month(a, "2025-02-01", 3, 3, false)];
+        let got = balance_months(&[&snapshot, &tail], a, NaiveDate::from_ymd_opt(2025, 3, 1).unwrap());
+        let seen: Vec<(String, u64, i128, bool)> =
+            got.iter().map(|m| (m.totals.month.to_string(), m.totals.lines, m.totals.debit, m.uncounted)).collect();
+        assert_eq!(
+            seen,
+            vec![("2025-01-01".to_owned(), 1, 5, false), ("2025-02-01".to_owned(), 3, 3, false), ("2025-03-01".to_owned(), 3, 17, true),]
+        );
+    }
 }
