@@ -22,6 +22,12 @@ async fn snapshot_and_watermark(company: Uuid) -> (i64, i64) {
     (snap, mark)
 }
 
+/// Posts a voucher of `amount` from 1102 to 4101 on `date`, which must be accepted.
+async fn post_sale(token: &str, date: &str, amount: i64) {
+    let (status, body) = post_voucher(token, &simple_voucher(date, "1102", "4101", amount)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// The ledger's opening balance of `code` for `year`, from query-api.
 async fn ledger_opening(token: &str, code: &str, year: i32) -> i64 {
     let (status, body) =
@@ -35,13 +41,7 @@ async fn reports_add_the_rows_above_a_snapshot_to_it_exactly() {
     let _ = stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let post = |date: &'static str, amount: i64| {
-        let token = c.token.clone();
-        async move {
-            let (status, body) = post_voucher(&token, &simple_voucher(date, "1102", "4101", amount)).await;
-            assert_eq!(status, 201, "{body}");
-        }
-    };
+    let post = |date: &'static str, amount: i64| post_sale(&c.token, date, amount);
     // Before the snapshot: last year's and this year's postings.
     for i in 1..=6 {
         post("2025-11-10", 10_000 * i).await;
@@ -87,13 +87,7 @@ async fn a_held_snapshot_plus_the_rows_above_it_stays_exact_as_newer_snapshots_c
     let _ = stack();
     let pool = pg().await;
     let c = company(&pool).await;
-    let post = |date: &'static str, amount: i64| {
-        let token = c.token.clone();
-        async move {
-            let (status, body) = post_voucher(&token, &simple_voucher(date, "1102", "4101", amount)).await;
-            assert_eq!(status, 201, "{body}");
-        }
-    };
+    let post = |date: &'static str, amount: i64| post_sale(&c.token, date, amount);
     let matches_postgres = |round: &'static str| {
         let (pool, token, id) = (pool.clone(), c.token.clone(), c.id);
         async move {
@@ -131,8 +125,7 @@ async fn concurrent_trial_balances_of_different_months_each_match_postgres() {
     let c = company(&pool).await;
     for (i, date) in ["2025-11-03", "2025-12-09", "2026-01-15", "2026-02-20", "2026-03-25"].into_iter().enumerate() {
         let amount = 1_000 * (i64::try_from(i).unwrap() + 1);
-        let (status, body) = post_voucher(&c.token, &simple_voucher(date, "1102", "4101", amount)).await;
-        assert_eq!(status, 201, "{body}");
+        post_sale(&c.token, date, amount).await;
     }
     let months = [(2025, 11), (2025, 12), (2026, 1), (2026, 2), (2026, 3), (2026, 4)];
     let mut expected = Vec::new();
