@@ -471,10 +471,13 @@ impl ReportService for Reports {
         let (ch, company) = (&self.state.ch, claims.company_id);
         // The account and the opening balance are read before the stream starts, so that a missing account or an
         // unreachable ClickHouse is the call's status rather than an error after a header.
+        // Both come from the company's shared reads (held snapshot, tail, accounts; `kerp_query::balances`).
         let start = async {
-            let found = store::account_and_snapshot(ch, company, params.account_id, params.account_code.as_deref()).await?;
-            let Some((info, upto)) = found else { return Ok(None) };
-            let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from, upto).await?;
+            let reads = &self.state.balances;
+            let (accounts, balances) = tokio::try_join!(reads.accounts(ch, company), reads.balances(ch, company))?;
+            let Some(info) = report::find_account(&accounts, params.account_id, params.account_code.as_deref()) else { return Ok(None) };
+            let months = [balances.snapshot.rows.as_slice(), balances.tail.as_slice()];
+            let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from, &months).await?;
             Ok::<_, kerp_query::Error>(Some((info, debit, credit)))
         };
         let (info, opening_debit, opening_credit) = match start.await {

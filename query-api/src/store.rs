@@ -97,38 +97,6 @@ impl InfoRow {
 }
 
 #[derive(Debug, Row, Deserialize)]
-struct InfoSnapshotRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    account_id: Uuid,
-    code: String,
-    name: String,
-    account_type: String,
-    upto: i64,
-}
-
-/// One account (by id or by code, as [`account_infos`]) and the company's snapshot sequence (as [`snapshot_seq`]),
-/// which every ledger needs before it reads anything else: in one round trip, the sequence a scalar subquery of the
-/// account's `SELECT`, where they were two queries. `None` when there is no such account.
-pub async fn account_and_snapshot(
-    ch: &Client,
-    company: Uuid,
-    only: Option<Uuid>,
-    code: Option<&str>,
-) -> Result<Option<(AccountInfo, i64)>> {
-    let sql = format!(
-        "SELECT account_id, account_code, account_name, account_class, ({}) AS upto FROM ({}) LIMIT 1",
-        newest_snapshot_sql(company),
-        account_infos_sql(company, only, code)
-    );
-    let mut q = ch.query(&sql);
-    if let Some(code) = code {
-        q = q.bind(code);
-    }
-    let row: Option<InfoSnapshotRow> = timed("account_and_snapshot", q.fetch_optional()).await?;
-    Ok(row.map(|r| (InfoRow { account_id: r.account_id, code: r.code, name: r.name, account_type: r.account_type }.info(), r.upto)))
-}
-
-#[derive(Debug, Row, Deserialize)]
 struct TwoSums {
     debit: String,
     credit: String,
@@ -157,7 +125,7 @@ pub async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
 }
 
 /// The SQL of [`snapshot_seq`]'s lookup, also put as a scalar subquery into the queries that need the sequence in the
-/// same round trip ([`report_basis`], [`account_and_snapshot`]).
+/// same round trip ([`report_basis`]).
 fn newest_snapshot_sql(company: Uuid) -> String {
     format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company))
 }
@@ -179,22 +147,22 @@ fn balances(company: Uuid, account: Option<Uuid>, upto: i64) -> String {
     )
 }
 
-/// An account's (debit, credit) totals before `from`: whole months from the balances (the snapshot at `upto`, see
-/// [`snapshot_seq`], and the rows above it), then the days of `from`'s month before it from the lines. The two reads
-/// are independent and run concurrently.
-pub async fn ledger_opening(ch: &Client, company: Uuid, account: Uuid, from: NaiveDate, upto: i64) -> Result<(i128, i128)> {
+/// An account's (debit, credit) totals before `from`: whole months from a company's month rows (`company_months`: its
+/// held snapshot's and the tail's, see `crate::balances`), then the days of `from`'s month before it from the lines.
+pub async fn ledger_opening(
+    ch: &Client,
+    company: Uuid,
+    account: Uuid,
+    from: NaiveDate,
+    company_months: &[&[MonthSums]],
+) -> Result<(i128, i128)> {
     let month_start = crate::report::month_start(from);
-    let before_months = async {
-        let months_sql = format!(
-            "SELECT {} AS debit_sum, {} AS credit_sum FROM {} AND period < {}",
-            wide_sum("d"),
-            wide_sum("c"),
-            balances(company, Some(account), upto),
-            date(month_start),
-        );
-        timed("ledger_opening_months", ch.query(&months_sql).fetch_one::<TwoSums>()).await?.pair()
-    };
-    let ((md, mc), (dd, dc)) = tokio::try_join!(before_months, month_days_before(ch, company, account, from))?;
+    let (md, mc) = company_months
+        .iter()
+        .flat_map(|rows| rows.iter())
+        .filter(|m| m.account_id == account && m.period < month_start)
+        .fold((0, 0), |(d, c), m| (d + m.movement.debit, c + m.movement.credit));
+    let (dd, dc) = month_days_before(ch, company, account, from).await?;
     Ok((md + dd, mc + dc))
 }
 
