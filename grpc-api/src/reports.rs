@@ -426,9 +426,9 @@ async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParam
     let rows = async {
         match p.department {
             Some(d) => {
-                let basis = store::report_basis(ch, company).await?;
-                let fiscal_start = report::fiscal_year_start(p.start, report::fiscal_start_month(basis.fiscal_start_month));
-                store::bucket_sums(ch, company, store::Source::Lines { department: Some(d) }, None, &[fiscal_start, p.start], p.end).await
+                let fiscal_start =
+                    report::fiscal_year_start(p.start, report::fiscal_start_month(store::fiscal_start_month(ch, company).await?));
+                store::bucket_sums(ch, company, Some(d), None, &[fiscal_start, p.start], p.end).await
             }
             None => {
                 // Held snapshots and shared reads, as query-api's REST reports (`kerp_query::balances`).

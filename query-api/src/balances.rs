@@ -199,7 +199,7 @@ pub async fn company_balances(ch: &Client, cache: &Arc<SnapshotCache>, company: 
         let (snapshot, check_heads, outcome) = match cache.get(company) {
             Some((s, due)) => (s, due, "hit"),
             None => {
-                let (_, head) = store::basis_and_head(ch, company).await?;
+                let head = store::newest_head(ch, company).await?;
                 let Some(rows) = store::snapshot_months(ch, company, head).await? else {
                     metrics::counter!(CACHE_METRIC, "outcome" => "vanished").increment(1);
                     continue;

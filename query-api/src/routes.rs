@@ -224,10 +224,8 @@ async fn trial_balance(
     let rows = async {
         match department {
             Some(d) => {
-                let basis = store::report_basis(&state.ch, company).await?;
-                let fiscal_start = report::fiscal_year_start(start, report::fiscal_start_month(basis.fiscal_start_month));
-                store::bucket_sums(&state.ch, company, store::Source::Lines { department: Some(d) }, None, &[fiscal_start, start], end)
-                    .await
+                let fiscal_start = report::fiscal_year_start(start, fiscal_start_month(&state, company).await?);
+                store::bucket_sums(&state.ch, company, Some(d), None, &[fiscal_start, start], end).await
             }
             None => {
                 let balances = state.balances.balances(&state.ch, company).await?;
@@ -584,9 +582,7 @@ async fn balance_sheet(
         let whole = async { Ok(months.map(|through| balances.buckets(None, &cuts, through)).unwrap_or_default()) };
         let partial = async {
             match days {
-                Some((from, to)) => {
-                    store::bucket_sums(&state.ch, company, store::Source::Lines { department: None }, Some(from), &cuts, to).await
-                }
+                Some((from, to)) => store::bucket_sums(&state.ch, company, None, Some(from), &cuts, to).await,
                 None => Ok(Vec::new()),
             }
         };

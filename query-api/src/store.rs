@@ -124,27 +124,9 @@ pub async fn snapshot_seq(ch: &Client, company: Uuid) -> Result<i64> {
     Ok(timed("balance_snapshot_seq", ch.query(&newest_snapshot_sql(company)).fetch_one::<i64>()).await?)
 }
 
-/// The SQL of [`snapshot_seq`]'s lookup, also put as a scalar subquery into the queries that need the sequence in the
-/// same round trip ([`report_basis`]).
+/// The SQL of [`snapshot_seq`]'s lookup.
 fn newest_snapshot_sql(company: Uuid) -> String {
     format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company))
-}
-
-/// A row source, with a `WHERE` open for more conditions, of a company's balance rows (`account_id`, `period`, the
-/// sums `d` and `c` as Decimal128, and the line count `n`, 0 where not counted): its snapshot at `upto` (a snapshot written twice is taken once) and, above
-/// it, the `period_balances` rows collapsed with FINAL. `account` narrows both to one account.
-fn balances(company: Uuid, account: Option<Uuid>, upto: i64) -> String {
-    let company = uuid_literal(&company);
-    let account = account.map(|a| format!(" AND account_id = {}", uuid_literal(&a))).unwrap_or_default();
-    format!(
-        "(SELECT account_id, period, any(debit) AS d, any(credit) AS c, any(line_count) AS n FROM balance_snapshots
-          WHERE company_id = {company} AND upto_seq = {upto}{account} GROUP BY account_id, period
-          UNION ALL
-          SELECT account_id, period, toDecimal128(debit, 0) AS d, toDecimal128(credit, 0) AS c, toUInt64(line_count) AS n
-          FROM period_balances FINAL
-          WHERE company_id = {company} AND company_seq > {upto}{account})
-         WHERE 1 = 1"
-    )
 }
 
 /// An account's (debit, credit) totals before `from`: whole months from a company's month rows (`company_months`: its
@@ -437,34 +419,6 @@ pub async fn fiscal_start_month(ch: &Client, company: Uuid) -> Result<Option<u8>
     Ok(timed("fiscal_start_month", ch.query(&sql).fetch_optional::<u8>()).await?)
 }
 
-/// What every report over the balances needs before it reads them: the month the company's fiscal year starts in (as
-/// [`fiscal_start_month`]) and the sequence of its newest balance snapshot (as [`snapshot_seq`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReportBasis {
-    pub fiscal_start_month: Option<u8>,
-    pub snapshot_seq: i64,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct BasisRow {
-    start_month: u8,
-    upto: i64,
-}
-
-/// [`ReportBasis`] in one round trip: the two lookups are scalar subqueries of one `SELECT` (each read once), where
-/// they were two queries one after the other, and on a trial balance that wait was a fifth of the time.
-pub async fn report_basis(ch: &Client, company: Uuid) -> Result<ReportBasis> {
-    // `argMax` over no rows is 0, which is no month: such a company has no settings row yet.
-    let sql = format!(
-        "SELECT (SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {}) AS start_month,
-                ({}) AS upto",
-        uuid_literal(&company),
-        newest_snapshot_sql(company)
-    );
-    let row: BasisRow = timed("report_basis", ch.query(&sql).fetch_one()).await?;
-    Ok(ReportBasis { fiscal_start_month: (row.start_month != 0).then_some(row.start_month), snapshot_seq: row.upto })
-}
-
 /// A balance snapshot as its head names it: the sequence it covers and when it was written (to the second). Two
 /// computations of one snapshot write equal rows, so either names the same sums; a rebuild writes its snapshots anew,
 /// at a later second, into tables that start without the old ones. `seq` 0 is "no snapshot": every balance row is
@@ -526,18 +480,10 @@ fn month_sums(rows: Vec<MonthText>) -> Result<Vec<MonthSums>> {
         .collect()
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct BasisHeadRow {
-    start_month: u8,
-    head: (i64, u32),
-}
-
-/// The company's fiscal start month (`None` without a settings row) and its newest snapshot head, in one round trip.
-pub async fn basis_and_head(ch: &Client, company: Uuid) -> Result<(Option<u8>, SnapshotHead)> {
-    let sql = format!("SELECT {} AS start_month, ({}) AS head", start_month_sql(company), newest_head_sql(company));
-    let row: BasisHeadRow = timed("balance_basis", ch.query(&sql).fetch_one()).await?;
-    let (seq, created_at) = row.head;
-    Ok(((row.start_month != 0).then_some(row.start_month), SnapshotHead { seq, created_at }))
+/// The company's newest snapshot head.
+pub async fn newest_head(ch: &Client, company: Uuid) -> Result<SnapshotHead> {
+    let (seq, created_at) = timed("balance_newest_head", ch.query(&newest_head_sql(company)).fetch_one::<(i64, u32)>()).await?;
+    Ok(SnapshotHead { seq, created_at })
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -621,16 +567,6 @@ pub async fn balance_tail(ch: &Client, company: Uuid, head: SnapshotHead, check_
     })
 }
 
-/// Where per-account sums are read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// `period_balances`: one row per event, account and month, so whole months only and the cheaper read. `upto` is
-    /// the company's snapshot sequence, read beforehand ([`snapshot_seq`], [`report_basis`]).
-    Balances { upto: i64 },
-    /// `ledger_lines`: any days, and optionally the lines of one department only.
-    Lines { department: Option<Uuid> },
-}
-
 #[derive(Debug, Row, Deserialize)]
 struct BucketRow {
     #[serde(with = "clickhouse::serde::uuid")]
@@ -640,32 +576,26 @@ struct BucketRow {
     credit: String,
 }
 
-/// Per account and date bucket, the debits and credits dated from `from` (inclusive; `None` from the first posting)
-/// through `through` (inclusive). `cuts` are ascending dates: bucket 0 lies before `cuts[0]`, bucket `i` from
-/// `cuts[i - 1]` up to `cuts[i]`, the last bucket from the last cut on.
-///
-/// From [`Source::Balances`] the dates are months: `from` and the cuts must be first days of months (fiscal-year and
-/// month starts always are), and `through` stands for its whole month.
+/// Per account and date bucket, the debits and credits of the company's ledger lines (of one department, if given)
+/// dated from `from` (inclusive; `None` from the first posting) through `through` (inclusive). `cuts` are ascending
+/// dates: bucket 0 lies before `cuts[0]`, bucket `i` from `cuts[i - 1]` up to `cuts[i]`, the last bucket from the last
+/// cut on.
 pub async fn bucket_sums(
     ch: &Client,
     company: Uuid,
-    source: Source,
+    department: Option<Uuid>,
     from: Option<NaiveDate>,
     cuts: &[NaiveDate],
     through: NaiveDate,
 ) -> Result<Vec<BucketSums>> {
-    // Balances come from the newest snapshot and the rows above it; lines are collapsed with FINAL.
-    let (rows, col, (debit, credit), mut filter, name) = match source {
-        Source::Balances { upto } => (balances(company, None, upto), "period", ("d", "c"), String::new(), "bucket_sums_balances"),
-        Source::Lines { department } => (
-            format!("ledger_lines FINAL WHERE company_id = {}", uuid_literal(&company)),
-            "voucher_date",
-            ("debit", "credit"),
-            department.map(|d| format!(" AND department_id = {}", uuid_literal(&d))).unwrap_or_default(),
-            "bucket_sums_lines",
-        ),
-    };
-    let through = if matches!(source, Source::Balances { .. }) { crate::report::month_start(through) } else { through };
+    // Lines are collapsed with FINAL. Whole months of balances come from `crate::balances` instead.
+    let (rows, col, (debit, credit), name) = (
+        format!("ledger_lines FINAL WHERE company_id = {}", uuid_literal(&company)),
+        "voucher_date",
+        ("debit", "credit"),
+        "bucket_sums_lines",
+    );
+    let mut filter = department.map(|d| format!(" AND department_id = {}", uuid_literal(&d))).unwrap_or_default();
     if let Some(from) = from {
         filter.push_str(&format!(" AND {col} >= {}", date(from)));
     }

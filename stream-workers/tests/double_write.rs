@@ -15,7 +15,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
-use kerp_query::store::{bucket_sums, Source};
+use kerp_query::store::bucket_sums;
 use kerp_schemas::VoucherPosted;
 use kerp_stream::fold::{self, FoldOutput, FoldState, Message};
 use kerp_stream::{sink, snapshot};
@@ -99,7 +99,7 @@ async fn report(ch: &clickhouse::Client, company: Uuid, balances: bool) -> Bucke
         assert_eq!(first.buckets(None, &cuts, through), held.buckets(None, &cuts, through), "a held snapshot reads the same");
         held.buckets(None, &cuts, through)
     } else {
-        bucket_sums(ch, company, Source::Lines { department: None }, None, &cuts, through).await.expect("report read")
+        bucket_sums(ch, company, None, None, &cuts, through).await.expect("report read")
     };
     let mut out = Buckets::new();
     for r in rows.into_iter().filter(|r| !r.movement.is_zero()) {
