@@ -500,12 +500,14 @@ pub async fn snapshot_months(ch: &Client, company: Uuid, head: SnapshotHead) -> 
     if head.seq == 0 {
         return Ok(Some(Vec::new()));
     }
-    // A snapshot written twice has each row twice, equal: one is taken.
+    // A snapshot written twice has each row twice: the newest copy is taken. Copies written by one statement are
+    // equal; a later one is a repair (stream-workers rewrites a snapshot the reconciler found wrong), so it wins.
     let sql = format!(
         "SELECT {} AS heads_found,
                 groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
-         FROM (SELECT account_id, period, toString(any(debit)) AS debit_text, toString(any(credit)) AS credit_text,
-                      toUInt64(any(line_count)) AS line_sum, toUInt64(any(line_count) = 0) AS uncounted_rows
+         FROM (SELECT account_id, period, toString(argMax(debit, created_at)) AS debit_text,
+                      toString(argMax(credit, created_at)) AS credit_text, toUInt64(argMax(line_count, created_at)) AS line_sum,
+                      toUInt64(argMax(line_count, created_at) = 0) AS uncounted_rows
                FROM balance_snapshots WHERE company_id = {} AND upto_seq = {} GROUP BY account_id, period)",
         heads_sql(company, head),
         uuid_literal(&company),

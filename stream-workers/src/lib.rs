@@ -415,6 +415,10 @@ pub fn describe_metrics() {
     describe_gauge!("kerp_reconciliation_diff_won", "Sum of the absolute amount differences, in won, that the last reconciliation found.");
     describe_gauge!("kerp_reconciliation_last_run_timestamp_seconds", "Unix time of the last reconciliation that ran to the end.");
     describe_counter!("balance_snapshots_total", "Balance snapshots written (one company at its watermark each).");
+    describe_counter!(
+        "balance_snapshot_repairs_total",
+        "Balance snapshots rewritten in full because the reconciler found the newest one different from Postgres."
+    );
     describe_counter!("balance_snapshot_errors_total", "Balance snapshot rounds or partition drops that failed (retried next round).");
     describe_histogram!("balance_snapshot_duration_seconds", "Time to compute and write one company's balance snapshot.");
     describe_counter!("kerp_reconciliation_errors_total", "Periodic reconciliations that could not run (a store unreachable).");
@@ -530,6 +534,16 @@ async fn reconcile_periodically(
                     tracing::error!(%d, "reconciliation: ClickHouse differs from Postgres");
                 }
                 let differing: HashSet<Uuid> = report.differences.iter().map(|d| d.company).collect();
+                // A wrong snapshot over right balance rows is rewritten from the rows; a company whose rows differ
+                // too is left as it is, for the operator (a rebuild), since a snapshot of wrong rows is no better.
+                let rows_differ: HashSet<Uuid> =
+                    report.differences.iter().filter(|d| d.table != "balance_snapshots").map(|d| d.company).collect();
+                for company in differing.difference(&rows_differ) {
+                    match snapshot::repair(&ch, "", *company).await {
+                        Ok(()) => tracing::warn!(%company, "rewrote the company's balance snapshot from its balance rows"),
+                        Err(e) => tracing::warn!(%company, error = %e, "rewriting the company's balance snapshot failed"),
+                    }
+                }
                 for (company, seq) in &report.watermarks {
                     if differing.contains(company) {
                         clean.remove(company);

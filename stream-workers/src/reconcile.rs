@@ -15,7 +15,8 @@
 //! - `ledger_lines`: debit, credit and line count;
 //! - `balance_snapshots`: the company's newest snapshot at or below `W` (the one the trial balance, the statements and
 //!   the ledger's opening read, see `snapshot.rs`), whose debit, credit and line count must equal Postgres summed over
-//!   `company_seq <= upto_seq`. Every stored copy of a snapshot row is checked, since a reader may take any of them.
+//!   `company_seq <= upto_seq`. The newest stored copies of each snapshot row are checked, since readers take the
+//!   newest (a later copy at the same sequence is a repair, see `snapshot::repair`) and of one second any one.
 //!
 //! Sums are `i128` on both sides (Postgres `numeric`, ClickHouse Decimal128). Master data and invoices are not compared.
 
@@ -441,7 +442,8 @@ async fn snapshot_heads(ch: &clickhouse::Client, suffix: &str, marks: &[(Uuid, i
 }
 
 /// The rows of each company's snapshot named in `heads`, as the smallest and the largest value of each column over the
-/// stored copies of each row.
+/// newest stored copies of each row: readers take the newest copy (`argMax(…, created_at)`), and of copies written in
+/// the same second any one, so all of those must be right.
 async fn snapshot_sums(
     ch: &clickhouse::Client,
     suffix: &str,
@@ -458,10 +460,13 @@ async fn snapshot_sums(
                 toString(min(credit)) AS credit_min, toString(max(credit)) AS credit_max,
                 min(line_count) AS lines_min, max(line_count) AS lines_max
          FROM balance_snapshots{suffix}
-         WHERE {} AND upto_seq = {}{month}
+         WHERE {companies} AND upto_seq = {seq}{month}
+           AND (company_id, account_id, period, created_at) IN
+               (SELECT company_id, account_id, period, max(created_at) FROM balance_snapshots{suffix}
+                WHERE {companies} AND upto_seq = {seq}{month} GROUP BY company_id, account_id, period)
          GROUP BY company_id, account_id, period",
-        companies_in(heads),
-        seq_of_company(heads, -1)
+        companies = companies_in(heads),
+        seq = seq_of_company(heads, -1)
     );
     let rows: Vec<SnapshotCopiesRow> = ch.query(&sql).fetch_all().await?;
     let (mut low, mut high) = (BTreeMap::new(), BTreeMap::new());
