@@ -125,7 +125,11 @@ impl SnapshotCache {
             return;
         }
         let mut inner = self.lock();
-        if inner.held.get(&company).is_some_and(|h| h.snapshot.head.seq > snapshot.head.seq) {
+        if inner
+            .held
+            .get(&company)
+            .is_some_and(|h| (h.snapshot.head.seq, h.snapshot.head.created_at) > (snapshot.head.seq, snapshot.head.created_at))
+        {
             return;
         }
         if let Some(old) = inner.held.remove(&company) {
@@ -217,7 +221,9 @@ pub async fn company_balances(ch: &Client, cache: &Arc<SnapshotCache>, company: 
             continue;
         }
         metrics::counter!(CACHE_METRIC, "outcome" => outcome).increment(1);
-        if let Some(newest) = tail.newest.filter(|n| n.seq > snapshot.head.seq) {
+        // Newer by sequence, or a later copy at the same sequence: the worker's repair of a wrong snapshot (and its
+        // half-hourly refresh) writes one, and readers take the newest copy of each row.
+        if let Some(newest) = tail.newest.filter(|n| (n.seq, n.created_at) > (snapshot.head.seq, snapshot.head.created_at)) {
             refresh_in_background(ch.clone(), cache.clone(), company, newest);
         }
         return Ok(CompanyBalances { fiscal_start_month: tail.fiscal_start_month, snapshot, tail: tail.rows });
@@ -314,6 +320,23 @@ mod tests {
         cache.put(c, snapshot(15, 7));
         assert_eq!(cache.get(c).unwrap().0.head.seq, 20, "an older snapshot read late does not replace a newer one");
         assert_eq!(cache.rows(), 5);
+    }
+
+    /// A repair writes a later copy of a snapshot at the same sequence; it replaces the held one, and an earlier copy
+    /// read late does not.
+    #[test]
+    fn a_later_copy_at_the_same_sequence_replaces_the_held_one() {
+        let cache = SnapshotCache::default();
+        let c = Uuid::new_v4();
+        let copy = |created_at, rows| {
+            let rows = snapshot(10, rows).rows.clone();
+            Arc::new(Snapshot { head: SnapshotHead { seq: 10, created_at }, rows })
+        };
+        cache.put(c, copy(100, 3));
+        cache.put(c, copy(160, 4));
+        assert_eq!(cache.get(c).unwrap().0.head, SnapshotHead { seq: 10, created_at: 160 });
+        cache.put(c, copy(100, 3));
+        assert_eq!(cache.get(c).unwrap().0.head.created_at, 160, "an earlier copy read late does not replace a later one");
     }
 
     #[test]
