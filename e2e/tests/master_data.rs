@@ -74,6 +74,13 @@ async fn partners_are_created_searched_updated_and_deactivated_by_an_admin_only(
     assert_eq!(by_code["data"][0]["name"], "엘지화학");
     let (_, literal) = get(Svc::Ingest, &a.token, "/api/v1/partners?q=100%25").await;
     assert_eq!(literal["pagination"]["total"], 1, "% is taken literally: {literal}");
+    // The total rides on a page's rows; a page past the last still has it, and a search that matches nothing is 0.
+    let (_, second) = get(Svc::Ingest, &a.token, "/api/v1/partners?page=2&page_size=3").await;
+    assert_eq!((second["data"].as_array().unwrap().len(), &second["pagination"]["total"]), (1, &json!(4)), "{second}");
+    let (_, past) = get(Svc::Ingest, &a.token, "/api/v1/partners?page=9&page_size=3").await;
+    assert_eq!((past["data"].as_array().unwrap().len(), &past["pagination"]["total"]), (0, &json!(4)), "{past}");
+    let (_, none) = get(Svc::Ingest, &a.token, "/api/v1/partners?q=zzz").await;
+    assert_eq!((none["data"].as_array().unwrap().len(), &none["pagination"]["total"]), (0, &json!(0)), "{none}");
     assert_eq!(get(Svc::Ingest, &a.token, "/api/v1/partners?page=abc").await.0, 400);
     assert_eq!(get(Svc::Ingest, &a.token, "/api/v1/partners?partner_type=vendor").await.0, 400);
     assert_eq!(get(Svc::Ingest, &a.token, "/api/v1/partners?unknown=1").await.0, 200, "unknown parameters are ignored");
@@ -97,6 +104,9 @@ async fn partners_are_created_searched_updated_and_deactivated_by_an_admin_only(
     let (status, updated) = put(&a.token, &format!("/api/v1/partners/{id}"), &partner("P001", "삼성전자(주)", Some("124-81-00998"))).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["data"]["name"], "삼성전자(주)");
+    // The search reads the lowercase Postgres keeps with the row, so it follows the update.
+    let (_, renamed) = get(Svc::Ingest, &a.token, "/api/v1/partners?q=%EC%A0%84%EC%9E%90(%EC%A3%BC)").await;
+    assert_eq!(renamed["data"][0]["id"], json!(id), "{renamed}");
     let line = |p: &str| {
         json!({"voucher_date": "2025-03-02", "lines": [
             {"account_code": "1103", "partner_id": p, "debit_amount": 1000},

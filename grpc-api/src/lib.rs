@@ -173,14 +173,10 @@ pub struct AppState {
 /// A `DATABASE_URL` that does not parse.
 pub fn connect(config: &Config) -> Result<PgPool> {
     let options: PgConnectOptions = config.database_url.parse()?;
-    let limits = [
-        ("lock_timeout", format!("{}ms", kerp_ingest::DB_LOCK_WAIT_MS_MAX)),
-        ("statement_timeout", format!("{}ms", kerp_ingest::DB_STATEMENT_MS_MAX)),
-    ];
     Ok(PgPoolOptions::new()
         .max_connections(config.db_pool_max)
         .acquire_timeout(Duration::from_millis(kerp_ingest::DB_ACQUIRE_MS_MAX))
-        .connect_lazy_with(options.options(limits)))
+        .connect_lazy_with(options.options(kerp_ingest::session_settings())))
 }
 
 /// The services of the main listener: VoucherService, ReportService and TaxScraperService, with health and reflection.

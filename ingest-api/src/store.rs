@@ -3,8 +3,11 @@
 //! (the keys that make a retried POST create nothing twice). What they share lives here: the chart's accounts and
 //! [`enqueue`], which puts an encoded event in the outbox inside the caller's transaction.
 
+use std::future::Future;
+
 use serde::Serialize;
-use sqlx::{FromRow, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
 use crate::Result;
@@ -36,6 +39,34 @@ pub async fn accounts(pool: &PgPool, company_id: Uuid) -> Result<Vec<Account>> {
         .bind(company_id)
         .fetch_all(pool)
         .await?)
+}
+
+/// A listed row and the count of every row the list's filter selects: `count(*) OVER () AS total`, which Postgres
+/// takes before the page's LIMIT. A page is then one statement rather than a count and a page: the filter's scan is
+/// the same either way, and the second statement cost Postgres a round trip and an execution of its own.
+pub(crate) struct Counted<T> {
+    pub row: T,
+    pub total: i64,
+}
+
+impl<'r, T: FromRow<'r, PgRow>> FromRow<'r, PgRow> for Counted<T> {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self { row: T::from_row(row)?, total: row.try_get("total")? })
+    }
+}
+
+/// The rows of a counted page and the total. A page with no rows carries no count: from the start that means none
+/// match, past it only `count` (a plain `count(*)` of the same filter) can tell.
+pub(crate) async fn page_total<T, F>(rows: Vec<Counted<T>>, offset: u64, count: F) -> Result<(Vec<T>, u64)>
+where
+    F: Future<Output = sqlx::Result<i64>>,
+{
+    let total = match rows.first() {
+        Some(first) => first.total,
+        None if offset == 0 => 0,
+        None => count.await?,
+    };
+    Ok((rows.into_iter().map(|r| r.row).collect(), u64::try_from(total).unwrap_or(0)))
 }
 
 /// Queues an encoded event in the outbox, inside the caller's transaction, for the relay to publish keyed by company.

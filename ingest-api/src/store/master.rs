@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{enqueue, Account};
+use super::{enqueue, page_total, Account};
 use crate::Result;
 
 #[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
@@ -65,7 +65,7 @@ pub struct Company {
 /// Filters of the partner list, already checked.
 #[derive(Debug, Clone, Default)]
 pub struct PartnerFilter {
-    /// An `ILIKE` pattern matched against name and code (see `kerp_core::master::like_pattern`).
+    /// An `ILIKE` pattern matched against name and code, case-insensitively (see `kerp_core::master::like_pattern`).
     pub pattern: Option<String>,
     pub partner_type: Option<PartnerType>,
     pub is_active: Option<bool>,
@@ -182,34 +182,33 @@ pub async fn partner(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option
 }
 
 /// The filter of the partner list and search: a company's partners, by a name or code pattern (`$2`, an ILIKE pattern
-/// from `q`), type and state. Public so that a test can read its plan at 10,000 partners.
-pub const PARTNER_LIST_WHERE: &str = "WHERE company_id = $1 AND ($2::text IS NULL OR name ILIKE $2 OR code ILIKE $2)
+/// from `q`, matched case-insensitively as ILIKE would against the lowercase kept by migration 0011), type and state.
+/// Public so that a test can read its plan at 10,000 partners.
+pub const PARTNER_LIST_WHERE: &str =
+    "WHERE company_id = $1 AND ($2::text IS NULL OR name_lower LIKE lower($2) OR code_lower LIKE lower($2))
                          AND ($3::text IS NULL OR partner_type = $3) AND ($4::bool IS NULL OR is_active = $4)";
 
-/// One page of the company's partners ordered by code, and the total count.
+/// One page of the company's partners ordered by code, and the total count (see [`super::Counted`]).
 ///
 /// # Errors
 /// Database errors.
 pub async fn list_partners(pool: &PgPool, company_id: Uuid, f: &PartnerFilter, limit: u32, offset: u64) -> Result<(Vec<Partner>, u64)> {
     const WHERE: &str = PARTNER_LIST_WHERE;
     let kind = f.partner_type.map(PartnerType::as_str);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM partners {WHERE}"))
-        .bind(company_id)
-        .bind(&f.pattern)
-        .bind(kind)
-        .bind(f.is_active)
-        .fetch_one(pool)
-        .await?;
-    let rows = sqlx::query_as(&format!("SELECT {PARTNER_COLUMNS} FROM partners {WHERE} ORDER BY code LIMIT $5 OFFSET $6"))
-        .bind(company_id)
-        .bind(&f.pattern)
-        .bind(kind)
-        .bind(f.is_active)
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?;
-    Ok((rows, u64::try_from(total).unwrap_or(0)))
+    let rows = sqlx::query_as(&format!(
+        "SELECT {PARTNER_COLUMNS}, count(*) OVER () AS total FROM partners {WHERE} ORDER BY code LIMIT $5 OFFSET $6"
+    ))
+    .bind(company_id)
+    .bind(&f.pattern)
+    .bind(kind)
+    .bind(f.is_active)
+    .bind(i64::from(limit))
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let count = format!("SELECT count(*) FROM partners {WHERE}");
+    page_total(rows, offset, sqlx::query_scalar(&count).bind(company_id).bind(&f.pattern).bind(kind).bind(f.is_active).fetch_one(pool))
+        .await
 }
 
 const DEPARTMENT_COLUMNS: &str = "id, code, name, is_active, created_at, updated_at";
@@ -284,15 +283,16 @@ pub async fn department(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Opt
 /// # Errors
 /// Database errors.
 pub async fn list_departments(pool: &PgPool, company_id: Uuid, limit: u32, offset: u64) -> Result<(Vec<Department>, u64)> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM departments WHERE company_id = $1").bind(company_id).fetch_one(pool).await?;
-    let rows =
-        sqlx::query_as(&format!("SELECT {DEPARTMENT_COLUMNS} FROM departments WHERE company_id = $1 ORDER BY code LIMIT $2 OFFSET $3"))
-            .bind(company_id)
-            .bind(i64::from(limit))
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(pool)
-            .await?;
-    Ok((rows, u64::try_from(total).unwrap_or(0)))
+    let rows = sqlx::query_as(&format!(
+        "SELECT {DEPARTMENT_COLUMNS}, count(*) OVER () AS total FROM departments WHERE company_id = $1 ORDER BY code LIMIT $2 OFFSET $3"
+    ))
+    .bind(company_id)
+    .bind(i64::from(limit))
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    page_total(rows, offset, sqlx::query_scalar("SELECT count(*) FROM departments WHERE company_id = $1").bind(company_id).fetch_one(pool))
+        .await
 }
 
 async fn account_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str, a: &Account) -> Result<()> {
@@ -454,14 +454,15 @@ pub async fn user(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option<Us
 /// # Errors
 /// Database errors.
 pub async fn list_users(pool: &PgPool, company_id: Uuid, limit: u32, offset: u64) -> Result<(Vec<User>, u64)> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE company_id = $1").bind(company_id).fetch_one(pool).await?;
-    let rows = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE company_id = $1 ORDER BY email LIMIT $2 OFFSET $3"))
-        .bind(company_id)
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?;
-    Ok((rows, u64::try_from(total).unwrap_or(0)))
+    let rows = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS}, count(*) OVER () AS total FROM users WHERE company_id = $1 ORDER BY email LIMIT $2 OFFSET $3"
+    ))
+    .bind(company_id)
+    .bind(i64::from(limit))
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    page_total(rows, offset, sqlx::query_scalar("SELECT count(*) FROM users WHERE company_id = $1").bind(company_id).fetch_one(pool)).await
 }
 
 const COMPANY_COLUMNS: &str = "id, name, business_number, fiscal_start_month, created_at";
