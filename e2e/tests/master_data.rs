@@ -168,6 +168,9 @@ async fn departments_go_on_voucher_lines_of_their_own_company_only() {
     let (status, list) = get(Svc::Ingest, &viewer, "/api/v1/departments").await;
     assert_eq!(status, 200);
     assert_eq!(list["data"][0]["name"], "국내영업부");
+    assert_eq!(list["pagination"]["total"], 1, "{list}");
+    let (_, past) = get(Svc::Ingest, &viewer, "/api/v1/departments?page=3&page_size=1").await;
+    assert_eq!((past["data"].as_array().unwrap().len(), &past["pagination"]["total"]), (0, &json!(1)), "{past}");
     assert_eq!(get(Svc::Ingest, &b.token, "/api/v1/departments").await.1["pagination"]["total"], 0);
     assert_eq!(get(Svc::Ingest, &b.token, &format!("/api/v1/departments/{dept}")).await.0, 404);
 

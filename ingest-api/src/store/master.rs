@@ -283,16 +283,33 @@ pub async fn department(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Opt
 /// # Errors
 /// Database errors.
 pub async fn list_departments(pool: &PgPool, company_id: Uuid, limit: u32, offset: u64) -> Result<(Vec<Department>, u64)> {
+    company_page(pool, DEPARTMENT_COLUMNS, "departments", "code", company_id, limit, offset).await
+}
+
+/// One page of a company's rows of `table` (its `columns`, ordered by `order_by`), and the total count (see
+/// [`super::Counted`]). The names are the store's own constants, never input.
+async fn company_page<T>(
+    pool: &PgPool,
+    columns: &str,
+    table: &str,
+    order_by: &str,
+    company_id: Uuid,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<T>, u64)>
+where
+    T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let rows = sqlx::query_as(&format!(
-        "SELECT {DEPARTMENT_COLUMNS}, count(*) OVER () AS total FROM departments WHERE company_id = $1 ORDER BY code LIMIT $2 OFFSET $3"
+        "SELECT {columns}, count(*) OVER () AS total FROM {table} WHERE company_id = $1 ORDER BY {order_by} LIMIT $2 OFFSET $3"
     ))
     .bind(company_id)
     .bind(i64::from(limit))
     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
-    page_total(rows, offset, sqlx::query_scalar("SELECT count(*) FROM departments WHERE company_id = $1").bind(company_id).fetch_one(pool))
-        .await
+    let count = format!("SELECT count(*) FROM {table} WHERE company_id = $1");
+    page_total(rows, offset, sqlx::query_scalar(&count).bind(company_id).fetch_one(pool)).await
 }
 
 async fn account_changed(tx: &mut PgConnection, company_id: Uuid, topic: &str, a: &Account) -> Result<()> {
@@ -454,15 +471,7 @@ pub async fn user(pool: &PgPool, company_id: Uuid, id: Uuid) -> Result<Option<Us
 /// # Errors
 /// Database errors.
 pub async fn list_users(pool: &PgPool, company_id: Uuid, limit: u32, offset: u64) -> Result<(Vec<User>, u64)> {
-    let rows = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS}, count(*) OVER () AS total FROM users WHERE company_id = $1 ORDER BY email LIMIT $2 OFFSET $3"
-    ))
-    .bind(company_id)
-    .bind(i64::from(limit))
-    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    page_total(rows, offset, sqlx::query_scalar("SELECT count(*) FROM users WHERE company_id = $1").bind(company_id).fetch_one(pool)).await
+    company_page(pool, USER_COLUMNS, "users", "email", company_id, limit, offset).await
 }
 
 const COMPANY_COLUMNS: &str = "id, name, business_number, fiscal_start_month, created_at";
