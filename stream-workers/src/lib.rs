@@ -538,10 +538,11 @@ async fn reconcile_periodically(
                 // too is left as it is, for the operator (a rebuild), since a snapshot of wrong rows is no better.
                 let rows_differ: HashSet<Uuid> =
                     report.differences.iter().filter(|d| d.table != "balance_snapshots").map(|d| d.company).collect();
-                for company in differing.difference(&rows_differ) {
-                    match snapshot::repair(&ch, "", *company).await {
-                        Ok(()) => tracing::warn!(%company, "rewrote the company's balance snapshot from its balance rows"),
-                        Err(e) => tracing::warn!(%company, error = %e, "rewriting the company's balance snapshot failed"),
+                let wrong_snapshots: Vec<Uuid> = differing.difference(&rows_differ).copied().collect();
+                if !wrong_snapshots.is_empty() {
+                    match snapshot::repair(&ch, "", &wrong_snapshots).await {
+                        Ok(()) => tracing::warn!(companies = ?wrong_snapshots, "rewrote balance snapshots from the balance rows"),
+                        Err(e) => tracing::warn!(companies = ?wrong_snapshots, error = %e, "rewriting balance snapshots failed"),
                     }
                 }
                 for (company, seq) in &report.watermarks {

@@ -144,14 +144,13 @@ impl Latest {
 /// snapshots), and nothing is written, so a snapshot never builds on one of another version. Without `base` it sums
 /// every row.
 ///
-/// The head is read back from the rows just written, so it names only a snapshot that exists: the rows at or above
-/// `seen`, the company's watermark as read before this call (the round's read; 0 when unknown). The snapshot's own
-/// sequence is at least that, unless a rebuild's swap came in between, and then no head is written and the snapshot
-/// is simply not used. A snapshot written twice gets equal heads, which the table's key folds.
+/// The head is read back from the rows at the watermark read first, so it names only a snapshot that exists: when
+/// the rows' statement wrote nothing (a missing base, a swap to a version that is behind), no head is written. A
+/// snapshot written twice gets equal heads, which the table's key folds.
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, seen: i64, base: Option<i64>) -> Result<()> {
+pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, base: Option<i64>) -> Result<()> {
     let id = uuid_literal(&company);
     let watermark_of = format!("SELECT max(seq) FROM fold_watermarks{suffix} WHERE company_id = {id}");
     let watermark: i64 = ch.query(&watermark_of).fetch_one().await?;
@@ -198,7 +197,7 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, seen: i6
     ch.query(&format!(
         "INSERT INTO snapshot_heads{suffix} (company_id, upto_seq, created_at)
          SELECT company_id, upto_seq, max(created_at) FROM balance_snapshots{suffix}
-         WHERE company_id = {id} AND upto_seq >= {seen} GROUP BY company_id, upto_seq"
+         WHERE company_id = {id} AND upto_seq = {watermark} GROUP BY company_id, upto_seq"
     ))
     .execute()
     .await?;
@@ -225,19 +224,22 @@ pub async fn backfill_heads(ch: &Client, suffix: &str) -> Result<u64> {
     Ok(ch.query(&format!("SELECT count() FROM snapshot_heads{suffix}")).fetch_one().await?)
 }
 
-/// Rewrites a company's snapshot in full, at its current watermark, summed from every balance row. For a company
-/// whose newest snapshot the reconciler found different from Postgres while its balance rows agree: every snapshot
-/// after a wrong one is built on it and keeps the error, so only a snapshot summed from the rows ends it. The new copy
-/// is the newest, which readers and the next snapshot take (`argMax(…, created_at)`), also where it has the same
-/// sequence as the wrong one; the wrong copies leave with their hour partitions ([`drop_old`]).
+/// Rewrites the companies' snapshots in full, each at its current watermark, summed from every balance row. For
+/// companies whose newest snapshot the reconciler found different from Postgres while their balance rows agree: every
+/// snapshot after a wrong one is built on it and keeps the error, so only a snapshot summed from the rows ends it. The
+/// new copy is the newest, which readers and the next snapshot take (`argMax(…, created_at)`), also where it has the
+/// same sequence as the wrong one; the wrong copies leave with their hour partitions ([`drop_old`]). Stops at the
+/// first company that fails; the reconciler finds the rest again on its next run.
 ///
 /// # Errors
 /// ClickHouse errors.
-pub async fn repair(ch: &Client, suffix: &str, company: Uuid) -> Result<()> {
-    // A copy written in the same second as the wrong one would not be newer than it.
+pub async fn repair(ch: &Client, suffix: &str, companies: &[Uuid]) -> Result<()> {
+    // A copy written in the same second as a wrong one would not be newer than it; one wait serves every company.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    snapshot_company(ch, suffix, company, 0, None).await?;
-    metrics::counter!("balance_snapshot_repairs_total").increment(1);
+    for company in companies {
+        snapshot_company(ch, suffix, *company, None).await?;
+        metrics::counter!("balance_snapshot_repairs_total").increment(1);
+    }
     Ok(())
 }
 
@@ -265,9 +267,7 @@ pub async fn round(ch: &Client, suffix: &str, idle_s: i64, tried: &mut HashMap<U
     let plan = due(&watermarks, &latest, now_s, idle_s);
     for company in &plan {
         let started = Instant::now();
-        // The watermark this round read, a lower bound of the sequence the snapshot will cover.
-        let seen = watermarks.iter().filter(|(c, _)| c == company).map(|(_, seq)| *seq).max().unwrap_or(0);
-        snapshot_company(ch, suffix, *company, seen, heads.get(company).map(|l| l.upto_seq)).await?;
+        snapshot_company(ch, suffix, *company, heads.get(company).map(|l| l.upto_seq)).await?;
         metrics::histogram!("balance_snapshot_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("balance_snapshots_total").increment(1);
         tried.insert(*company, now_s);

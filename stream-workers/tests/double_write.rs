@@ -172,7 +172,7 @@ async fn a_batch_written_twice_or_cut_off_before_its_watermark_counts_once() {
     // 3. Reports read a balance snapshot plus the rows above it. A snapshot is taken, then both stale copies land late
     // (the first batch once more, the cut-off batch with its watermark): the snapshot counted each event once, and the
     // late copies fall at or below it and collapse into rows it already covers.
-    snapshot::snapshot_company(&ch, "", company, 0, None).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, None).await.expect("snapshot");
     assert_eq!(kerp_query::store::snapshot_seq(&ch, company).await.expect("snapshot seq"), 40, "reports read the snapshot");
     sink::write(&ch, "", &stale_out, &[]).await.expect("late stale write");
     sink::write(&ch, "", &cut_off, &[]).await.expect("late cut-off batch");

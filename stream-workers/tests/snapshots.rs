@@ -149,7 +149,7 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     write(&ch, events(company, a, b, 41..=50), None, company).await;
     write(&ch, events(company, a, b, 51..=60), None, company).await;
 
-    snapshot::snapshot_company(&ch, "", company, 50, None).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, None).await.expect("snapshot");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!(s.upto_seq, 50);
     assert_eq!(s.rows, 6, "two accounts in three months");
@@ -160,8 +160,8 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
 
     // The same snapshot computed again (a second worker, a retry), in full or on itself as its base (a refresh
     // with nothing new), changes nothing a report reads.
-    snapshot::snapshot_company(&ch, "", company, 50, None).await.expect("snapshot again");
-    snapshot::snapshot_company(&ch, "", company, 50, Some(50)).await.expect("snapshot on itself");
+    snapshot::snapshot_company(&ch, "", company, None).await.expect("snapshot again");
+    snapshot::snapshot_company(&ch, "", company, Some(50)).await.expect("snapshot on itself");
     assert_eq!(snapshot_rows_at(&ch, company, 50).await.len(), 6, "the three copies are the same six rows");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=60));
 
@@ -169,20 +169,20 @@ async fn a_snapshot_holds_exactly_the_events_its_watermark_covers() {
     // above it, counts each event once, and equals a snapshot summed from every row.
     write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
     write(&ch, events(company, a, b, 61..=70), Some(70), company).await;
-    snapshot::snapshot_company(&ch, "", company, 70, Some(50)).await.expect("snapshot at 70 on the one at 50");
+    snapshot::snapshot_company(&ch, "", company, Some(50)).await.expect("snapshot at 70 on the one at 50");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!((s.upto_seq, s.rows, s.debit.clone(), s.credit.clone(), s.lines), (70, 6, sum_won(1..=70), sum_won(1..=70), 140));
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=70));
     let incremental = snapshot_rows_at(&ch, company, 70).await;
     ch.query("ALTER TABLE balance_snapshots DELETE WHERE upto_seq = 70").execute().await.expect("delete");
     wait_for_mutations(&ch).await;
-    snapshot::snapshot_company(&ch, "", company, 70, None).await.expect("snapshot at 70 in full");
+    snapshot::snapshot_company(&ch, "", company, None).await.expect("snapshot at 70 in full");
     assert_eq!(snapshot_rows_at(&ch, company, 70).await, incremental, "incremental and full snapshots are the same rows");
 
     // A base whose head is not there (a rebuild's swap started the tables over) is never built on: nothing is
     // written, rather than a snapshot missing everything below the base.
     write(&ch, events(company, a, b, 71..=72), Some(72), company).await;
-    snapshot::snapshot_company(&ch, "", company, 72, Some(65)).await.expect("snapshot on a missing base");
+    snapshot::snapshot_company(&ch, "", company, Some(65)).await.expect("snapshot on a missing base");
     assert_eq!(newest_snapshot(&ch, company).await.upto_seq, 70);
     drop_database(&ch).await;
 }
@@ -238,10 +238,10 @@ async fn a_snapshot_over_uncounted_rows_says_not_counted() {
     let mut rows = events(company, a, b, 1..=3);
     rows[0].line_count = 0; // event 1 on account a, month 1: written before the column
     write(&ch, rows, Some(3), company).await;
-    snapshot::snapshot_company(&ch, "", company, 3, None).await.expect("snapshot");
+    snapshot::snapshot_company(&ch, "", company, None).await.expect("snapshot");
     // Built on, the snapshot keeps saying 0 where any row it covers was not counted.
     write(&ch, events(company, a, b, 4..=4), Some(4), company).await;
-    snapshot::snapshot_company(&ch, "", company, 4, Some(3)).await.expect("snapshot on the one at 3");
+    snapshot::snapshot_company(&ch, "", company, Some(3)).await.expect("snapshot on the one at 3");
     assert_eq!(newest_snapshot(&ch, company).await.upto_seq, 4);
     let c = uuid_literal(&company);
     let counts: Vec<(String, u64)> = ch
@@ -284,7 +284,7 @@ async fn a_snapshot_taken_while_the_fold_writes_never_misses_an_event_below_its_
     let mut base: Option<i64> = None;
     let mut taken = 0_u32;
     while !fold.is_finished() {
-        snapshot::snapshot_company(&ch, "", company, base.unwrap_or(0), if taken % 10 == 9 { None } else { base }).await.expect("snapshot");
+        snapshot::snapshot_company(&ch, "", company, if taken % 10 == 9 { None } else { base }).await.expect("snapshot");
         taken += 1;
         let head: i64 = ch
             .query(&format!("SELECT max(upto_seq) FROM snapshot_heads WHERE company_id = {}", uuid_literal(&company)))
@@ -349,11 +349,11 @@ async fn a_repair_rewrites_a_wrong_snapshot_from_the_balance_rows() {
     let wrong = sum_won(1..=10).parse::<i64>().unwrap() + sum_won(21..=30).parse::<i64>().unwrap();
     assert_eq!(report_debits(&ch, company).await, wrong.to_string(), "the wrong snapshot is what a report reads");
 
-    snapshot::repair(&ch, "", company).await.expect("repair");
+    snapshot::repair(&ch, "", &[company]).await.expect("repair");
     assert_eq!(report_debits(&ch, company).await, sum_won(1..=30), "the repair's copy is the one read");
     // The next snapshot builds on the repaired one.
     write(&ch, events(company, a, b, 31..=40), Some(40), company).await;
-    snapshot::snapshot_company(&ch, "", company, 40, Some(30)).await.expect("incremental snapshot");
+    snapshot::snapshot_company(&ch, "", company, Some(30)).await.expect("incremental snapshot");
     let s = newest_snapshot(&ch, company).await;
     assert_eq!((s.upto_seq, s.debit, s.lines), (40, sum_won(1..=40), 80));
     drop_database(&ch).await;
