@@ -151,6 +151,11 @@ impl Latest {
 /// # Errors
 /// ClickHouse errors.
 pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, base: Option<i64>) -> Result<()> {
+    write_snapshot(ch, suffix, company, base, "now()").await
+}
+
+/// [`snapshot_company`], with the rows' `created_at` given as a ClickHouse expression.
+async fn write_snapshot(ch: &Client, suffix: &str, company: Uuid, base: Option<i64>, created_at: &str) -> Result<()> {
     let id = uuid_literal(&company);
     let watermark_of = format!("SELECT max(seq) FROM fold_watermarks{suffix} WHERE company_id = {id}");
     let watermark: i64 = ch.query(&watermark_of).fetch_one().await?;
@@ -162,7 +167,7 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, base: Op
     let rows = match base {
         None => format!(
             "SELECT company_id, toInt64({watermark}), account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)),
-                    if(min(line_count) = 0, toUInt64(0), sum(toUInt64(line_count))), now()
+                    if(min(line_count) = 0, toUInt64(0), sum(toUInt64(line_count))), {created_at}
              FROM period_balances{suffix} FINAL
              WHERE company_id = {id} AND company_seq <= {watermark} AND {still_covered}
              GROUP BY company_id, account_id, period"
@@ -171,7 +176,7 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, base: Op
         // month) is taken once, from the newest copy, as readers do (a snapshot may have been written twice, and a
         // later copy may be a repair, see `repair`).
         Some(base) => format!(
-            "SELECT company_id, toInt64({watermark}), account_id, period, sum(d), sum(c), if(min(n) = 0, toUInt64(0), sum(n)), now()
+            "SELECT company_id, toInt64({watermark}), account_id, period, sum(d), sum(c), if(min(n) = 0, toUInt64(0), sum(n)), {created_at}
              FROM (
                  SELECT company_id, account_id, period,
                         argMax(debit, created_at) AS d, argMax(credit, created_at) AS c, argMax(line_count, created_at) AS n
@@ -234,10 +239,14 @@ pub async fn backfill_heads(ch: &Client, suffix: &str) -> Result<u64> {
 /// # Errors
 /// ClickHouse errors.
 pub async fn repair(ch: &Client, suffix: &str, companies: &[Uuid]) -> Result<()> {
-    // A copy written in the same second as a wrong one would not be newer than it; one wait serves every company.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
     for company in companies {
-        snapshot_company(ch, suffix, *company, None).await?;
+        // Stamped after every copy the company has, not at `now()`: a wrong copy written in this second, or stamped
+        // ahead by a clock that was ahead, would otherwise tie with the repair or beat it, and readers take either.
+        let after_every_copy = format!(
+            "greatest(now(), (SELECT max(created_at) FROM balance_snapshots{suffix} WHERE company_id = {}) + 1)",
+            uuid_literal(company)
+        );
+        write_snapshot(ch, suffix, *company, None, &after_every_copy).await?;
         metrics::counter!("balance_snapshot_repairs_total").increment(1);
     }
     Ok(())

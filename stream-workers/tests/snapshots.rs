@@ -328,11 +328,12 @@ async fn a_repair_rewrites_a_wrong_snapshot_from_the_balance_rows() {
     let (company, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let c = uuid_literal(&company);
     write(&ch, events(company, a, b, 1..=30), Some(30), company).await;
-    // A snapshot at 30 that misses events 11..=20, with its head, as the racing statement wrote one.
+    // A snapshot at 30 that misses events 11..=20, with its head, as the racing statement wrote one; stamped two
+    // seconds ahead, as a clock that was ahead would, so a repair stamped `now()` would lose to it.
     ch.query(&format!(
         "INSERT INTO balance_snapshots (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
          SELECT company_id, 30, account_id, period, sum(toDecimal128(debit, 0)), sum(toDecimal128(credit, 0)),
-                sum(toUInt64(line_count)), now()
+                sum(toUInt64(line_count)), now() + 2
          FROM period_balances FINAL WHERE company_id = {c} AND (company_seq <= 10 OR company_seq > 20)
          GROUP BY company_id, account_id, period"
     ))
