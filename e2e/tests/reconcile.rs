@@ -5,8 +5,8 @@
 //!   exact, not settled), by the library and by the `stream-workers reconcile` command; a rebuild brings it back;
 //! - a corrupt balance snapshot row (what the trial balance reads) is a difference: named by reconcile, counted in
 //!   the worker's `kerp_reconciliation_diff_won`, and the command exits 1 on it;
-//! - a periodic partial run compares a company that compared clean before only in the months it posted into since,
-//!   finds a difference there, and leaves one in an untouched month to the full run.
+//! - a periodic partial run compares a company that compared clean before from there: it finds a difference in its
+//!   events since and a wrong new snapshot, and leaves a change below that watermark to the full run.
 
 mod common;
 
@@ -18,7 +18,7 @@ use common::pipeline::Pipeline;
 use common::{eventually, simple_voucher};
 use kerp_core::clickhouse::uuid_literal;
 use kerp_stream::rebuild::{self, RebuildArgs};
-use kerp_stream::reconcile::{self, Scope};
+use kerp_stream::reconcile::{self, Clean, Scope};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -219,49 +219,76 @@ async fn stray_balance(p: &Pipeline, company: Uuid, seq: i64, period: &str, debi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partial_run_compares_only_the_months_posted_into_since_it_was_clean() {
+async fn a_partial_run_compares_a_company_from_where_it_was_clean() {
     let p = Pipeline::start("reconcile_partial", |_| {}).await;
     let (company, token) = p.company("Partial").await;
     p.post(&token, &simple_voucher("2025-01-10", "5212", "1101", 1_000)).await;
     p.post(&token, &simple_voucher("2025-01-11", "5212", "1101", 2_000)).await;
     p.post(&token, &simple_voucher("2025-02-12", "5212", "1101", 3_000)).await;
-    let clean = p.settled(&[company]).await;
-    assert_eq!(clean.watermarks, vec![(company, 3)]);
+    p.settled(&[company]).await;
+    p.snapshot_at(company, 3).await;
+    let clean = p.reconcile(&[company]).await;
+    assert_eq!((clean.watermarks.clone(), clean.differences.len()), (vec![(company, 3)], 0), "{clean:?}");
+    assert_eq!(clean.snapshot_seqs.get(&company), Some(&3), "the snapshot checked is remembered with the watermark");
 
-    // January goes wrong outside the fold (its watermark does not move), then the company posts into March.
-    stray_balance(&p, company, 1, "2025-01-01", 111).await;
+    // The company posts into March, and the worker snapshots it at 4 (on the one at 3).
     p.post(&token, &simple_voucher("2025-03-13", "5212", "1101", 4_000)).await;
-    eventually(Duration::from_secs(60), "the March voucher folded", || async {
-        let r = p.reconcile(&[company]).await;
-        (r.watermarks == vec![(company, 4)] && r.behind.is_empty()).then_some(())
-    })
-    .await;
-    let partial = |since: i64| {
-        let scope = Scope { only: Some([company].into()), since: [(company, since)].into(), ..Scope::default() };
+    p.snapshot_at(company, 4).await;
+    let partial = |since: i64, snapshot: i64| {
+        let scope =
+            Scope { only: Some([company].into()), since: [(company, Clean { watermark: since, snapshot })].into(), ..Scope::default() };
         let (pool, ch) = (p.pool.clone(), p.ch());
         async move { reconcile::reconcile(&pool, &ch, "", &scope).await.unwrap() }
     };
-    // The periodic run that remembers the company clean at 3 compares March alone: two keys (5212 and 1101), and
-    // January's stray row is not seen.
-    let march_only = partial(3).await;
-    assert_eq!((march_only.compared, march_only.differences.len()), (2, 0), "{march_only:?}");
+    // From 3: the March voucher's two keys (5212 and 1101), and the snapshot at 4 against the one at 3 plus it.
+    let from_3 = partial(3, 3).await;
+    assert_eq!((from_3.compared, from_3.snapshots, from_3.differences.len()), (2, 1, 0), "{from_3:?}");
+    assert_eq!(from_3.snapshot_seqs.get(&company), Some(&4));
 
-    // A difference in the month posted into is found by it.
+    // January goes wrong outside the fold, below the clean watermark: only the full run sees it. March goes wrong
+    // at sequence 4, above it: the partial run sees that, named with the range it summed.
+    stray_balance(&p, company, 1, "2025-01-01", 111).await;
     stray_balance(&p, company, 4, "2025-03-01", 222).await;
-    // (As for the full run below, a snapshot taken after the stray row may be reported too; it is left out here.)
-    let found = partial(3).await;
-    let in_balances: Vec<_> = found.differences.iter().filter(|d| d.table == "period_balances").collect();
-    assert_eq!(in_balances.len(), 1, "{found:?}");
-    assert_eq!((in_balances[0].period, in_balances[0].won()), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222));
+    let found = partial(3, 3).await;
+    let d: Vec<(&str, NaiveDate, i64, i64, i128)> =
+        found.differences.iter().map(|d| (d.table, d.period, d.after_seq, d.upto_seq, d.won())).collect();
+    assert_eq!(d, vec![("period_balances", NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 3, 4, 222)], "{found:?}");
+    assert!(found.differences[0].to_string().contains("events after sequence 3 up to sequence 4"), "{}", found.differences[0]);
 
-    // The full run sees both months' differences in the table the stray rows went into. A balance snapshot the worker
-    // took after a stray row has summed it too, and is reported as well, under `balance_snapshots`; whether one was
-    // taken in time is up to the snapshot cadence (a fresh-clone CI saw January's twice), so only `period_balances`
-    // is asserted exactly.
+    // A wrong copy of the new snapshot is found from the one checked before, and, with no base to build on, against
+    // Postgres in full.
+    let c = uuid_literal(&company);
+    p.ch()
+        .query(&format!(
+            "INSERT INTO balance_snapshots (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
+             SELECT company_id, upto_seq, account_id, period, toDecimal128(toString(debit + 777), 0), credit, line_count,
+                    created_at + 1
+             FROM balance_snapshots WHERE company_id = {c} AND upto_seq = 4 AND period = toDate('2025-01-01') AND debit > 0 LIMIT 1"
+        ))
+        .execute()
+        .await
+        .expect("corrupt the snapshot");
+    for base in [3, 0] {
+        let wrong = partial(3, base).await;
+        let snap: Vec<(NaiveDate, i64, i128)> =
+            wrong.differences.iter().filter(|d| d.table == "balance_snapshots").map(|d| (d.period, d.upto_seq, d.won())).collect();
+        assert_eq!(snap, vec![(NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 4, 777)], "base {base}: {wrong:?}");
+    }
+    // With the snapshot at 4 remembered as checked, it is not compared again.
+    let same = partial(3, 4).await;
+    assert_eq!((same.snapshots, same.differences.len()), (0, 1), "{same:?}");
+
+    // The full run sees both months' differences in the table the stray rows went into, and the wrong snapshot.
     let full = p.reconcile(&[company]).await;
-    let mut periods: Vec<(NaiveDate, i128)> =
-        full.differences.iter().filter(|d| d.table == "period_balances").map(|d| (d.period, d.won())).collect();
+    let mut periods: Vec<(&str, NaiveDate, i128)> = full.differences.iter().map(|d| (d.table, d.period, d.won())).collect();
     periods.sort();
-    assert_eq!(periods, vec![(NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 111), (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222)]);
+    assert_eq!(
+        periods,
+        vec![
+            ("balance_snapshots", NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 777),
+            ("period_balances", NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), 111),
+            ("period_balances", NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), 222)
+        ]
+    );
     p.finish().await;
 }

@@ -125,12 +125,12 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 300_000)]
     pub reconcile_interval_ms: u64,
     /// Every this many periodic reconciliations, one compares every company; the others compare only the companies
-    /// whose watermark moved since they last compared clean (and any with a difference), in the months they posted
-    /// into. The default, with the default interval, is one full run a day (and one five minutes after a start), as
-    /// a nightly reconciliation: on the dev stack's 4.9M vouchers a full run re-sums every line in Postgres, which
-    /// took one core 3 to 6 minutes (hourly, that was 5 to 10 % of a core all day). A full run only adds what the
-    /// partial ones cannot see: a row changed in ClickHouse outside the fold, in a month its company did not post
-    /// into since.
+    /// whose watermark moved since they last compared clean (and any with a difference), over their events since.
+    /// The default, with the default interval, is one full run a day (and one five minutes after a start), as a
+    /// nightly reconciliation: on the dev stack's 4.9M vouchers a full run re-sums every line in Postgres, which took
+    /// one core 3 to 6 minutes (hourly, that was 5 to 10 % of a core all day). A full run only adds what the partial
+    /// ones cannot see: a row changed in ClickHouse outside the fold, below the sequence its company compared clean
+    /// at.
     #[arg(long, env = "RECONCILE_FULL_EVERY", default_value_t = 288)]
     pub reconcile_full_every: u64,
     /// How often the worker looks for companies whose balance snapshot is due, in milliseconds (0 turns snapshots
@@ -507,8 +507,8 @@ async fn reconcile_periodically(
     (interval_ms, full_every): (u64, u64),
     shutdown: CancellationToken,
 ) {
-    // Per company, the watermark it last compared clean at (see `reconcile::changed`).
-    let mut clean: HashMap<Uuid, i64> = HashMap::new();
+    // Per company, where it last compared clean (see `reconcile::changed` and `reconcile::Scope::since`).
+    let mut clean: HashMap<Uuid, reconcile::Clean> = HashMap::new();
     for run in 0u64.. {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -521,8 +521,8 @@ async fn reconcile_periodically(
                 let marks: Vec<(Uuid, i64)> =
                     sink::all_watermarks(&ch, "", None).await?.into_iter().map(|m| (m.company_id, m.seq)).collect();
                 let only = reconcile::changed(&marks, &clean);
-                // A company that compared clean before is compared again only in the months it posted into since.
-                scope.since = only.iter().filter_map(|c| clean.get(c).map(|seq| (*c, *seq))).collect();
+                // A company that compared clean before is compared from there.
+                scope.since = only.iter().filter_map(|c| clean.get(c).map(|k| (*c, *k))).collect();
                 scope.only = Some(only);
             }
             reconcile::reconcile(&pg, &ch, "", &scope).await
@@ -549,7 +549,8 @@ async fn reconcile_periodically(
                     if differing.contains(company) {
                         clean.remove(company);
                     } else {
-                        clean.insert(*company, *seq);
+                        let snapshot = report.snapshot_seqs.get(company).copied().unwrap_or(0);
+                        clean.insert(*company, reconcile::Clean { watermark: *seq, snapshot });
                     }
                 }
                 metrics::gauge!("kerp_reconciliation_diff_won").set(report.diff_won() as f64);

@@ -18,6 +18,10 @@
 //!   `company_seq <= upto_seq`. The newest stored copies of each snapshot row are checked, since readers take the
 //!   newest (a later copy at the same sequence is a repair, see `snapshot::repair`) and of one second any one.
 //!
+//! The worker's periodic run also compares from where a company last compared clean ([`Scope::since`]): only the
+//! events after that watermark, on both sides, and the newest snapshot as the one checked then plus Postgres's events
+//! in between. What the fold cannot have changed is not summed again; the periodic full run covers the rest.
+//!
 //! Sums are `i128` on both sides (Postgres `numeric`, ClickHouse Decimal128). Master data and invoices are not compared.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -50,23 +54,59 @@ pub struct Scope {
     pub period: Option<NaiveDate>,
     /// Only these companies (the periodic run's companies whose watermark moved); `None` for all.
     pub only: Option<HashSet<Uuid>>,
-    /// Per company, a watermark it compared clean at before (the periodic run's memory): such a company is compared
-    /// only in the months of its events above that watermark, since no other month of it can have changed through
-    /// the fold. Rows changed outside the fold, in an untouched month, are what the periodic full run is for. Empty for
-    /// every company in full.
-    pub since: HashMap<Uuid, i64>,
+    /// Per company, where it compared clean before (the periodic run's memory). Such a company is compared from
+    /// there: its events above that watermark, summed on both sides, and its newest snapshot as the one checked then
+    /// plus Postgres's events in between (see [`Delta`]). Nothing else of it can have changed through the fold; rows
+    /// changed outside the fold are what the periodic full run is for. Empty for every company in full.
+    pub since: HashMap<Uuid, Clean>,
+}
+
+/// Where a company last compared clean: its watermark then and the snapshot checked then (0: it had none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clean {
+    pub watermark: i64,
+    pub snapshot: i64,
 }
 
 /// The companies a periodic run compares when it is not a full one: those whose watermark moved since they last
 /// compared clean, and those that never did (new ones, and every company with a difference, which is never marked
 /// clean and so is compared again each run). A company's aggregates only change when its watermark moves, so the
 /// others would be compared to the same result; a row written by hand or by a bug outside the fold is what the
-/// periodic full run is for. Of a company that compared clean before, only the months it posted into since are
-/// compared ([`Scope::since`]): re-summing the whole history of a company with 385,000 vouchers took Postgres 31.7 s
-/// of CPU every 5 minutes while it kept posting.
+/// periodic full run is for. A company that compared clean before is compared from there ([`Scope::since`]):
+/// re-summing the whole history of a company with 385,000 vouchers took Postgres 31.7 s of CPU every 5 minutes while
+/// it kept posting, and re-summing only the months it posted into was no better for a company that posts into every
+/// month (minutes of Postgres for the demo company's 1.5M vouchers, during a load test).
 #[must_use]
-pub fn changed(marks: &[(Uuid, i64)], clean: &HashMap<Uuid, i64>) -> HashSet<Uuid> {
-    marks.iter().filter(|(c, seq)| clean.get(c) != Some(seq)).map(|(c, _)| *c).collect()
+pub fn changed(marks: &[(Uuid, i64)], clean: &HashMap<Uuid, Clean>) -> HashSet<Uuid> {
+    marks.iter().filter(|(c, seq)| clean.get(c).map(|k| k.watermark) != Some(*seq)).map(|(c, _)| *c).collect()
+}
+
+/// How one company is compared from where it last compared clean: the events in `(clean, watermark]` on both sides,
+/// and, when its newest snapshot is not the one checked then, that snapshot (`snapshot`) against the rows of the
+/// snapshot `base` (checked then; 0 when there is none to build on) plus Postgres's events in `(base, snapshot]`.
+/// Postgres is read once, over `(low, watermark]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    pub company: Uuid,
+    pub low: i64,
+    pub clean: i64,
+    pub watermark: i64,
+    pub base: i64,
+    pub snapshot: i64,
+    pub check_snapshot: bool,
+}
+
+impl Delta {
+    /// Plans a company that compared clean at `clean`, now at watermark `watermark`, whose newest snapshot at or
+    /// below it is `newest` (0: none), where `base_exists` says whether the snapshot checked then is still stored
+    /// (retention drops old ones by the hour, and a rebuild's swap starts without any). Pure, so it is unit-tested.
+    #[must_use]
+    pub fn plan(company: Uuid, clean: Clean, watermark: i64, newest: i64, base_exists: bool) -> Delta {
+        let check_snapshot = newest > 0 && newest != clean.snapshot;
+        let base = if check_snapshot && clean.snapshot > 0 && clean.snapshot < newest && base_exists { clean.snapshot } else { 0 };
+        let low = if check_snapshot { clean.watermark.min(base) } else { clean.watermark };
+        Delta { company, low, clean: clean.watermark, watermark, base, snapshot: newest, check_snapshot }
+    }
 }
 
 /// One company to reconcile: the sequence ClickHouse folded it up to (0 when it has no watermark) and its newest
@@ -110,6 +150,9 @@ pub struct Difference {
     pub table: &'static str,
     /// The company sequence both sides were summed up to: the company's watermark, or the snapshot's `upto_seq`.
     pub upto_seq: i64,
+    /// The sequence both sides were summed from (exclusive): 0 for every event, or where the company last compared
+    /// clean in a periodic run that compares from there. A snapshot is always compared whole, so 0 for those.
+    pub after_seq: i64,
     pub clickhouse: Sums,
     pub postgres: Sums,
 }
@@ -128,7 +171,7 @@ impl fmt::Display for Difference {
         write!(
             f,
             "company {} account {} {}: {} has debit {} credit {} lines {}, Postgres has debit {} credit {} lines {} \
-             (up to sequence {}; off by {} won)",
+             ({}up to sequence {}; off by {} won)",
             self.company,
             self.account,
             self.period.format("%Y-%m"),
@@ -139,6 +182,7 @@ impl fmt::Display for Difference {
             p.debit,
             p.credit,
             p.lines,
+            if self.after_seq > 0 { format!("events after sequence {} ", self.after_seq) } else { String::new() },
             self.upto_seq,
             self.won()
         )
@@ -160,6 +204,9 @@ pub struct Report {
     pub behind: Vec<(Uuid, i64, i64)>,
     /// The companies compared, each with the watermark it was compared at (0: nothing folded).
     pub watermarks: Vec<(Uuid, i64)>,
+    /// The companies with a snapshot, each with the sequence of the one compared (or, compared from where it was
+    /// clean, the one checked then when it is still the newest). With `watermarks`, what [`Scope::since`] remembers.
+    pub snapshot_seqs: HashMap<Uuid, i64>,
 }
 
 impl Report {
@@ -193,7 +240,16 @@ pub fn compare(table: &'static str, clickhouse: &BTreeMap<Key, Sums>, postgres: 
             if !with_lines {
                 p.lines = c.lines;
             }
-            (c != p).then_some(Difference { company: k.0, account: k.1, period: k.2, table, upto_seq: 0, clickhouse: c, postgres: p })
+            (c != p).then_some(Difference {
+                company: k.0,
+                account: k.1,
+                period: k.2,
+                table,
+                upto_seq: 0,
+                after_seq: 0,
+                clickhouse: c,
+                postgres: p,
+            })
         })
         .collect()
 }
@@ -241,6 +297,14 @@ struct SnapshotCopiesRow {
 }
 
 #[derive(Debug, Row, Deserialize)]
+struct DeltaHeadRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    company_id: Uuid,
+    newest: i64,
+    base_heads: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
 struct HeadRow {
     #[serde(with = "clickhouse::serde::uuid")]
     company_id: Uuid,
@@ -280,80 +344,24 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
         ..Report::default()
     };
     let (with_rows, without): (Vec<Company>, Vec<Company>) = all.into_iter().partition(|c| c.folded > 0);
-    // With a month in scope every company is compared in that month alone already.
-    let months = if scope.period.is_some() { HashMap::new() } else { touched_months(pg, &with_rows, &scope.since).await? };
-    let (whole, by_month) = plan_months(with_rows, &months);
+    // A company compared from where it was clean: one whose watermark moved up since (after a rebuild's swap to a
+    // version that is behind, it may have moved down; that one is compared in full). A scope with a month is the
+    // command's, which never has `since`.
+    type WithClean = Vec<(Company, Clean)>;
+    let (delta, whole): (WithClean, WithClean) = with_rows
+        .into_iter()
+        .map(|c| (c, scope.since.get(&c.id).copied().unwrap_or_default()))
+        .partition(|(c, k)| scope.period.is_none() && k.watermark > 0 && k.watermark < c.folded);
     let per_round = RECONCILE_COMPANIES_PER_ROUND_MAX.min(COMPANIES_PER_QUERY_MAX);
+    let whole: Vec<Company> = whole.into_iter().map(|(c, _)| c).collect();
     for chunk in whole.chunks(per_round).chain(without.chunks(COMPANIES_PER_QUERY_MAX)) {
         let marks: Vec<(Uuid, i64)> = chunk.iter().map(|c| (c.id, c.folded)).collect();
         round(pg, ch, suffix, &marks, scope, &mut report).await?;
     }
-    for (month, companies) in by_month {
-        // A scope with a month is the command's `--period`, whose code paths (and their tests) this reuses.
-        let in_month = Scope { period: Some(month), ..scope.clone() };
-        for chunk in companies.chunks(per_round) {
-            let marks: Vec<(Uuid, i64)> = chunk.iter().map(|c| (c.id, c.folded)).collect();
-            round(pg, ch, suffix, &marks, &in_month, &mut report).await?;
-        }
+    for chunk in delta.chunks(per_round) {
+        delta_round(pg, ch, suffix, chunk, &mut report).await?;
     }
     Ok(report)
-}
-
-/// Splits the companies into those compared in full and, per month, those compared in that month only: a company
-/// with months in `months` (those of its events since it last compared clean, see [`Scope::since`]) is compared in
-/// each of them, any other in full. When the scope already names a month, `months` is empty and all are compared in
-/// it. Pure, so it is unit-tested.
-#[must_use]
-pub fn plan_months(companies: Vec<Company>, months: &HashMap<Uuid, Vec<NaiveDate>>) -> (Vec<Company>, BTreeMap<NaiveDate, Vec<Company>>) {
-    let (mut whole, mut by_month) = (Vec::new(), BTreeMap::<NaiveDate, Vec<Company>>::new());
-    for c in companies {
-        match months.get(&c.id) {
-            Some(ms) if !ms.is_empty() => {
-                for m in ms {
-                    by_month.entry(*m).or_default().push(c);
-                }
-            }
-            _ => whole.push(c),
-        }
-    }
-    (whole, by_month)
-}
-
-/// The months (first days) of each company's posted vouchers with a sequence above the one it last compared clean at
-/// (`since`) and up to its watermark: one index range of `vouchers_company_seq_key` per company. Companies without a
-/// `since` entry, or with nothing in that range, are not in the answer and are compared in full.
-async fn touched_months(pg: &PgPool, companies: &[Company], since: &HashMap<Uuid, i64>) -> Result<HashMap<Uuid, Vec<NaiveDate>>> {
-    let (mut ids, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
-    for c in companies {
-        if let Some(&clean) = since.get(&c.id) {
-            if clean > 0 && clean < c.folded {
-                ids.push(c.id);
-                from.push(clean);
-                to.push(c.folded);
-            }
-        }
-    }
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(Uuid, NaiveDate)> = sqlx::query_as(
-        "SELECT DISTINCT w.company_id, date_trunc('month', v.voucher_date)::date
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS w(company_id, after_seq, upto_seq)
-         JOIN vouchers v ON v.company_id = w.company_id AND v.company_seq > w.after_seq AND v.company_seq <= w.upto_seq",
-    )
-    .bind(&ids)
-    .bind(&from)
-    .bind(&to)
-    .fetch_all(pg)
-    .await?;
-    let mut out: HashMap<Uuid, Vec<NaiveDate>> = HashMap::new();
-    for (company, month) in rows {
-        out.entry(company).or_default().push(month);
-    }
-    for months in out.values_mut() {
-        months.sort();
-    }
-    Ok(out)
 }
 
 /// Compares one round of companies, given with their watermarks, and adds what it found to `report`.
@@ -366,28 +374,136 @@ async fn round(
     report: &mut Report,
 ) -> Result<()> {
     let heads = if marks.iter().any(|(_, w)| *w > 0) { snapshot_heads(ch, suffix, marks).await? } else { Vec::new() };
-    let (balances, ledger) = clickhouse_sums(ch, suffix, marks, scope).await?;
+    let (balances, ledger) = clickhouse_sums(ch, suffix, marks, None, scope).await?;
     let (snap_low, snap_high) = snapshot_sums(ch, suffix, &heads, scope).await?;
     let snap_of: HashMap<Uuid, i64> = heads.iter().copied().collect();
-    let snaps: Vec<i64> = marks.iter().map(|(c, _)| snap_of.get(c).copied().unwrap_or(0)).collect();
-    let (postgres, postgres_snap) = postgres_sums(pg, marks, &snaps, scope).await?;
+    let ranges: Vec<PgRange> = marks
+        .iter()
+        .map(|&(company, watermark)| {
+            let snapshot = snap_of.get(&company).copied().unwrap_or(0);
+            PgRange { company, low: 0, clean: 0, watermark, base: 0, snapshot }
+        })
+        .collect();
+    let (postgres, postgres_snap) = postgres_sums(pg, &ranges, scope.period).await?;
     report.compared += postgres.len().max(balances.len());
     report.snapshots += heads.len();
-    let upto: HashMap<Uuid, i64> = marks.iter().copied().collect();
-    let at = |seqs: &HashMap<Uuid, i64>, diffs: Vec<Difference>| -> Vec<Difference> {
-        diffs
-            .into_iter()
-            .map(|mut d| {
-                d.upto_seq = seqs.get(&d.company).copied().unwrap_or(0);
-                d
-            })
-            .collect()
-    };
+    report.snapshot_seqs.extend(heads.iter().copied());
+    let upto: HashMap<Uuid, (i64, i64)> = marks.iter().map(|&(c, w)| (c, (0, w))).collect();
+    let snap_at: HashMap<Uuid, (i64, i64)> = heads.iter().map(|&(c, s)| (c, (0, s))).collect();
     // The balances' line counts too: the ledger places its pages by them.
     report.differences.extend(at(&upto, compare("period_balances", &balances, &postgres, true)));
     report.differences.extend(at(&upto, compare("ledger_lines", &ledger, &postgres, true)));
-    report.differences.extend(at(&snap_of, compare_snapshot(&snap_low, &snap_high, &postgres_snap)));
+    report.differences.extend(at(&snap_at, compare_snapshot(&snap_low, &snap_high, &postgres_snap)));
     Ok(())
+}
+
+/// Names on each difference the range of sequences it was summed over: per company, (after, up to).
+fn at(ranges: &HashMap<Uuid, (i64, i64)>, diffs: Vec<Difference>) -> Vec<Difference> {
+    diffs
+        .into_iter()
+        .map(|mut d| {
+            (d.after_seq, d.upto_seq) = ranges.get(&d.company).copied().unwrap_or_default();
+            d
+        })
+        .collect()
+}
+
+/// Compares one round of companies from where each last compared clean (see [`Delta`]) and adds what it found to
+/// `report`. Postgres reads each company's events above the lower of its clean watermark and its base snapshot, an
+/// index range of `vouchers_company_seq_key`; ClickHouse reads `period_balances` by the same range of its key, and
+/// `ledger_lines` (sorted by account and date) over the company's rows, filtered by sequence.
+async fn delta_round(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, chunk: &[(Company, Clean)], report: &mut Report) -> Result<()> {
+    let newest = delta_heads(ch, suffix, chunk).await?;
+    let plans: Vec<Delta> = chunk
+        .iter()
+        .map(|(c, k)| {
+            let (head, base_exists) = newest.get(&c.id).copied().unwrap_or((0, false));
+            Delta::plan(c.id, *k, c.folded, head, base_exists)
+        })
+        .collect();
+    let marks: Vec<(Uuid, i64)> = plans.iter().map(|d| (d.company, d.watermark)).collect();
+    let after: Vec<(Uuid, i64)> = plans.iter().map(|d| (d.company, d.clean)).collect();
+    let every_month = Scope::default();
+    let (balances, ledger) = clickhouse_sums(ch, suffix, &marks, Some(&after), &every_month).await?;
+    let checked: Vec<(Uuid, i64)> = plans.iter().filter(|d| d.check_snapshot).map(|d| (d.company, d.snapshot)).collect();
+    let (snap_low, snap_high) = snapshot_sums(ch, suffix, &checked, &every_month).await?;
+    let bases: Vec<(Uuid, i64)> = plans.iter().filter(|d| d.check_snapshot && d.base > 0).map(|d| (d.company, d.base)).collect();
+    let base_rows = newest_copies(ch, suffix, &bases).await?;
+    let ranges: Vec<PgRange> = plans
+        .iter()
+        .map(|d| PgRange {
+            company: d.company,
+            low: d.low,
+            clean: d.clean,
+            watermark: d.watermark,
+            base: d.base,
+            snapshot: if d.check_snapshot { d.snapshot } else { 0 },
+        })
+        .collect();
+    let (postgres, postgres_tail) = postgres_sums(pg, &ranges, None).await?;
+    let expected = add(&base_rows, &postgres_tail);
+    report.compared += postgres.len().max(balances.len());
+    report.snapshots += checked.len();
+    report.snapshot_seqs.extend(plans.iter().filter(|d| d.snapshot > 0).map(|d| (d.company, d.snapshot)));
+    let upto: HashMap<Uuid, (i64, i64)> = plans.iter().map(|d| (d.company, (d.clean, d.watermark))).collect();
+    let snap_at: HashMap<Uuid, (i64, i64)> = checked.iter().map(|&(c, s)| (c, (0, s))).collect();
+    report.differences.extend(at(&upto, compare("period_balances", &balances, &postgres, true)));
+    report.differences.extend(at(&upto, compare("ledger_lines", &ledger, &postgres, true)));
+    report.differences.extend(at(&snap_at, compare_snapshot(&snap_low, &snap_high, &expected)));
+    Ok(())
+}
+
+/// The sums of two sets of sums, key by key. Pure, so it is unit-tested.
+#[must_use]
+pub fn add(a: &BTreeMap<Key, Sums>, b: &BTreeMap<Key, Sums>) -> BTreeMap<Key, Sums> {
+    let mut out = a.clone();
+    for (k, s) in b {
+        let e = out.entry(*k).or_default();
+        e.debit += s.debit;
+        e.credit += s.credit;
+        e.lines += s.lines;
+    }
+    out
+}
+
+/// Per company of a delta round, its newest snapshot at or below its watermark (0: none) and whether the snapshot
+/// it was clean with is still stored: one read of the heads for both.
+async fn delta_heads(ch: &clickhouse::Client, suffix: &str, chunk: &[(Company, Clean)]) -> Result<HashMap<Uuid, (i64, bool)>> {
+    let marks: Vec<(Uuid, i64)> = chunk.iter().map(|(c, _)| (c.id, c.folded)).collect();
+    let bases: Vec<(Uuid, i64)> = chunk.iter().map(|(c, k)| (c.id, k.snapshot)).collect();
+    let sql = format!(
+        "SELECT company_id, max(upto_seq) AS newest, countIf(upto_seq = {}) AS base_heads FROM snapshot_heads{suffix}
+         WHERE {} AND upto_seq <= {} GROUP BY company_id",
+        seq_of_company(&bases, -1),
+        companies_in(&marks),
+        seq_of_company(&marks, 0)
+    );
+    let rows: Vec<DeltaHeadRow> = ch.query(&sql).fetch_all().await?;
+    Ok(rows.into_iter().map(|r| (r.company_id, (r.newest, r.base_heads > 0))).collect())
+}
+
+/// The rows of the snapshots `snapshots` (company, sequence), each from its newest copy, as readers take them.
+async fn newest_copies(ch: &clickhouse::Client, suffix: &str, snapshots: &[(Uuid, i64)]) -> Result<BTreeMap<Key, Sums>> {
+    if snapshots.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let sql = format!(
+        "SELECT company_id, account_id, period, toString(argMax(debit, created_at)) AS debit_sum,
+                toString(argMax(credit, created_at)) AS credit_sum, toUInt64(argMax(line_count, created_at)) AS line_sum
+         FROM balance_snapshots{suffix} WHERE {} AND upto_seq = {} GROUP BY company_id, account_id, period",
+        companies_in(snapshots),
+        seq_of_company(snapshots, -1)
+    );
+    Ok(to_map(ch.query(&sql).fetch_all().await?))
+}
+
+fn to_map(rows: Vec<SumRow>) -> BTreeMap<Key, Sums> {
+    rows.into_iter()
+        .map(|r| {
+            let sums = Sums { debit: parse_wide(&r.debit), credit: parse_wide(&r.credit), lines: lines(r.lines) };
+            ((r.company_id, r.account_id, day(r.period)), sums)
+        })
+        .collect()
 }
 
 /// The companies with a posted voucher in Postgres (in the scope's month, if it has one), each with the sequence of
@@ -478,14 +594,19 @@ async fn snapshot_sums(
     Ok((low, high))
 }
 
-/// `period_balances` and `ledger_lines` sums per company × account × month, up to each company's watermark.
+/// `period_balances` and `ledger_lines` sums per company × account × month, up to each company's watermark (`marks`)
+/// and, with `after`, above the sequence it names for the company.
 async fn clickhouse_sums(
     ch: &clickhouse::Client,
     suffix: &str,
     marks: &[(Uuid, i64)],
+    after: Option<&[(Uuid, i64)]>,
     scope: &Scope,
 ) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
-    let upto = format!("company_seq <= {}", seq_of_company(marks, 0));
+    let mut upto = format!("company_seq <= {}", seq_of_company(marks, 0));
+    if let Some(after) = after {
+        upto.push_str(&format!(" AND company_seq > {}", seq_of_company(after, 0)));
+    }
     let companies = companies_in(marks);
     let month = |col: &str| scope.period.map(|p| format!(" AND {col} = toDate('{p}')")).unwrap_or_default();
     let balances_sql = format!(
@@ -500,70 +621,73 @@ async fn clickhouse_sums(
          FROM ledger_lines{suffix} FINAL WHERE {companies} AND {upto}{} GROUP BY company_id, account_id, month_start",
         month("toStartOfMonth(voucher_date)")
     );
-    let to_map = |rows: Vec<SumRow>| -> BTreeMap<Key, Sums> {
-        rows.into_iter()
-            .map(|r| {
-                let sums = Sums { debit: parse_wide(&r.debit), credit: parse_wide(&r.credit), lines: lines(r.lines) };
-                ((r.company_id, r.account_id, day(r.period)), sums)
-            })
-            .collect()
-    };
     let balances = to_map(ch.query(&balances_sql).fetch_all().await?);
     let ledger = to_map(ch.query(&ledger_sql).fetch_all().await?);
     Ok((balances, ledger))
 }
 
-/// One row of [`postgres_sums`]: the key, the sums up to the watermark, and the sums up to the snapshot.
+/// One row of [`postgres_sums`]: the key, the balance rows' side and the snapshot's side.
 type PgSumRow = (Uuid, Uuid, NaiveDate, String, String, i64, String, String, i64);
 
-/// The same sums recomputed from Postgres, over the vouchers up to each company's watermark (`marks`), and, in the
-/// same pass, over those up to its snapshot's sequence (`snaps`, in the order of `marks`; 0 for none).
-async fn postgres_sums(
-    pg: &PgPool,
-    marks: &[(Uuid, i64)],
-    snaps: &[i64],
-    scope: &Scope,
-) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
+/// What Postgres sums for one company, by `company_seq`: it reads the events in `(low, watermark]`, and sums those
+/// above `clean` as the balance rows' side and those in `(base, snapshot]` as the snapshot's. Compared in full, `low`,
+/// `clean` and `base` are 0.
+#[derive(Debug, Clone, Copy)]
+struct PgRange {
+    company: Uuid,
+    low: i64,
+    clean: i64,
+    watermark: i64,
+    base: i64,
+    snapshot: i64,
+}
+
+/// The sums recomputed from Postgres for each company's [`PgRange`], in one pass: the balance rows' side and the
+/// snapshot's side, per company, account and month (only in `period`, when given).
+async fn postgres_sums(pg: &PgPool, ranges: &[PgRange], period: Option<NaiveDate>) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
     // Sequences start at 1, so a company with nothing folded has nothing to sum; the planner may not know that, and
     // 500 of them at 0 once cost a scan of every voucher.
-    let (mut ids, mut seqs, mut snap_seqs) = (Vec::new(), Vec::new(), Vec::new());
-    for (&(company, seq), &snap) in marks.iter().zip(snaps) {
-        if seq > 0 {
-            ids.push(company);
-            seqs.push(seq);
-            snap_seqs.push(snap);
-        }
-    }
-    if ids.is_empty() {
+    let ranges: Vec<&PgRange> = ranges.iter().filter(|r| r.watermark > r.low).collect();
+    if ranges.is_empty() {
         return Ok((BTreeMap::new(), BTreeMap::new()));
     }
+    let column = |f: fn(&PgRange) -> i64| -> Vec<i64> { ranges.iter().map(|r| f(r)).collect() };
+    let ids: Vec<Uuid> = ranges.iter().map(|r| r.company).collect();
     let rows: Vec<PgSumRow> = sqlx::query_as(
         "SELECT v.company_id, l.account_id, date_trunc('month', v.voucher_date)::date AS period,
-                sum(l.debit)::text, sum(l.credit)::text, count(*),
-                COALESCE(sum(l.debit) FILTER (WHERE v.company_seq <= w.snap), 0)::text,
-                COALESCE(sum(l.credit) FILTER (WHERE v.company_seq <= w.snap), 0)::text,
-                count(*) FILTER (WHERE v.company_seq <= w.snap)
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS w(company_id, seq, snap)
-         JOIN vouchers v ON v.company_id = w.company_id AND v.company_seq <= w.seq
+                COALESCE(sum(l.debit) FILTER (WHERE v.company_seq > w.clean), 0)::text,
+                COALESCE(sum(l.credit) FILTER (WHERE v.company_seq > w.clean), 0)::text,
+                count(*) FILTER (WHERE v.company_seq > w.clean),
+                COALESCE(sum(l.debit) FILTER (WHERE v.company_seq > w.base AND v.company_seq <= w.snap), 0)::text,
+                COALESCE(sum(l.credit) FILTER (WHERE v.company_seq > w.base AND v.company_seq <= w.snap), 0)::text,
+                count(*) FILTER (WHERE v.company_seq > w.base AND v.company_seq <= w.snap)
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+              AS w(company_id, low, clean, seq, base, snap)
+         JOIN vouchers v ON v.company_id = w.company_id AND v.company_seq > w.low AND v.company_seq <= w.seq
          JOIN voucher_lines l ON l.voucher_id = v.id
-         WHERE v.status IN ('approved', 'reversed') AND ($4::date IS NULL OR date_trunc('month', v.voucher_date)::date = $4)
+         WHERE v.status IN ('approved', 'reversed') AND ($7::date IS NULL OR date_trunc('month', v.voucher_date)::date = $7)
          GROUP BY 1, 2, 3",
     )
     .bind(&ids)
-    .bind(&seqs)
-    .bind(&snap_seqs)
-    .bind(scope.period)
+    .bind(column(|r| r.low))
+    .bind(column(|r| r.clean))
+    .bind(column(|r| r.watermark))
+    .bind(column(|r| r.base))
+    .bind(column(|r| r.snapshot))
+    .bind(period)
     .fetch_all(pg)
     .await?;
-    let (mut upto_watermark, mut upto_snapshot) = (BTreeMap::new(), BTreeMap::new());
+    let (mut rows_side, mut snapshot_side) = (BTreeMap::new(), BTreeMap::new());
     for (c, a, p, d, cr, n, sd, scr, sn) in rows {
         let key = (c, a, NaiveDate::from_ymd_opt(p.year(), p.month(), 1).unwrap_or(p));
-        upto_watermark.insert(key, Sums { debit: parse_wide(&d), credit: parse_wide(&cr), lines: n });
+        if n > 0 {
+            rows_side.insert(key, Sums { debit: parse_wide(&d), credit: parse_wide(&cr), lines: n });
+        }
         if sn > 0 {
-            upto_snapshot.insert(key, Sums { debit: parse_wide(&sd), credit: parse_wide(&scr), lines: sn });
+            snapshot_side.insert(key, Sums { debit: parse_wide(&sd), credit: parse_wide(&scr), lines: sn });
         }
     }
-    Ok((upto_watermark, upto_snapshot))
+    Ok((rows_side, snapshot_side))
 }
 
 #[cfg(test)]
@@ -594,22 +718,44 @@ mod tests {
     }
 
     #[test]
-    fn companies_with_touched_months_are_compared_in_those_months_only() {
-        let company = |n: u128| Company { id: Uuid::from_u128(n), folded: 10, latest: 10 };
-        let (a, b, c) = (company(1), company(2), company(3));
-        let (jan, mar) = (NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
-        let months = HashMap::from([(a.id, vec![jan, mar]), (b.id, vec![mar]), (c.id, Vec::new())]);
-        let (whole, by_month) = plan_months(vec![a, b, c, company(4)], &months);
-        assert_eq!(whole.iter().map(|c| c.id.as_u128()).collect::<Vec<_>>(), [3, 4], "no months: compared in full");
-        assert_eq!(by_month[&jan], [a]);
-        assert_eq!(by_month[&mar], [a, b]);
-        assert_eq!(by_month.len(), 2);
+    fn a_company_clean_before_is_compared_from_there_and_its_new_snapshot_on_the_one_checked_then() {
+        let c = Uuid::from_u128(1);
+        let clean = Clean { watermark: 100, snapshot: 90 };
+        // Same snapshot as then: only the events after 100.
+        assert_eq!(
+            Delta::plan(c, clean, 150, 90, true),
+            Delta { company: c, low: 100, clean: 100, watermark: 150, base: 0, snapshot: 90, check_snapshot: false }
+        );
+        // A new snapshot at 140: built on the one at 90, so Postgres is read from 90.
+        assert_eq!(
+            Delta::plan(c, clean, 150, 140, true),
+            Delta { company: c, low: 90, clean: 100, watermark: 150, base: 90, snapshot: 140, check_snapshot: true }
+        );
+        // The one at 90 is gone (retention, a rebuild's swap), or there was none: the new one is compared in full.
+        assert_eq!(Delta::plan(c, clean, 150, 140, false).low, 0);
+        assert_eq!(Delta::plan(c, Clean { watermark: 100, snapshot: 0 }, 150, 140, true).base, 0);
+        // Behind the one checked then (a swap to a version whose snapshots are older): in full, never built on.
+        let behind = Delta::plan(c, clean, 150, 80, true);
+        assert_eq!((behind.low, behind.base, behind.check_snapshot), (0, 0, true));
+        // No snapshot at all: nothing to check.
+        assert!(!Delta::plan(c, clean, 150, 0, false).check_snapshot);
+    }
+
+    #[test]
+    fn sums_add_key_by_key() {
+        let (c, a, b) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let m = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+        let x = BTreeMap::from([((c, a, m), Sums { debit: 10, credit: 1, lines: 2 })]);
+        let y = BTreeMap::from([((c, a, m), Sums { debit: 5, credit: 0, lines: 1 }), ((c, b, m), Sums { debit: 0, credit: 7, lines: 1 })]);
+        let sum = add(&x, &y);
+        assert_eq!(sum[&(c, a, m)], Sums { debit: 15, credit: 1, lines: 3 });
+        assert_eq!(sum[&(c, b, m)], Sums { debit: 0, credit: 7, lines: 1 });
     }
 
     #[test]
     fn a_periodic_run_compares_the_companies_whose_watermark_moved_or_never_compared_clean() {
         let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let clean: HashMap<Uuid, i64> = [(a, 5), (b, 7)].into();
+        let clean: HashMap<Uuid, Clean> = [(a, Clean { watermark: 5, snapshot: 0 }), (b, Clean { watermark: 7, snapshot: 3 })].into();
         let only = super::changed(&[(a, 5), (b, 8), (c, 1)], &clean);
         assert_eq!(only, [b, c].into());
     }
