@@ -414,6 +414,10 @@ pub fn describe_metrics() {
     );
     describe_gauge!("kerp_reconciliation_diff_won", "Sum of the absolute amount differences, in won, that the last reconciliation found.");
     describe_gauge!("kerp_reconciliation_last_run_timestamp_seconds", "Unix time of the last reconciliation that ran to the end.");
+    describe_histogram!(
+        "kerp_reconciliation_duration_seconds",
+        "Seconds one periodic reconciliation took, by kind (full: every company; partial: those whose watermark moved)."
+    );
     describe_counter!("balance_snapshots_total", "Balance snapshots written (one company at its watermark each).");
     describe_counter!(
         "balance_snapshot_repairs_total",
@@ -515,6 +519,7 @@ async fn reconcile_periodically(
             () = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
         }
         let full = run % full_every == 0;
+        let started = Instant::now();
         let result = async {
             let mut scope = reconcile::Scope::default();
             if !full {
@@ -556,7 +561,10 @@ async fn reconcile_periodically(
                 metrics::gauge!("kerp_reconciliation_diff_won").set(report.diff_won() as f64);
                 metrics::gauge!("kerp_reconciliation_differences").set(report.differences.len() as f64);
                 metrics::gauge!("kerp_reconciliation_last_run_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
-                tracing::info!(full, companies = report.companies, differences = report.differences.len(), "reconciliation done");
+                let took_s = started.elapsed().as_secs_f64();
+                let kind = if full { "full" } else { "partial" };
+                metrics::histogram!("kerp_reconciliation_duration_seconds", "kind" => kind).record(took_s);
+                tracing::info!(full, companies = report.companies, differences = report.differences.len(), took_s, "reconciliation done");
             }
             Err(e) => {
                 metrics::counter!("kerp_reconciliation_errors_total").increment(1);
