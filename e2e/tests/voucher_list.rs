@@ -120,7 +120,8 @@ async fn the_cursor_visits_every_voucher_once_in_list_order() {
 }
 
 /// Past `LIST_COUNT_ROWS_MAX` vouchers from the page's start the count stops: `total` is the cap and says it is an
-/// estimate; `include_total=true` counts them all; a page deep enough that fewer than the cap follow it is exact again.
+/// estimate; `include_total=true` counts them all; a page deep enough that fewer than the cap follow it is exact again,
+/// and so is a page larger than the cap.
 #[tokio::test]
 async fn the_total_stops_at_the_count_cap_unless_asked_for() {
     const CAP: u64 = kerp_ingest::store::vouchers::LIST_COUNT_ROWS_MAX;
@@ -143,6 +144,8 @@ async fn the_total_stops_at_the_count_cap_unless_asked_for() {
     };
     assert_eq!(pagination("page_size=20".into()).await, (CAP, true), "capped from the first page");
     assert_eq!(pagination("page_size=20&include_total=true".into()).await, (POSTED, false), "exact when asked");
+    // A page larger than the cap counts as far as its own size: its total is never below the rows it shows.
+    assert_eq!(pagination(format!("page_size={}", CAP + 50)).await, (POSTED, false), "a page past the cap counts itself");
     let deep = POSTED - 10;
     assert_eq!(pagination(format!("page={}&page_size=10", deep / 10 + 1)).await, (POSTED, false), "exact near the end");
 }

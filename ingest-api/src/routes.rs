@@ -201,7 +201,7 @@ struct ListQuery {
     /// depth. Opaque; it keeps the filters of the page that gave it (filters sent with it must be the same).
     cursor: Option<String>,
     /// `true` for an exact `total` on every page (a full `count(*)`, slow on large companies). By default the vouchers
-    /// from the page on are counted up to `LIST_COUNT_ROWS_MAX` (1,000).
+    /// from the page on are counted up to `LIST_COUNT_ROWS_MAX` (200), or the page's size if larger.
     include_total: Option<bool>,
 }
 
@@ -219,7 +219,7 @@ struct ListCursor {
 struct VoucherPagination {
     #[serde(flatten)]
     page: Pagination,
-    /// `false` when `total` is exact. `true` when counting stopped at `LIST_COUNT_ROWS_MAX` (1,000) vouchers past
+    /// `false` when `total` is exact. `true` when counting stopped at `LIST_COUNT_ROWS_MAX` (200, or the page's size) vouchers past
     /// the page's start: then `total` is a lower bound, and `include_total=true` gives the exact number.
     total_is_estimate: bool,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -283,7 +283,7 @@ fn list_start(q: &ListQuery, filter: VoucherFilter, pagination: &Pagination) -> 
 /// number (an `OFFSET` scan); or the keyset cursor: each page's `pagination.next_cursor`, sent back as `cursor`,
 /// gives the next page from an index range scan, as fast at the 1,000th page as at the first, and without skipping
 /// or repeating a voucher when others are posted meanwhile. `total` counts the vouchers from the page on up to
-/// `LIST_COUNT_ROWS_MAX` (1,000), plus those before it; past that `total_is_estimate` is `true` and `total` is a lower
+/// `LIST_COUNT_ROWS_MAX` (200, or the page's size if larger), plus those before it; past that `total_is_estimate` is `true` and `total` is a lower
 /// bound. `include_total=true` counts them all, exactly.
 #[utoipa::path(get, path = "/api/v1/vouchers", tag = "vouchers", params(ListQuery),
     responses((status = 200, description = "A page of vouchers", body = VoucherPage), (status = 400, response = BadRequest),
