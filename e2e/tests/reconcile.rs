@@ -182,17 +182,7 @@ async fn the_worker_repairs_a_wrong_balance_snapshot() {
     p.snapshot_at(company, 4).await;
 
     // A newer copy of one snapshot row, 777 won off: the one readers take.
-    let c = uuid_literal(&company);
-    p.ch()
-        .query(&format!(
-            "INSERT INTO balance_snapshots (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
-             SELECT company_id, upto_seq, account_id, period, toDecimal128(toString(debit + 777), 0), credit, line_count,
-                    created_at + 1
-             FROM balance_snapshots WHERE company_id = {c} AND upto_seq = 4 AND debit > 0 LIMIT 1"
-        ))
-        .execute()
-        .await
-        .expect("corrupt the snapshot");
+    newer_wrong_copy(&p, company, 4, "").await;
 
     eventually(Duration::from_secs(30), "balance_snapshot_repairs_total >= 1", || async {
         (common::gauge(&p.metrics_url, "balance_snapshot_repairs_total").await? >= 1.0).then_some(())
@@ -201,6 +191,22 @@ async fn the_worker_repairs_a_wrong_balance_snapshot() {
     let report = p.reconcile(&[company]).await;
     assert_eq!((report.snapshots, report.differences.len()), (1, 0), "{report:?}");
     p.finish().await;
+}
+
+/// Writes a copy of one debit row of the company's snapshot at `seq` (narrowed by the SQL `and_where`), 777 won off and
+/// a second newer than the row it copies, so it is the copy readers take.
+async fn newer_wrong_copy(p: &Pipeline, company: Uuid, seq: i64, and_where: &str) {
+    p.ch()
+        .query(&format!(
+            "INSERT INTO balance_snapshots (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
+             SELECT company_id, upto_seq, account_id, period, toDecimal128(toString(debit + 777), 0), credit, line_count,
+                    created_at + 1
+             FROM balance_snapshots WHERE company_id = {} AND upto_seq = {seq}{and_where} AND debit > 0 LIMIT 1",
+            uuid_literal(&company)
+        ))
+        .execute()
+        .await
+        .expect("a wrong copy of a snapshot row");
 }
 
 /// A row of `period_balances` that Postgres has no voucher line for: `debit` won on a made-up account, in `period`, as
@@ -257,17 +263,7 @@ async fn a_partial_run_compares_a_company_from_where_it_was_clean() {
 
     // A wrong copy of the new snapshot is found from the one checked before, and, with no base to build on, against
     // Postgres in full.
-    let c = uuid_literal(&company);
-    p.ch()
-        .query(&format!(
-            "INSERT INTO balance_snapshots (company_id, upto_seq, account_id, period, debit, credit, line_count, created_at)
-             SELECT company_id, upto_seq, account_id, period, toDecimal128(toString(debit + 777), 0), credit, line_count,
-                    created_at + 1
-             FROM balance_snapshots WHERE company_id = {c} AND upto_seq = 4 AND period = toDate('2025-01-01') AND debit > 0 LIMIT 1"
-        ))
-        .execute()
-        .await
-        .expect("corrupt the snapshot");
+    newer_wrong_copy(&p, company, 4, " AND period = toDate('2025-01-01')").await;
     for base in [3, 0] {
         let wrong = partial(3, base).await;
         let snap: Vec<(NaiveDate, i64, i128)> =
