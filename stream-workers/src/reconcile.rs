@@ -364,7 +364,7 @@ pub async fn reconcile(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, scope
     Ok(report)
 }
 
-/// Compares one round of companies, given with their watermarks, and adds what it found to `report`.
+/// Compares one round of companies, given with their watermarks, in full, and adds what it found to `report`.
 async fn round(
     pg: &PgPool,
     ch: &clickhouse::Client,
@@ -374,27 +374,13 @@ async fn round(
     report: &mut Report,
 ) -> Result<()> {
     let heads = if marks.iter().any(|(_, w)| *w > 0) { snapshot_heads(ch, suffix, marks).await? } else { Vec::new() };
-    let (balances, ledger) = clickhouse_sums(ch, suffix, marks, None, scope).await?;
-    let (snap_low, snap_high) = snapshot_sums(ch, suffix, &heads, scope).await?;
-    let snap_of: HashMap<Uuid, i64> = heads.iter().copied().collect();
-    let ranges: Vec<PgRange> = marks
+    let snap_of: HashMap<Uuid, i64> = heads.into_iter().collect();
+    // In full: from nothing clean, so every event up to the watermark, and the newest snapshot against Postgres.
+    let plans: Vec<Delta> = marks
         .iter()
-        .map(|&(company, watermark)| {
-            let snapshot = snap_of.get(&company).copied().unwrap_or(0);
-            PgRange { company, low: 0, clean: 0, watermark, base: 0, snapshot }
-        })
+        .map(|&(company, watermark)| Delta::plan(company, Clean::default(), watermark, snap_of.get(&company).copied().unwrap_or(0), false))
         .collect();
-    let (postgres, postgres_snap) = postgres_sums(pg, &ranges, scope.period).await?;
-    report.compared += postgres.len().max(balances.len());
-    report.snapshots += heads.len();
-    report.snapshot_seqs.extend(heads.iter().copied());
-    let upto: HashMap<Uuid, (i64, i64)> = marks.iter().map(|&(c, w)| (c, (0, w))).collect();
-    let snap_at: HashMap<Uuid, (i64, i64)> = heads.iter().map(|&(c, s)| (c, (0, s))).collect();
-    // The balances' line counts too: the ledger places its pages by them.
-    report.differences.extend(at(&upto, compare("period_balances", &balances, &postgres, true)));
-    report.differences.extend(at(&upto, compare("ledger_lines", &ledger, &postgres, true)));
-    report.differences.extend(at(&snap_at, compare_snapshot(&snap_low, &snap_high, &postgres_snap)));
-    Ok(())
+    compare_plans(pg, ch, suffix, &plans, scope, report).await
 }
 
 /// Names on each difference the range of sequences it was summed over: per company, (after, up to).
@@ -421,44 +407,49 @@ async fn delta_round(pg: &PgPool, ch: &clickhouse::Client, suffix: &str, chunk: 
             Delta::plan(c.id, *k, c.folded, head, base_exists)
         })
         .collect();
+    compare_plans(pg, ch, suffix, &plans, &Scope::default(), report).await
+}
+
+/// Compares the companies as `plans` say, in full or from where each was clean, and adds what it found to `report`.
+async fn compare_plans(
+    pg: &PgPool,
+    ch: &clickhouse::Client,
+    suffix: &str,
+    plans: &[Delta],
+    scope: &Scope,
+    report: &mut Report,
+) -> Result<()> {
     let marks: Vec<(Uuid, i64)> = plans.iter().map(|d| (d.company, d.watermark)).collect();
+    // No lower bound when every company is compared in full: a company with nothing folded may still have a stray
+    // row at sequence 0, which must count.
     let after: Vec<(Uuid, i64)> = plans.iter().map(|d| (d.company, d.clean)).collect();
-    let every_month = Scope::default();
-    let (balances, ledger) = clickhouse_sums(ch, suffix, &marks, Some(&after), &every_month).await?;
+    let after = plans.iter().any(|d| d.clean > 0).then_some(after.as_slice());
+    let (balances, ledger) = clickhouse_sums(ch, suffix, &marks, after, scope).await?;
     let checked: Vec<(Uuid, i64)> = plans.iter().filter(|d| d.check_snapshot).map(|d| (d.company, d.snapshot)).collect();
-    let (snap_low, snap_high) = snapshot_sums(ch, suffix, &checked, &every_month).await?;
+    let (snap_low, snap_high) = snapshot_sums(ch, suffix, &checked, scope).await?;
     let bases: Vec<(Uuid, i64)> = plans.iter().filter(|d| d.check_snapshot && d.base > 0).map(|d| (d.company, d.base)).collect();
     let base_rows = newest_copies(ch, suffix, &bases).await?;
-    let ranges: Vec<PgRange> = plans
-        .iter()
-        .map(|d| PgRange {
-            company: d.company,
-            low: d.low,
-            clean: d.clean,
-            watermark: d.watermark,
-            base: d.base,
-            snapshot: if d.check_snapshot { d.snapshot } else { 0 },
-        })
-        .collect();
-    let (postgres, postgres_tail) = postgres_sums(pg, &ranges, None).await?;
-    let expected = add(&base_rows, &postgres_tail);
+    let (postgres, postgres_tail) = postgres_sums(pg, plans, scope.period).await?;
+    let expected = add(base_rows, postgres_tail);
     report.compared += postgres.len().max(balances.len());
     report.snapshots += checked.len();
     report.snapshot_seqs.extend(plans.iter().filter(|d| d.snapshot > 0).map(|d| (d.company, d.snapshot)));
     let upto: HashMap<Uuid, (i64, i64)> = plans.iter().map(|d| (d.company, (d.clean, d.watermark))).collect();
     let snap_at: HashMap<Uuid, (i64, i64)> = checked.iter().map(|&(c, s)| (c, (0, s))).collect();
+    // The balances' line counts too: the ledger places its pages by them.
     report.differences.extend(at(&upto, compare("period_balances", &balances, &postgres, true)));
     report.differences.extend(at(&upto, compare("ledger_lines", &ledger, &postgres, true)));
     report.differences.extend(at(&snap_at, compare_snapshot(&snap_low, &snap_high, &expected)));
     Ok(())
 }
 
-/// The sums of two sets of sums, key by key. Pure, so it is unit-tested.
+/// The sums of two sets of sums, key by key; the smaller is added into the larger (a round in full adds its
+/// Postgres sums to no base rows). Pure, so it is unit-tested.
 #[must_use]
-pub fn add(a: &BTreeMap<Key, Sums>, b: &BTreeMap<Key, Sums>) -> BTreeMap<Key, Sums> {
-    let mut out = a.clone();
-    for (k, s) in b {
-        let e = out.entry(*k).or_default();
+pub fn add(a: BTreeMap<Key, Sums>, b: BTreeMap<Key, Sums>) -> BTreeMap<Key, Sums> {
+    let (mut out, other) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    for (k, s) in other {
+        let e = out.entry(k).or_default();
         e.debit += s.debit;
         e.credit += s.credit;
         e.lines += s.lines;
@@ -487,12 +478,13 @@ async fn newest_copies(ch: &clickhouse::Client, suffix: &str, snapshots: &[(Uuid
     if snapshots.is_empty() {
         return Ok(BTreeMap::new());
     }
+    let newest = crate::snapshot::newest_copies_sql(
+        suffix,
+        &format!("{} AND upto_seq = {}", companies_in(snapshots), seq_of_company(snapshots, -1)),
+    );
     let sql = format!(
-        "SELECT company_id, account_id, period, toString(argMax(debit, created_at)) AS debit_sum,
-                toString(argMax(credit, created_at)) AS credit_sum, toUInt64(argMax(line_count, created_at)) AS line_sum
-         FROM balance_snapshots{suffix} WHERE {} AND upto_seq = {} GROUP BY company_id, account_id, period",
-        companies_in(snapshots),
-        seq_of_company(snapshots, -1)
+        "SELECT company_id, account_id, period, toString(d) AS debit_sum, toString(c) AS credit_sum, toUInt64(n) AS line_sum
+         FROM ({newest})"
     );
     Ok(to_map(ch.query(&sql).fetch_all().await?))
 }
@@ -629,29 +621,17 @@ async fn clickhouse_sums(
 /// One row of [`postgres_sums`]: the key, the balance rows' side and the snapshot's side.
 type PgSumRow = (Uuid, Uuid, NaiveDate, String, String, i64, String, String, i64);
 
-/// What Postgres sums for one company, by `company_seq`: it reads the events in `(low, watermark]`, and sums those
-/// above `clean` as the balance rows' side and those in `(base, snapshot]` as the snapshot's. Compared in full, `low`,
-/// `clean` and `base` are 0.
-#[derive(Debug, Clone, Copy)]
-struct PgRange {
-    company: Uuid,
-    low: i64,
-    clean: i64,
-    watermark: i64,
-    base: i64,
-    snapshot: i64,
-}
-
-/// The sums recomputed from Postgres for each company's [`PgRange`], in one pass: the balance rows' side and the
-/// snapshot's side, per company, account and month (only in `period`, when given).
-async fn postgres_sums(pg: &PgPool, ranges: &[PgRange], period: Option<NaiveDate>) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
+/// The sums recomputed from Postgres for each company's [`Delta`], in one pass over its events in `(low, watermark]`:
+/// those above `clean` as the balance rows' side, and, when its snapshot is checked, those in `(base, snapshot]` as
+/// the snapshot's; per company, account and month (only in `period`, when given).
+async fn postgres_sums(pg: &PgPool, plans: &[Delta], period: Option<NaiveDate>) -> Result<(BTreeMap<Key, Sums>, BTreeMap<Key, Sums>)> {
     // Sequences start at 1, so a company with nothing folded has nothing to sum; the planner may not know that, and
     // 500 of them at 0 once cost a scan of every voucher.
-    let ranges: Vec<&PgRange> = ranges.iter().filter(|r| r.watermark > r.low).collect();
+    let ranges: Vec<&Delta> = plans.iter().filter(|r| r.watermark > r.low).collect();
     if ranges.is_empty() {
         return Ok((BTreeMap::new(), BTreeMap::new()));
     }
-    let column = |f: fn(&PgRange) -> i64| -> Vec<i64> { ranges.iter().map(|r| f(r)).collect() };
+    let column = |f: fn(&Delta) -> i64| -> Vec<i64> { ranges.iter().map(|r| f(r)).collect() };
     let ids: Vec<Uuid> = ranges.iter().map(|r| r.company).collect();
     let rows: Vec<PgSumRow> = sqlx::query_as(
         "SELECT v.company_id, l.account_id, date_trunc('month', v.voucher_date)::date AS period,
@@ -673,7 +653,7 @@ async fn postgres_sums(pg: &PgPool, ranges: &[PgRange], period: Option<NaiveDate
     .bind(column(|r| r.clean))
     .bind(column(|r| r.watermark))
     .bind(column(|r| r.base))
-    .bind(column(|r| r.snapshot))
+    .bind(column(|r| if r.check_snapshot { r.snapshot } else { 0 }))
     .bind(period)
     .fetch_all(pg)
     .await?;
@@ -747,7 +727,7 @@ mod tests {
         let m = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
         let x = BTreeMap::from([((c, a, m), Sums { debit: 10, credit: 1, lines: 2 })]);
         let y = BTreeMap::from([((c, a, m), Sums { debit: 5, credit: 0, lines: 1 }), ((c, b, m), Sums { debit: 0, credit: 7, lines: 1 })]);
-        let sum = add(&x, &y);
+        let sum = add(x, y);
         assert_eq!(sum[&(c, a, m)], Sums { debit: 15, credit: 1, lines: 3 });
         assert_eq!(sum[&(c, b, m)], Sums { debit: 0, credit: 7, lines: 1 });
     }

@@ -154,6 +154,18 @@ pub async fn snapshot_company(ch: &Client, suffix: &str, company: Uuid, base: Op
     write_snapshot(ch, suffix, company, base, "now()").await
 }
 
+/// The rows of the snapshots `filter` selects (a condition on `balance_snapshots`), each (company, account, month)
+/// from its newest copy, as `d`, `c` and `n` (debit, credit, lines): what readers take. A snapshot written twice has
+/// equal copies, and a later copy at the same sequence is a repair ([`repair`]).
+pub(crate) fn newest_copies_sql(suffix: &str, filter: &str) -> String {
+    format!(
+        "SELECT company_id, account_id, period,
+                argMax(debit, created_at) AS d, argMax(credit, created_at) AS c, argMax(line_count, created_at) AS n
+         FROM balance_snapshots{suffix} WHERE {filter}
+         GROUP BY company_id, account_id, period"
+    )
+}
+
 /// [`snapshot_company`], with the rows' `created_at` given as a ClickHouse expression.
 async fn write_snapshot(ch: &Client, suffix: &str, company: Uuid, base: Option<i64>, created_at: &str) -> Result<()> {
     let id = uuid_literal(&company);
@@ -178,10 +190,7 @@ async fn write_snapshot(ch: &Client, suffix: &str, company: Uuid, base: Option<i
         Some(base) => format!(
             "SELECT company_id, toInt64({watermark}), account_id, period, sum(d), sum(c), if(min(n) = 0, toUInt64(0), sum(n)), {created_at}
              FROM (
-                 SELECT company_id, account_id, period,
-                        argMax(debit, created_at) AS d, argMax(credit, created_at) AS c, argMax(line_count, created_at) AS n
-                 FROM balance_snapshots{suffix} WHERE company_id = {id} AND upto_seq = {base}
-                 GROUP BY company_id, account_id, period
+                 {}
                  UNION ALL
                  SELECT company_id, account_id, period,
                         toDecimal128(debit, 0) AS d, toDecimal128(credit, 0) AS c, toUInt64(line_count) AS n
@@ -190,7 +199,8 @@ async fn write_snapshot(ch: &Client, suffix: &str, company: Uuid, base: Option<i
              )
              WHERE (SELECT count() FROM snapshot_heads{suffix} WHERE company_id = {id} AND upto_seq = {base}) > 0
                AND {still_covered}
-             GROUP BY company_id, account_id, period"
+             GROUP BY company_id, account_id, period",
+            newest_copies_sql(suffix, &format!("company_id = {id} AND upto_seq = {base}"))
         ),
     };
     ch.query(&format!(
