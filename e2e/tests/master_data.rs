@@ -479,11 +479,13 @@ async fn every_user_change_is_one_event_without_secrets_that_reaches_clickhouse(
 
 #[tokio::test]
 async fn partner_search_at_ten_thousand_partners_finds_korean_names_in_one_company() {
-    const PARTNERS: i64 = 10_000;
+    // One more than ingest-api holds in memory for a company, so this company's list is answered by SQL (the
+    // other tests here are answered from memory).
+    const PARTNERS: i64 = kerp_ingest::partner_cache::PARTNER_CACHE_COMPANY_ROWS_MAX as i64 + 1;
     stack();
     let pool = pg().await;
     let a = company(&pool).await;
-    // 10,000 partners straight into Postgres (the search is what is measured, not their creation); every 100th
+    // 10,001 partners straight into Postgres (the search is what is measured, not their creation); every 100th
     // is a 한빛 company.
     sqlx::query(
         "INSERT INTO partners (id, company_id, code, name, partner_type)
@@ -516,4 +518,90 @@ async fn partner_search_at_ten_thousand_partners_finds_korean_names_in_one_compa
         assert_eq!(plan[0]["Plan"]["Actual Rows"], 1, "{plan:#}");
         eprintln!("partner search {pattern} at {PARTNERS} partners: {} ms in Postgres", plan[0]["Execution Time"]);
     }
+}
+
+/// The partners' page and total as the original SQL gives them (`ILIKE` on name and code, ordered by code): what the
+/// API must answer whether it reads Postgres or its memory.
+async fn pg_partner_codes(pool: &sqlx::PgPool, company: Uuid, q: &str, active: Option<bool>) -> Vec<String> {
+    let pattern = (!q.trim().is_empty()).then(|| kerp_core::master::like_pattern(q).unwrap());
+    sqlx::query_scalar(
+        "SELECT code FROM partners WHERE company_id = $1 AND ($2::text IS NULL OR name ILIKE $2 OR code ILIKE $2)
+           AND ($3::bool IS NULL OR is_active = $3) ORDER BY code",
+    )
+    .bind(company)
+    .bind(pattern)
+    .bind(active)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The API's partner codes for `q` (percent-encoded here), all of them on one page, and its total.
+async fn api_partner_codes(token: &str, q: &str, active: Option<bool>) -> (Vec<String>, u64) {
+    let q: String = q.bytes().map(|b| format!("%{b:02X}")).collect();
+    let active = active.map(|a| format!("&is_active={a}")).unwrap_or_default();
+    let (status, page) = get(Svc::Ingest, token, &format!("/api/v1/partners?q={q}{active}&page=1&page_size=500")).await;
+    assert_eq!(status, 200, "{page}");
+    let codes = page["data"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap().to_owned()).collect();
+    (codes, page["pagination"]["total"].as_u64().unwrap())
+}
+
+/// ingest-api answers the partner list and search from the company's partners held in memory
+/// (`kerp_ingest::partner_cache`) while Postgres's version of them is the one held. A change by any writer, here
+/// plain SQL as another ingest-api instance or someone at psql would make it, shows on the very next request, and
+/// every answer is the one the SQL gives.
+#[tokio::test]
+async fn the_partner_list_is_exact_on_the_next_request_after_a_change_by_any_writer() {
+    let stack = stack();
+    let pool = pg().await;
+    let a = company(&pool).await;
+    for (code, name) in
+        [("P001", "삼성전자"), ("P002", "Hanbit TRADING"), ("P003", "한빛상사"), ("P004", "50%_off Mart"), ("X100", "삼성물산")]
+    {
+        assert_eq!(post(&a.token, "/api/v1/partners", &partner(code, name, None)).await.0, 201);
+    }
+    let same_as_sql = |q: &'static str, active: Option<bool>| {
+        let (pool, token) = (pool.clone(), a.token.clone());
+        async move {
+            let expected = pg_partner_codes(&pool, a.id, q, active).await;
+            let (codes, total) = api_partner_codes(&token, q, active).await;
+            assert_eq!(codes, expected, "q={q:?} is_active={active:?}");
+            assert_eq!(total, expected.len() as u64, "q={q:?} is_active={active:?}");
+            codes
+        }
+    };
+    let terms = ["", "삼성", "hanbit", "TRAD", "x1", "%_", "t_", "zzz"];
+    let hit = r#"kerp_partner_cache_requests_total{result="hit"}"#;
+    let hits_before = common::gauge(&stack.ingest_metrics_url, hit).await.unwrap_or(0.0);
+    // Twice each: the first may load the company, the second is answered from memory.
+    for _ in 0..2 {
+        for q in terms {
+            same_as_sql(q, None).await;
+        }
+    }
+    let hits = common::gauge(&stack.ingest_metrics_url, hit).await.unwrap_or(0.0) - hits_before;
+    assert!(hits >= terms.len() as f64, "the repeated requests were answered from memory: {hits} hits");
+
+    // Another writer renames a partner: the next search finds the new name and not the old one.
+    let sql = |q: &'static str| sqlx::query(q).bind(a.id);
+    sql("UPDATE partners SET name = 'Zeta Foods' WHERE company_id = $1 AND code = 'P003'").execute(&pool).await.unwrap();
+    assert_eq!(same_as_sql("zeta", None).await, ["P003"]);
+    assert_eq!(same_as_sql("한빛", None).await, Vec::<String>::new());
+    // Adds one.
+    sql("INSERT INTO partners (id, company_id, code, name, partner_type) VALUES (gen_random_uuid(), $1, 'P005', 'ZETA Two', 'supplier')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(same_as_sql("zeta", None).await, ["P003", "P005"]);
+    assert_eq!(same_as_sql("", None).await.len(), 6);
+    // Switches one off.
+    sql("UPDATE partners SET is_active = false WHERE company_id = $1 AND code = 'P005'").execute(&pool).await.unwrap();
+    assert_eq!(same_as_sql("zeta", Some(true)).await, ["P003"]);
+    assert_eq!(same_as_sql("zeta", Some(false)).await, ["P005"]);
+    // Deletes one (it is on no line).
+    sql("DELETE FROM partners WHERE company_id = $1 AND code = 'P005'").execute(&pool).await.unwrap();
+    assert_eq!(same_as_sql("zeta", None).await, ["P003"]);
+    // And through the API, on this instance.
+    assert_eq!(post(&a.token, "/api/v1/partners", &partner("P006", "Zeta Three", None)).await.0, 201);
+    assert_eq!(same_as_sql("zeta", None).await, ["P003", "P006"]);
 }

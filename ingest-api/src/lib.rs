@@ -12,6 +12,7 @@ pub mod idempotency;
 mod invoices;
 mod master;
 pub mod openapi;
+pub mod partner_cache;
 pub mod relay;
 mod routes;
 pub mod store;
@@ -108,6 +109,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Postings without an idempotency key go through group commit.
     pub poster: group_commit::Poster,
+    /// Companies' partners for the partner list and search, checked against Postgres's version on every request.
+    pub partners: partner_cache::PartnerCache,
 }
 
 impl kerp_core::http::JwtSecret for AppState {
@@ -225,7 +228,7 @@ async fn purge_idempotency_keys(pool: PgPool, shutdown: CancellationToken) {
 }
 
 /// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of the
-/// metrics ingest-api records: the outbox relay's, the posting counter and the group-commit batch sizes. grpc-api posts
+/// metrics ingest-api records: the outbox relay's, the posting counter, the group-commit batch sizes and the partner cache's. grpc-api posts
 /// through the same store and group commit, and calls this too. Every label is bounded (`reason` and `stage` have two values each).
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -249,6 +252,11 @@ pub fn describe_metrics() {
     );
     describe_counter!("outbox_relay_lock_lost_total", "Times this relay found it had lost its advisory lock and stopped publishing.");
     describe_gauge!("outbox_held_companies", "Companies whose outbox is held back because a row of theirs could not be published.");
+    describe_counter!(
+        "kerp_partner_cache_requests_total",
+        "Partner list and search requests, by result (hit: served from the partners held at Postgres's current version; miss: the \
+         company's partners were loaded first)."
+    );
     describe_counter!("outbox_holds_total", "Times a company's outbox was held back because one of its rows could not be published.");
     describe_counter!(
         "outbox_producer_rebuilds_total",
@@ -305,7 +313,7 @@ pub async fn serve_with_metrics(
     tokio::spawn(purge_idempotency_keys(pool.clone(), shutdown.clone()));
     tracing::info!(addr = %listener.local_addr()?, "ingest-api listening");
     let poster = group_commit::Poster::start(pool.clone(), config.voucher_topic.clone(), config.group_commit_lanes);
-    let app = router(AppState { pool, config, poster });
+    let app = router(AppState { pool, config, poster, partners: partner_cache::PartnerCache::default() });
     kerp_core::http::serve(listener, app, shutdown).await?;
     if let Some(relay) = relay {
         // A panicked relay has already logged; the server itself stopped cleanly.

@@ -68,10 +68,8 @@ async fn list_partners(
 ) -> Result<impl IntoResponse> {
     let Query(q) = query.map_err(|e| bad_query(&e))?;
     let mut errors = Vec::new();
-    let pattern =
-        q.q.as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .and_then(|s| master::like_pattern(s).map_err(|m| errors.push(FieldError::new("q", m))).ok());
+    let term = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let pattern = term.and_then(|s| master::like_pattern(s).map_err(|m| errors.push(FieldError::new("q", m))).ok());
     let partner_type = q.partner_type.as_deref().and_then(|t| {
         let parsed = PartnerType::parse(t);
         if parsed.is_none() {
@@ -86,11 +84,10 @@ async fn list_partners(
         )
         .into());
     }
-    let filter = PartnerFilter { pattern, partner_type, is_active: q.is_active };
+    let filter = PartnerFilter { term: term.map(str::to_owned), pattern, partner_type, is_active: q.is_active };
     let mut pagination = Pagination::clamp(q.page, q.page_size);
-    let (rows, total) =
-        timed("list_partners", store::list_partners(&state.pool, claims.company_id, &filter, pagination.page_size, pagination.offset()))
-            .await?;
+    let page = store::list_partners(&state.pool, &state.partners, claims.company_id, &filter, pagination.page_size, pagination.offset());
+    let (rows, total) = timed("list_partners", page).await?;
     pagination.total = total;
     Ok(Json(Page { data: rows, pagination }))
 }

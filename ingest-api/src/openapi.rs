@@ -211,7 +211,12 @@ mod tests {
             .expect("a lazy pool parses its URL only");
         {
             let poster = crate::group_commit::Poster::start(pool.clone(), cli.config.voucher_topic.clone(), 1);
-            crate::router(AppState { pool, config: std::sync::Arc::new(cli.config), poster })
+            crate::router(AppState {
+                pool,
+                config: std::sync::Arc::new(cli.config),
+                poster,
+                partners: crate::partner_cache::PartnerCache::default(),
+            })
         }
     }
 

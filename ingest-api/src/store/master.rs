@@ -3,6 +3,8 @@
 //! (`PartnersChanged`, `DepartmentsChanged`, `AccountsChanged`, `UsersChanged`, `CompanyChanged`), so the reports learn
 //! current names from the topic and never read Postgres.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use kerp_core::auth::Role;
 use kerp_core::master::{PartnerType, ValidAccount, ValidAccountUpdate, ValidCompanyUpdate, ValidDepartment, ValidPartner, ValidUser};
@@ -15,6 +17,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{enqueue, page_total, Account};
+use crate::partner_cache::{self, CompanyPartners, PartnerCache, SearchablePartner, Selection, PARTNER_CACHE_COMPANY_ROWS_MAX};
 use crate::Result;
 
 #[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
@@ -65,7 +68,10 @@ pub struct Company {
 /// Filters of the partner list, already checked.
 #[derive(Debug, Clone, Default)]
 pub struct PartnerFilter {
-    /// An `ILIKE` pattern matched against name and code, case-insensitively (see `kerp_core::master::like_pattern`).
+    /// The search term as the client typed it, trimmed: what [`crate::partner_cache`] matches.
+    pub term: Option<String>,
+    /// `term` as an `ILIKE` pattern matched against name and code, case-insensitively (see
+    /// `kerp_core::master::like_pattern`): what the SQL matches.
     pub pattern: Option<String>,
     pub partner_type: Option<PartnerType>,
     pub is_active: Option<bool>,
@@ -188,11 +194,85 @@ pub const PARTNER_LIST_WHERE: &str =
     "WHERE company_id = $1 AND ($2::text IS NULL OR name_lower LIKE lower($2) OR code_lower LIKE lower($2))
                          AND ($3::text IS NULL OR partner_type = $3) AND ($4::bool IS NULL OR is_active = $4)";
 
-/// One page of the company's partners ordered by code, and the total count (see [`super::Counted`]).
+/// One page of the company's partners ordered by code, and how many match in all.
+///
+/// Served from `cache` while it holds the company's partners at the version Postgres has now (see
+/// [`crate::partner_cache`]); otherwise the company's partners are loaded into it first. A company with more than
+/// [`PARTNER_CACHE_COMPANY_ROWS_MAX`] partners is listed by SQL.
 ///
 /// # Errors
 /// Database errors.
-pub async fn list_partners(pool: &PgPool, company_id: Uuid, f: &PartnerFilter, limit: u32, offset: u64) -> Result<(Vec<Partner>, u64)> {
+pub async fn list_partners(
+    pool: &PgPool,
+    cache: &PartnerCache,
+    company_id: Uuid,
+    f: &PartnerFilter,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Partner>, u64)> {
+    // The term is lowercased by Postgres's lower(), the function that made name_lower and code_lower, in the same
+    // round trip as the version: Rust's to_lowercase() need not agree with the database's locale on every letter.
+    let (version, term_lower): (i64, Option<String>) =
+        sqlx::query_as("SELECT coalesce((SELECT version FROM partner_versions WHERE company_id = $1), 0), lower($2::text)")
+            .bind(company_id)
+            .bind(&f.term)
+            .fetch_one(pool)
+            .await?;
+    let held = match cache.get(company_id, version) {
+        Some(held) => {
+            metrics::counter!("kerp_partner_cache_requests_total", "result" => "hit").increment(1);
+            held
+        }
+        None => {
+            metrics::counter!("kerp_partner_cache_requests_total", "result" => "miss").increment(1);
+            let loaded = Arc::new(load_partners(pool, company_id).await?);
+            cache.put(company_id, Arc::clone(&loaded));
+            loaded
+        }
+    };
+    match &held.rows {
+        Some(rows) => {
+            let selection = Selection { term_lower: term_lower.as_deref(), partner_type: f.partner_type, is_active: f.is_active };
+            Ok(partner_cache::select(rows, selection, limit, offset))
+        }
+        None => list_partners_sql(pool, company_id, f, limit, offset).await,
+    }
+}
+
+/// All of a company's partners in `ORDER BY code`, with their version, read in one snapshot so that the rows are
+/// the ones of that version; `rows` is `None` past [`PARTNER_CACHE_COMPANY_ROWS_MAX`]. The version may be newer than
+/// the one the caller read (a change committed in between); these rows are then the newer ones, and correct.
+async fn load_partners(pool: &PgPool, company_id: Uuid) -> Result<CompanyPartners> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let version: i64 = sqlx::query_scalar("SELECT coalesce((SELECT version FROM partner_versions WHERE company_id = $1), 0)")
+        .bind(company_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<HeldPartner> = sqlx::query_as(&format!(
+        "SELECT {PARTNER_COLUMNS}, name_lower, code_lower FROM partners WHERE company_id = $1 ORDER BY code LIMIT $2"
+    ))
+    .bind(company_id)
+    .bind(i64::try_from(PARTNER_CACHE_COMPANY_ROWS_MAX + 1).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let rows = (rows.len() <= PARTNER_CACHE_COMPANY_ROWS_MAX).then(|| {
+        rows.into_iter().map(|r| SearchablePartner { partner: r.partner, name_lower: r.name_lower, code_lower: r.code_lower }).collect()
+    });
+    Ok(CompanyPartners { version, rows })
+}
+
+#[derive(FromRow)]
+struct HeldPartner {
+    #[sqlx(flatten)]
+    partner: Partner,
+    name_lower: String,
+    code_lower: String,
+}
+
+/// One page of the company's partners ordered by code, and the total count (see [`super::Counted`]), by SQL.
+async fn list_partners_sql(pool: &PgPool, company_id: Uuid, f: &PartnerFilter, limit: u32, offset: u64) -> Result<(Vec<Partner>, u64)> {
     const WHERE: &str = PARTNER_LIST_WHERE;
     let kind = f.partner_type.map(PartnerType::as_str);
     let rows = sqlx::query_as(&format!(
