@@ -228,8 +228,9 @@ async fn purge_idempotency_keys(pool: PgPool, shutdown: CancellationToken) {
 }
 
 /// Installs the metrics recorder (see [`kerp_core::telemetry::metrics_handle`]) and gives the help text of the
-/// metrics ingest-api records: the outbox relay's, the posting counter, the group-commit batch sizes and the partner cache's. grpc-api posts
-/// through the same store and group commit, and calls this too. Every label is bounded (`reason` and `stage` have two values each).
+/// metrics ingest-api records: the outbox relay's, the posting counter, the group-commit batch sizes and the partner
+/// cache's. grpc-api posts through the same store and group commit, and calls this too. Every label is bounded
+/// (`reason` and `result` have two values each, `stage` three).
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     let _ = kerp_core::telemetry::metrics_handle();
