@@ -194,6 +194,9 @@ pub const PARTNER_LIST_WHERE: &str =
     "WHERE company_id = $1 AND ($2::text IS NULL OR name_lower LIKE lower($2) OR code_lower LIKE lower($2))
                          AND ($3::text IS NULL OR partner_type = $3) AND ($4::bool IS NULL OR is_active = $4)";
 
+/// The version of company `$1`'s partners (migration 0012), 0 if none has changed since that migration.
+const PARTNER_VERSION: &str = "coalesce((SELECT version FROM partner_versions WHERE company_id = $1), 0)";
+
 /// One page of the company's partners ordered by code, and how many match in all.
 ///
 /// Served from `cache` while it holds the company's partners at the version Postgres has now (see
@@ -213,11 +216,7 @@ pub async fn list_partners(
     // The term is lowercased by Postgres's lower(), the function that made name_lower and code_lower, in the same
     // round trip as the version: Rust's to_lowercase() need not agree with the database's locale on every letter.
     let (version, term_lower): (i64, Option<String>) =
-        sqlx::query_as("SELECT coalesce((SELECT version FROM partner_versions WHERE company_id = $1), 0), lower($2::text)")
-            .bind(company_id)
-            .bind(&f.term)
-            .fetch_one(pool)
-            .await?;
+        sqlx::query_as(&format!("SELECT {PARTNER_VERSION}, lower($2::text)")).bind(company_id).bind(&f.term).fetch_one(pool).await?;
     let held = match cache.get(company_id, version) {
         Some(held) => {
             metrics::counter!("kerp_partner_cache_requests_total", "result" => "hit").increment(1);
@@ -245,10 +244,7 @@ pub async fn list_partners(
 async fn load_partners(pool: &PgPool, company_id: Uuid) -> Result<CompanyPartners> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    let version: i64 = sqlx::query_scalar("SELECT coalesce((SELECT version FROM partner_versions WHERE company_id = $1), 0)")
-        .bind(company_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let version: i64 = sqlx::query_scalar(&format!("SELECT {PARTNER_VERSION}")).bind(company_id).fetch_one(&mut *tx).await?;
     let rows: Vec<HeldPartner> = sqlx::query_as(&format!(
         "SELECT {PARTNER_COLUMNS}, name_lower, code_lower FROM partners WHERE company_id = $1 ORDER BY code LIMIT $2"
     ))
