@@ -92,12 +92,6 @@ impl PartnerCache {
             }
         }
     }
-
-    /// How many companies are held (for tests and metrics).
-    #[must_use]
-    pub fn companies(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).companies.len()
-    }
 }
 
 /// What the partner list filters by, with the search term already lowercased by Postgres's `lower()`, the function
