@@ -199,7 +199,7 @@ async fn insert_draft(
     approval_number: Option<&str>,
 ) -> Result<Invoice> {
     check_refs(tx, company_id, v).await?;
-    let id = Uuid::new_v4();
+    let id = crate::store::document_id();
     let row: Invoice = sqlx::query_as(&format!(
         "INSERT INTO invoices (id, company_id, invoice_type, vat_type, partner_id, invoice_date, supply_amount, tax_amount,
                                description, account_code, status, created_by, approval_number)

@@ -389,7 +389,7 @@ fn event_payload(
 /// month whose numbers are used up, 413 when the event would be larger than Kafka carries, database errors.
 pub async fn post_voucher(tx: &mut PgConnection, company_id: Uuid, user_id: Uuid, topic: &str, v: &ValidVoucher) -> Result<Posted> {
     let lines = book_lines(tx, company_id, v).await?;
-    let id = Uuid::new_v4();
+    let id = crate::store::document_id();
     insert_lines(tx, company_id, id, &lines).await?;
     let (number, seq, approved_at) = if v.status == VoucherStatus::Approved {
         let h = Header { id, voucher_date: v.voucher_date, voucher_type: v.voucher_type, description: &v.description, reversal_of: None };
@@ -616,7 +616,7 @@ pub async fn reverse(
         stored_lines(tx, id).await?.into_iter().map(|l| BookLine { debit: l.credit, credit: l.debit, ..l }).collect();
     let number = original.voucher_number.clone().unwrap_or_default();
     let description: String = format!("[역분개 {number}] {}", original.description).chars().take(DESCRIPTION_CHARS_MAX).collect();
-    let new_id = Uuid::new_v4();
+    let new_id = crate::store::document_id();
     insert_lines(tx, company_id, new_id, &lines).await?;
     let h =
         Header { id: new_id, voucher_date: date, voucher_type: original.voucher_type, description: &description, reversal_of: Some(id) };

@@ -126,7 +126,7 @@ pub async fn post_batch(tx: &mut PgConnection, topic: &str, items: &[Item<'_>]) 
             Ok(_) if v.status == VoucherStatus::Approved && closed.contains(&(item.company_id, period)) => {
                 answers[index] = Some(Err(period_closed(period)));
             }
-            Ok(found) => accepted.push(Accepted { index, id: Uuid::new_v4(), lines: to_book_lines(v, found) }),
+            Ok(found) => accepted.push(Accepted { index, id: crate::store::document_id(), lines: to_book_lines(v, found) }),
         }
     }
 
