@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Posts 2-line vouchers at a constant rate with k6 (perf/k6/post_vouchers.js) and reports, beside k6's latencies,
+# nginx's own times for the same requests, the freshness histogram's share within 0.5 s and each service's CPU seconds.
+# usage: perf/scripts/post-rate.sh [RATE=1000] [DURATION=60s]   env: COMPANY (default: the demo company), TB_SHARE (0)
+. "$(dirname "$0")/lib.sh"
+RATE=${1:-1000}; DUR=${2:-60s}
+fresh() { curl -s localhost:9102/metrics | grep -E '^fold_event_freshness_seconds_(bucket\{le="0.5"\}|count)' | awk '{ print $2 }' | tr '\n' ' '; }
+f0=$(fresh); c0=$(cpu_all); t0=$(date +%s)
+out=$(mktemp)
+TOKEN=$(compose/dev token ${COMPANY:+--company "$COMPANY"}) RATE=$RATE DURATION=$DUR TB_SHARE=${TB_SHARE:-0} \
+  k6 run -q --summary-trend-stats "med,p(95),p(99),max" perf/k6/post_vouchers.js >"$out" 2>&1 || true
+sleep 3
+f1=$(fresh); c1=$(cpu_all); t1=$(date +%s)
+grep -E "\{ name:create|http_reqs|dropped|http_req_failed\.\." "$out" || cat "$out"
+lines=$(awk -v r="$RATE" -v d="${DUR%s}" 'BEGIN { print int(r * d * 1.05) + 1000 }')
+nginx_percentiles POST /api/v1/vouchers "$lines"
+python3 - "$f0" "$f1" "$c0" "$c1" $((t1 - t0)) <<'PY'
+import sys
+f0 = list(map(float, sys.argv[1].split())) or [0, 0]
+f1 = list(map(float, sys.argv[2].split()))
+n = f1[1] - f0[1]
+print(f"freshness within 0.5 s: {f1[0] - f0[0]:.0f} of {n:.0f} = {100 * (f1[0] - f0[0]) / n if n else 0:.2f} %")
+c0, c1 = list(map(float, sys.argv[3].split())), list(map(float, sys.argv[4].split()))
+names = "ch pg kafka ingest worker query nginx".split()
+print(f"CPU-s over {sys.argv[5]} s:", " ".join(f"{k}={b - a:.1f}" for k, a, b in zip(names, c0, c1)))
+PY
+rm -f "$out"
