@@ -19,5 +19,5 @@ cpu_all() {
 # Nearest-rank p50/p95/p99 (in ms) of nginx's request times for METHOD PATH over the log's last N lines.
 nginx_percentiles() {
   tail -n "$3" .data/nginx/logs/access.log | awk -v m="$1" -v p="$2" '$3 == m && $4 == p { print $5 }' | sort -n |
-    awk '{ a[NR] = $1 } END { if (NR) printf "nginx %s %s: %d requests, p50 %.0f, p95 %.0f, p99 %.0f ms\n", "'"$1"'", "'"$2"'", NR, 1000 * a[int(NR * .5) + 1], 1000 * a[int(NR * .95) + 1], 1000 * a[int(NR * .99) + 1] }'
+    awk -v m="$1" -v p="$2" '{ a[NR] = $1 } END { if (NR) printf "nginx %s %s: %d requests, p50 %.0f, p95 %.0f, p99 %.0f ms\n", m, p, NR, 1000 * a[int(NR * .5) + 1], 1000 * a[int(NR * .95) + 1], 1000 * a[int(NR * .99) + 1] }'
 }
