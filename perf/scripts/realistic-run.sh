@@ -5,11 +5,12 @@
 # usage: perf/scripts/realistic-run.sh LABEL COMPANY   (files: /tmp/kerp-perf-LABEL.*)
 . "$(dirname "$0")/lib.sh"
 L=$1; C=$2; D=/tmp/kerp-perf-$L
-cargo run -q --release -p kerp-perf -- export --token "$(compose/dev token --company "$C")" --out-dir "$D.data" >/dev/null
+TOKEN=$(compose/dev token --company "$C")
+cargo run -q --release -p kerp-perf -- export --token "$TOKEN" --out-dir "$D.data" >/dev/null
 "$(dirname "$0")/mem-sample.sh" "$D.mem" 320 >"$D.mem.peak" &
 "$(dirname "$0")/ch-memory.sh" "$D.ch" 320 >"$D.ch.peak" &
 echo "start $(date +%T)"
-API_TOKEN=$(compose/dev token --company "$C") DATA_DIR="$D.data" SCALE=0.25 VU_SCALE=1 \
+API_TOKEN=$TOKEN DATA_DIR="$D.data" SCALE=0.25 VU_SCALE=1 \
   k6 run -q perf/k6/realistic_workload.js >"$D.k6" 2>&1 || true
 echo "end $(date +%T)"
 wait
