@@ -16,12 +16,13 @@
 //! hold up the others, and they may commit after later posts of their company (numbers and sequences stay gapless,
 //! in commit order).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use kerp_core::http::Problem;
 use kerp_core::voucher::ValidVoucher;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -41,6 +42,9 @@ pub const LANES_MAX: usize = 16;
 /// Longest a batch waits for a row another transaction holds, in milliseconds (the pool's own wait is
 /// `DB_LOCK_WAIT_MS_MAX`). Past it the batch's posts go on alone, aside from the lane.
 pub const BATCH_LOCK_WAIT_MS_MAX: u64 = 50;
+/// How long a lane keeps its connection after its queue ran empty, in milliseconds: long enough to span the gaps
+/// between batches while posts arrive, short enough that an idle lane does not keep a connection from the pool.
+pub const LANE_CONN_LINGER_MS: u64 = 100;
 
 struct Job {
     company_id: Uuid,
@@ -114,7 +118,30 @@ fn commit_failed(e: &sqlx::Error) -> Error {
 }
 
 async fn lane(pool: PgPool, topic: String, mut rx: mpsc::Receiver<Job>, lane_no: usize) {
-    while let Some(first) = rx.recv().await {
+    // The connection this lane keeps between batches while posts keep coming. Taking a connection from the pool and
+    // giving it back costs a round trip each (sqlx pings a connection it hands out and one it takes back), which was a
+    // fifth of a batch's round trips; the lane gives it back once its queue has been empty for `LANE_CONN_LINGER_MS`.
+    let mut held: Option<PoolConnection<Postgres>> = None;
+    loop {
+        let first = match rx.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if held.is_some() => {
+                match tokio::time::timeout(Duration::from_millis(LANE_CONN_LINGER_MS), rx.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => break,
+                    Err(_) => {
+                        held = None;
+                        let Some(job) = rx.recv().await else { break };
+                        job
+                    }
+                }
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let Some(job) = rx.recv().await else { break };
+                job
+            }
+        };
         let mut lines = first.voucher.lines.len();
         let mut jobs = vec![first];
         while jobs.len() < BATCH_VOUCHERS_MAX && lines < BATCH_LINES_MAX {
@@ -127,36 +154,71 @@ async fn lane(pool: PgPool, topic: String, mut rx: mpsc::Receiver<Job>, lane_no:
             }
         }
         let span = tracing::info_span!("group_commit", lane = lane_no, vouchers = jobs.len(), lines);
-        write(&pool, &topic, jobs).instrument(span).await;
+        held = write(&pool, held, &topic, jobs).instrument(span).await;
     }
 }
 
-/// Writes one batch and answers each of its posts.
-async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
+/// How one batch's transaction ended.
+enum Outcome {
+    /// Committed: each post's answer, in order.
+    Committed(Vec<Result<Posted>>),
+    /// Failed before its commit and rolled back: nothing of the batch is kept.
+    RolledBack(Error),
+    /// The commit itself failed: Postgres may have kept the batch.
+    CommitFailed(sqlx::Error),
+}
+
+/// Writes a batch in one transaction on `conn`. The transaction's `BEGIN` also sets its lock wait, in the same
+/// round trip.
+async fn transact(conn: &mut PgConnection, topic: &str, items: &[batch::Item<'_>]) -> Outcome {
+    // A batch waits only briefly for a row another transaction holds (a company's long posting elsewhere, a month
+    // being closed): the lane must not keep every other company it serves waiting behind that lock.
+    let begin = format!("BEGIN; SET LOCAL lock_timeout = '{BATCH_LOCK_WAIT_MS_MAX}ms'");
+    let mut tx = match conn.begin_with(begin).await {
+        Ok(tx) => tx,
+        Err(e) => return Outcome::RolledBack(e.into()),
+    };
+    let answers = match batch::post_batch(&mut tx, topic, items).await {
+        Ok(answers) => answers,
+        // Dropping the transaction rolls it back.
+        Err(e) => return Outcome::RolledBack(e),
+    };
+    match tx.commit().await {
+        Ok(()) => Outcome::Committed(answers),
+        Err(e) => Outcome::CommitFailed(e),
+    }
+}
+
+/// Writes one batch and answers each of its posts. It writes on `held` when the lane kept a connection, else on one
+/// from the pool, and returns the connection for the next batch; after any failure the connection goes back to the
+/// pool instead (which tests it and closes it if it is broken).
+async fn write(pool: &PgPool, held: Option<PoolConnection<Postgres>>, topic: &str, jobs: Vec<Job>) -> Option<PoolConnection<Postgres>> {
     let started = Instant::now();
     metrics::histogram!("group_commit_batch_vouchers").record(jobs.len() as f64);
     let items: Vec<batch::Item<'_>> =
         jobs.iter().map(|j| batch::Item { company_id: j.company_id, user_id: j.user_id, voucher: &j.voucher }).collect();
-    let attempt = async {
-        let mut tx = pool.begin().await?;
-        // A batch waits only briefly for a row another transaction holds (a company's long posting elsewhere, a
-        // month being closed): the lane must not keep every other company it serves waiting behind that lock.
-        sqlx::query(&format!("SET LOCAL lock_timeout = '{BATCH_LOCK_WAIT_MS_MAX}ms'")).execute(&mut *tx).await?;
-        let answers = batch::post_batch(&mut tx, topic, &items).await?;
-        Ok::<_, Error>((tx, answers))
-    }
-    .await;
-    let answers = match attempt {
-        Ok((tx, answers)) => match tx.commit().await {
-            Ok(()) => answers,
-            Err(e) => {
-                // Postgres may have kept the commit: posting again could count the vouchers twice.
-                tracing::error!(error = %e, "a batch's commit failed; its posts get the error");
-                metrics::counter!("group_commit_failures_total", "stage" => "commit").increment(1);
-                jobs.iter().map(|_| Err(commit_failed(&e))).collect()
-            }
-        },
-        Err(e) if is_lock_wait(&e) => {
+    let acquired = match held {
+        Some(conn) => Ok(conn),
+        None => pool.acquire().await,
+    };
+    let (mut conn, outcome) = match acquired {
+        Ok(mut c) => {
+            let outcome = transact(&mut c, topic, &items).await;
+            (Some(c), outcome)
+        }
+        // As a failed batch: each post then tries alone, and gets the pool's error if it persists.
+        Err(e) => (None, Outcome::RolledBack(e.into())),
+    };
+    let answers = match outcome {
+        Outcome::Committed(answers) => answers,
+        Outcome::CommitFailed(e) => {
+            // Postgres may have kept the commit: posting again could count the vouchers twice.
+            tracing::error!(error = %e, "a batch's commit failed; its posts get the error");
+            metrics::counter!("group_commit_failures_total", "stage" => "commit").increment(1);
+            conn = None;
+            jobs.iter().map(|_| Err(commit_failed(&e))).collect()
+        }
+        Outcome::RolledBack(e) if is_lock_wait(&e) => {
             // Rolled back: nothing of the batch is kept. Its posts go alone, each in a task of its own with the pool's
             // full lock wait, and the lane moves on: the posts of the busy company wait (or get their 503) without
             // holding up the other companies of this lane. Those posts may then commit after later posts of the same
@@ -172,13 +234,14 @@ async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
                     let _ = job.reply.send(answer);
                 });
             }
-            return;
+            return None;
         }
-        Err(e) => {
-            // Rolled back as the transaction was dropped: nothing of the batch is kept. Each post goes alone now.
+        Outcome::RolledBack(e) => {
+            // Nothing of the batch is kept. Each post goes alone now.
             tracing::info!(error = %e, vouchers = jobs.len(), "a batch could not be posted as one; posting its vouchers one by one");
             metrics::counter!("group_commit_failures_total", "stage" => "batch").increment(1);
             drop(items);
+            conn = None;
             let mut answers = Vec::with_capacity(jobs.len());
             for j in &jobs {
                 answers.push(single(pool, topic, j).instrument(j.span.clone()).await);
@@ -192,6 +255,7 @@ async fn write(pool: &PgPool, topic: &str, jobs: Vec<Job>) {
         // had it gone away just after the commit.
         let _ = job.reply.send(answer);
     }
+    conn
 }
 
 /// Whether a batch failed because a row it needed was held by another transaction past [`BATCH_LOCK_WAIT_MS_MAX`].

@@ -89,6 +89,11 @@ pub struct Config {
     /// How long the relay sleeps when the outbox is empty, in milliseconds.
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 50)]
     pub relay_poll_interval_ms: u64,
+    /// How long the relay waits after a round that published everything there was, in milliseconds, so that the
+    /// next round carries more rows for its one read, delete and produce request. It adds at most this much to the
+    /// time from posting to the trial balance (freshness); at most `relay::RELAY_GATHER_MS_MAX`.
+    #[arg(long, env = "RELAY_GATHER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=relay::RELAY_GATHER_MS_MAX))]
+    pub relay_gather_ms: u64,
 }
 
 impl Config {

@@ -410,7 +410,102 @@ pub fn voucher_posted_fingerprint() -> u64 {
 /// # Errors
 /// Only if the value does not fit the schema, which the types prevent.
 pub fn encode_voucher_posted(event: &VoucherPosted) -> Result<Vec<u8>> {
-    voucher_posted_v2().encode(event)
+    Ok(binary::voucher_posted(voucher_posted_v2().fingerprint, event))
+}
+
+/// The Avro binary encoding of [`VoucherPosted`] (revision 2), written field by field.
+///
+/// Every approved voucher is encoded once, in its posting's transaction. The generic path (`to_value`, `resolve`
+/// against the schema, `to_avro_datum`) builds and checks a tree of values first, and was a tenth of ingest-api's CPU
+/// at 1,000 postings/s (28 Nov, `perf record`). The types here already hold only what the schema allows, so the
+/// fields are written directly, in the schema's order. A unit test checks that this gives the generic encoder's bytes,
+/// byte for byte, for vouchers that exercise every field and both branches of every union.
+mod binary {
+    use uuid::Uuid;
+
+    use super::{VoucherLine, VoucherPosted, SINGLE_OBJECT_HEADER_BYTES, SINGLE_OBJECT_MAGIC};
+
+    /// A single-object message: magic, the schema's fingerprint, the datum.
+    pub(super) fn voucher_posted(fingerprint: u64, v: &VoucherPosted) -> Vec<u8> {
+        // Roughly what a two-line voucher takes, so that most messages are written without growing the buffer.
+        let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER_BYTES + 256 + 192 * v.lines.len());
+        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+        out.extend_from_slice(&fingerprint.to_le_bytes());
+        uuid(&mut out, &v.event_id);
+        uuid(&mut out, &v.company_id);
+        long(&mut out, v.company_seq);
+        uuid(&mut out, &v.voucher_id);
+        string(&mut out, &v.voucher_number);
+        long(&mut out, i64::from(v.voucher_date));
+        string(&mut out, &v.voucher_type);
+        string(&mut out, &v.status);
+        string(&mut out, &v.description);
+        long(&mut out, v.posted_at);
+        // An array is written as blocks: one block of every item, then the empty block that ends it (an empty array
+        // is that end alone), as apache-avro writes it.
+        if !v.lines.is_empty() {
+            len(&mut out, v.lines.len());
+            for l in &v.lines {
+                line(&mut out, l);
+            }
+        }
+        long(&mut out, 0);
+        optional_uuid(&mut out, v.reversal_of.as_ref());
+        out
+    }
+
+    fn line(out: &mut Vec<u8>, l: &VoucherLine) {
+        long(out, i64::from(l.line_no));
+        uuid(out, &l.account_id);
+        string(out, &l.account_code);
+        string(out, &l.account_name);
+        string(out, &l.account_type);
+        optional_uuid(out, l.partner_id.as_ref());
+        long(out, l.debit);
+        long(out, l.credit);
+        string(out, &l.description);
+        optional_uuid(out, l.department_id.as_ref());
+    }
+
+    /// `int` and `long` alike: zig-zag, then 7 bits a byte, low bits first.
+    fn long(out: &mut Vec<u8>, v: i64) {
+        let zigzag = (v << 1) ^ (v >> 63);
+        // Read as unsigned from here on: shifting right as an i64 would drag the sign bit in.
+        let mut n = u64::from_ne_bytes(zigzag.to_ne_bytes());
+        while n >= 0x80 {
+            // The low 7 bits, with the bit that says more bytes follow; the truncation is the point.
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    /// A length or a count, which Avro writes as a `long`.
+    fn len(out: &mut Vec<u8>, n: usize) {
+        long(out, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        len(out, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// The `uuid` logical type over `string`: the id's hyphenated lower-case text.
+    fn uuid(out: &mut Vec<u8>, id: &Uuid) {
+        let mut text = Uuid::encode_buffer();
+        string(out, id.hyphenated().encode_lower(&mut text));
+    }
+
+    /// `["null", uuid]`: the branch's index, then the id if there is one.
+    fn optional_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
+        match id {
+            None => long(out, 0),
+            Some(id) => {
+                long(out, 1);
+                uuid(out, id);
+            }
+        }
+    }
 }
 
 /// Encodes an accounts event as an Avro single-object message.
@@ -558,6 +653,37 @@ mod tests {
             l.department_id = None;
         }
         e
+    }
+
+    /// The field-by-field encoder writes exactly what the generic one (values resolved against the schema) writes:
+    /// the unions' both branches, strings whose length takes one byte and several, Korean text, an empty line list,
+    /// a hundred lines (a count of two bytes) and the extremes of every number.
+    #[test]
+    fn the_voucher_encoder_writes_the_generic_encoders_bytes() {
+        let mut cases = vec![sample(), as_v1(&sample())];
+        let mut empty = sample();
+        empty.lines.clear();
+        cases.push(empty);
+        let mut extremes = sample();
+        extremes.company_seq = i64::MAX;
+        extremes.posted_at = i64::MIN;
+        extremes.voucher_date = i32::MIN;
+        extremes.description = "가".repeat(400);
+        extremes.lines[0].debit = i64::MIN;
+        extremes.lines[0].credit = -1;
+        extremes.lines[0].line_no = i32::MAX;
+        extremes.lines[1].description = "x".repeat(64);
+        cases.push(extremes);
+        let mut many = sample();
+        many.lines = (0..100)
+            .map(|i| VoucherLine { line_no: i + 1, description: format!("line {i}"), ..sample().lines[usize::from(i % 2 == 1)].clone() })
+            .collect();
+        cases.push(many);
+        let known = voucher_posted_v2();
+        for (i, e) in cases.iter().enumerate() {
+            assert_eq!(binary::voucher_posted(known.fingerprint, e), known.encode(e).unwrap(), "case {i}");
+            assert_eq!(decode(&encode_voucher_posted(e).unwrap()).unwrap(), Event::VoucherPosted(e.clone()), "case {i}");
+        }
     }
 
     #[test]
