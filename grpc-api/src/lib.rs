@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kerp_core::clickhouse::ClickHouseReaderConfig;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -173,10 +173,7 @@ pub struct AppState {
 /// A `DATABASE_URL` that does not parse.
 pub fn connect(config: &Config) -> Result<PgPool> {
     let options: PgConnectOptions = config.database_url.parse()?;
-    Ok(PgPoolOptions::new()
-        .max_connections(config.db_pool_max)
-        .acquire_timeout(Duration::from_millis(kerp_ingest::DB_ACQUIRE_MS_MAX))
-        .connect_lazy_with(options.options(kerp_ingest::session_settings())))
+    Ok(kerp_ingest::pool_options(config.db_pool_max).connect_lazy_with(options.options(kerp_ingest::session_settings())))
 }
 
 /// The services of the main listener: VoucherService, ReportService and TaxScraperService, with health and reflection.

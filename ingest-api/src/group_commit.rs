@@ -37,7 +37,7 @@ pub const BATCH_VOUCHERS_MAX: usize = 256;
 pub const BATCH_LINES_MAX: usize = 4_096;
 /// Posts queued per lane before a new post waits for room: back-pressure instead of unbounded memory.
 pub const LANE_QUEUE_MAX: usize = 1_024;
-/// Most lanes: each holds one pooled connection while it writes.
+/// Most lanes: each holds one pooled connection while it writes, and for `LANE_CONN_LINGER_MS` after.
 pub const LANES_MAX: usize = 16;
 /// Longest a batch waits for a row another transaction holds, in milliseconds (the pool's own wait is
 /// `DB_LOCK_WAIT_MS_MAX`). Past it the batch's posts go on alone, aside from the lane.

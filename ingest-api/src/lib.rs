@@ -46,7 +46,8 @@ pub struct Config {
     #[arg(long, env = "DB_POOL_MAX", default_value_t = 8)]
     pub db_pool_max: u32,
     /// Group-commit lanes: postings are written in batches, one transaction per batch, by this many lanes at once
-    /// (a company's postings always use the same lane). Each lane holds one pooled connection while it writes; at most
+    /// (a company's postings always use the same lane). Each lane holds one pooled connection while it writes, and
+    /// keeps it while posts keep coming (`group_commit::LANE_CONN_LINGER_MS` after its queue runs empty); at most
     /// `group_commit::LANES_MAX`.
     #[arg(long, env = "GROUP_COMMIT_LANES", default_value_t = 4)]
     pub group_commit_lanes: usize,
@@ -139,6 +140,31 @@ pub const DB_STATEMENT_MS_MAX: u64 = 10_000;
 /// connection in well under a millisecond.
 pub const DB_ACQUIRE_MS_MAX: u64 = 1_000;
 
+/// A pooled connection idle at least this long is tested (pinged) before it is handed out, in milliseconds. sqlx
+/// tests every connection it hands out by default, and again every one given back: two round trips around each
+/// request's statements. The test on return stays, so a connection used within this time was working when it went
+/// idle. One broken since (Postgres restarted in between) fails its request with a 503 and Retry-After, as a request
+/// in flight at the restart does, and sqlx then closes it.
+pub const DB_IDLE_PING_AFTER_MS: u64 = 1_000;
+
+/// The pool options ingest-api and grpc-api share: `max` connections, the acquire limit, and the ping only for
+/// connections idle for [`DB_IDLE_PING_AFTER_MS`].
+#[must_use]
+pub fn pool_options(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_millis(DB_ACQUIRE_MS_MAX))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= Duration::from_millis(DB_IDLE_PING_AFTER_MS) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Opens the pool, with the time limits above on every connection, and brings the schema up to date.
 ///
 /// # Errors
@@ -152,11 +178,7 @@ pub async fn connect(config: &Config) -> Result<PgPool> {
     let migration = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     MIGRATOR.run(&migration).await?;
     migration.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_pool_max)
-        .acquire_timeout(Duration::from_millis(DB_ACQUIRE_MS_MAX))
-        .connect_with(options.options(session_settings()))
-        .await?;
+    let pool = pool_options(config.db_pool_max).connect_with(options.options(session_settings())).await?;
     Ok(pool)
 }
 

@@ -10,7 +10,7 @@ wait_idle
 f0=$(fresh); c0=$(cpu_all); t0=$(date +%s); n0=$(wc -l <.data/nginx/logs/access.log)
 out=$(mktemp)
 TOKEN=$(compose/dev token ${COMPANY:+--company "$COMPANY"}) RATE=$RATE DURATION=$DUR TB_SHARE=${TB_SHARE:-0} \
-  k6 run -q --summary-trend-stats "med,p(95),p(99),max" perf/k6/post_vouchers.js >"$out" 2>&1 || true
+  k6 run -q --system-tags name,status,method --summary-trend-stats "med,p(95),p(99),max" perf/k6/post_vouchers.js >"$out" 2>&1 || true
 sleep 3
 f1=$(fresh); c1=$(cpu_all); t1=$(date +%s)
 grep -E "\{ name:create|http_reqs|dropped|http_req_failed\.\." "$out" || cat "$out"
