@@ -130,7 +130,7 @@ pub async fn run(pool: PgPool, config: Arc<Config>, shutdown: CancellationToken)
             // whatever its size, and at 1,000 postings/s rounds back to back carried 11 rows each.
             Ok(Some(n)) if n > 0 => {
                 backoff_ms = 100;
-                if n >= usize::try_from(relay.config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX)).unwrap_or(0) {
+                if n >= usize::try_from(relay.round_rows()).unwrap_or(0) {
                     continue;
                 }
                 relay.config.relay_gather_ms
@@ -246,6 +246,20 @@ impl Relay {
         }
     }
 
+    /// Most rows a round reads: `RELAY_BATCH_ROWS`, within 1 and [`RELAY_BATCH_ROWS_MAX`].
+    fn round_rows(&self) -> i64 {
+        self.config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX)
+    }
+
+    /// A statement on the lock connection failed: the lock may be gone with it, so this relay stops publishing and
+    /// stands for election again. Returns the error for the round.
+    fn lose_lock(&mut self, e: sqlx::Error) -> crate::Error {
+        tracing::warn!(error = %e, "the outbox relay lost its lock connection; it stops publishing and stands for election again");
+        metrics::counter!("outbox_relay_lock_lost_total").increment(1);
+        self.lock_conn = None;
+        e.into()
+    }
+
     fn hold(&mut self, company: Uuid, row_id: i64, error: &dyn std::fmt::Display) {
         tracing::error!(%company, row_id, %error,
             "an outbox row cannot be published; holding back this company's events (others go on)");
@@ -257,7 +271,7 @@ impl Relay {
     /// were published.
     async fn publish_round(&mut self, shutdown: &CancellationToken) -> Result<usize> {
         let held: Vec<Uuid> = self.held.keys().copied().collect();
-        let limit = self.config.relay_batch_rows.clamp(1, RELAY_BATCH_ROWS_MAX);
+        let limit = self.round_rows();
         let Some(lock_conn) = self.lock_conn.as_mut() else { return Ok(0) };
         // On the lock connection: the read succeeds only while this relay still holds the lock (see `lead`).
         let read = sqlx::query_as("SELECT id, company_id, topic, payload FROM outbox WHERE company_id <> ALL($1) ORDER BY id LIMIT $2")
@@ -267,12 +281,7 @@ impl Relay {
             .await;
         let rows: Vec<OutboxRow> = match read {
             Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "the outbox relay lost its lock connection; it stops publishing and stands for election again");
-                metrics::counter!("outbox_relay_lock_lost_total").increment(1);
-                self.lock_conn = None;
-                return Err(e.into());
-            }
+            Err(e) => return Err(self.lose_lock(e)),
         };
         if rows.is_empty() {
             return Ok(0);
@@ -367,10 +376,7 @@ impl Relay {
             // (the fold skips them by their sequence).
             let Some(lock_conn) = self.lock_conn.as_mut() else { return Ok(0) };
             if let Err(e) = sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&acked).execute(lock_conn).await {
-                tracing::warn!(error = %e, "the outbox relay lost its lock connection; it stops publishing and stands for election again");
-                metrics::counter!("outbox_relay_lock_lost_total").increment(1);
-                self.lock_conn = None;
-                return Err(e.into());
+                return Err(self.lose_lock(e));
             }
             metrics::counter!("outbox_published_total").increment(acked.len() as u64);
         }
