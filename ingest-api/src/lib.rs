@@ -95,7 +95,19 @@ pub struct Config {
     /// time from posting to the trial balance (freshness); at most `relay::RELAY_GATHER_MS_MAX`.
     #[arg(long, env = "RELAY_GATHER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=relay::RELAY_GATHER_MS_MAX))]
     pub relay_gather_ms: u64,
+    /// Threads of the async runtime that serves requests and runs the relay; 0 is one per core. When the machine's
+    /// cores are shared with Postgres, Kafka and ClickHouse, as on the dev stack, 1 does the same work with less CPU:
+    /// fewer threads parking and waking each other. On 2 shared cores (28 Nov, perf/README.md) ingest-api used
+    /// 9.1-9.2 CPU-s instead of 10.8-11.0 for 30 s of 3,000 posts/s with 1, and at 1,000 posts/s its p99 was no worse.
+    /// At most `RUNTIME_THREADS_MAX`.
+    #[arg(long, env = "INGEST_RUNTIME_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=i64::from(RUNTIME_THREADS_MAX)))]
+    pub runtime_threads: u16,
 }
+
+/// Most runtime threads `INGEST_RUNTIME_THREADS` may ask for: past the cores of any machine we run on, more threads
+/// only take turns.
+pub const RUNTIME_THREADS_MAX: u16 = 256;
 
 impl Config {
     /// Refuses a JWT secret that is too short, or the public sample one outside a dev stack, before it signs or

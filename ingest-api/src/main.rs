@@ -47,10 +47,18 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    kerp_core::telemetry::init_logging();
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Built by hand, not by `#[tokio::main]`, so that the thread count is a documented setting of the Config.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if cli.config.runtime_threads > 0 {
+        runtime.worker_threads(usize::from(cli.config.runtime_threads));
+    }
+    runtime.enable_all().build().context("starting the async runtime")?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    kerp_core::telemetry::init_logging();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             kerp_ingest::run(cli.config, kerp_core::shutdown_on_signal()).await.context("ingest-api failed")?;

@@ -16,14 +16,12 @@ f1=$(fresh); c1=$(cpu_all); t1=$(date +%s)
 grep -E "\{ name:create|http_reqs|dropped|http_req_failed\.\." "$out" || cat "$out"
 # The lines this run added (the log is flushed every second; the 3 s above cover it).
 nginx_percentiles POST /api/v1/vouchers $(($(wc -l <.data/nginx/logs/access.log) - n0))
-python3 - "$f0" "$f1" "$c0" "$c1" $((t1 - t0)) <<'PY'
+python3 - "$f0" "$f1" <<'PY'
 import sys
 f0 = list(map(float, sys.argv[1].split())) or [0, 0]
 f1 = list(map(float, sys.argv[2].split()))
 n = f1[1] - f0[1]
 print(f"freshness within 0.5 s: {f1[0] - f0[0]:.0f} of {n:.0f} = {100 * (f1[0] - f0[0]) / n if n else 0:.2f} %")
-c0, c1 = list(map(float, sys.argv[3].split())), list(map(float, sys.argv[4].split()))
-names = "ch pg kafka ingest worker query nginx".split()
-print(f"CPU-s over {sys.argv[5]} s:", " ".join(f"{k}={b - a:.1f}" for k, a, b in zip(names, c0, c1)))
 PY
+cpu_report "$c0" "$c1" $((t1 - t0))
 rm -f "$out"

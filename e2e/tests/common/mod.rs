@@ -198,6 +198,7 @@ pub fn ingest_config(topic: &str) -> kerp_ingest::Config {
         relay_batch_rows: 1000,
         relay_poll_interval_ms: 20,
         relay_gather_ms: 20,
+        runtime_threads: 0,
         relay_held_retry_ms: 2_000,
         // One lane: every company of the tests shares it, so a test whose company is locked elsewhere shows that the
         // lane does not hold up the others (e2e security).
