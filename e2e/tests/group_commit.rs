@@ -1,17 +1,19 @@
 //! Group commit against real Postgres, Kafka and ClickHouse: concurrent posts are written in batches, and each keeps its
 //! own answer, its own gapless number and its own place in the company's event sequence; refused posts write nothing;
-//! a batch that cannot be written as one falls back to single postings with the same answers.
+//! a batch that cannot be written as one falls back to single postings with the same answers. A lane keeps its
+//! connection between batches only while posts come, and the pool replaces a connection that broke while idle.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::{
     api_trial_balance, company, company_events, eventually, outbox_drained, pg, pg_trial_balance, post_voucher, simple_voucher, stack,
 };
 use futures::StreamExt;
 use kerp_core::voucher::{ValidVoucher, VoucherInput, VOUCHERS_PER_MONTH_MAX};
-use kerp_ingest::group_commit::Poster;
+use kerp_ingest::group_commit::{Poster, LANE_CONN_LINGER_MS};
 use kerp_ingest::store::vouchers::batch::{post_batch, Item};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -296,4 +298,37 @@ async fn a_batch_that_cannot_be_written_as_one_falls_back_to_single_postings() {
     }
     assert_eq!(numbered(&pool, c.id).await.len(), 1);
     assert_eq!(event_seq(&pool, c.id).await, 1);
+}
+
+#[tokio::test]
+async fn a_lane_keeps_its_connection_while_posts_come_and_gives_it_back_once_idle() {
+    stack();
+    let c = company(&pg().await).await;
+    let pool = kerp_ingest::pool_options(4).connect(&common::database_url()).await.expect("pool");
+    let poster = Poster::start(pool.clone(), common::stack().topic.clone(), 1);
+    for i in 1..=3 {
+        poster.post(c.id, c.admin, valid(&simple_voucher("2025-06-02", "5212", "1101", i))).await.expect("posted");
+        // Right after its answer the lane still holds the connection it wrote on, for the next batch.
+        assert_eq!(pool.num_idle(), pool.size() as usize - 1, "after post {i}: the lane gave its connection back");
+    }
+    assert_eq!(pool.size(), 1, "three posts one after the other used one connection");
+    tokio::time::sleep(Duration::from_millis(LANE_CONN_LINGER_MS * 3)).await;
+    assert_eq!(pool.num_idle(), pool.size() as usize, "an idle lane keeps a connection from the pool");
+}
+
+#[tokio::test]
+async fn a_connection_broken_while_idle_is_replaced_once_idle_past_the_ping_time() {
+    stack();
+    let admin = pg().await;
+    let pool = kerp_ingest::pool_options(1).connect(&common::database_url()).await.expect("pool");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.unwrap();
+    // As a Postgres restart would, with the connection idle in the pool.
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&admin).await.unwrap();
+    assert!(terminated);
+    tokio::time::sleep(Duration::from_millis(kerp_ingest::DB_IDLE_PING_AFTER_MS + 300)).await;
+    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("the ping found the broken connection and the pool opened another");
+    assert_ne!(again, pid);
 }
