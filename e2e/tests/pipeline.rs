@@ -71,6 +71,32 @@ async fn a_post_becomes_visible_in_the_trial_balance_and_the_ledger() {
     assert_eq!(sales["data"]["closing_balance"], 1_100_000);
 }
 
+/// January 1970 is the first month a voucher may have (`VOUCHER_DATE_MIN`), and ClickHouse 18.16 writes its first
+/// day as `0000-00-00`: every balance report of such a company answered 500, and its ledger showed that date
+/// (schemathesis found it, 28 Nov).
+#[tokio::test]
+async fn a_voucher_of_january_1970_shows_in_the_reports() {
+    stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    assert_eq!(post_voucher(&c.token, &simple_voucher("1970-01-01", "1101", "3101", 70_000)).await.0, 201);
+    assert_eq!(post_voucher(&c.token, &simple_voucher("1970-02-02", "5212", "1101", 1_000)).await.0, 201);
+    let tb = eventually(VISIBLE_WITHIN, "the February 1970 trial balance", || async {
+        let (status, b) = get(Svc::Query, &c.token, "/api/v1/reports/trial-balance?year=1970&month=2").await;
+        assert!(status < 500, "{status}: {b}");
+        (status == 200 && b["data"]["totals"]["closing_debit"] == 70_000).then_some(b)
+    })
+    .await;
+    let cash = &tb["data"]["accounts"][0];
+    assert_eq!(cash["account_code"], "1101");
+    assert_eq!((cash["opening_debit"].as_i64(), cash["closing_debit"].as_i64()), (Some(70_000), Some(69_000)));
+    let (status, ledger) = get(Svc::Query, &c.token, "/api/v1/reports/account-ledger?account_code=1101&year=1970").await;
+    assert_eq!(status, 200, "{ledger}");
+    assert_eq!(ledger["data"]["closing_balance"], 69_000);
+    let days: Vec<&str> = ledger["data"]["entries"].as_array().unwrap().iter().map(|e| e["voucher_date"].as_str().unwrap()).collect();
+    assert_eq!(days, ["1970-01-01", "1970-02-02"]);
+}
+
 #[tokio::test]
 async fn an_account_without_postings_has_an_empty_ledger() {
     stack();

@@ -330,7 +330,7 @@ async fn months_from_lines(ch: &Client, company: Uuid, account: Uuid, from: Naiv
     let rows: Vec<MonthTotalsRow> = timed(
         "ledger_months",
         ch.query(&format!(
-            "SELECT toString(toStartOfMonth(voucher_date)) AS month_day, count() AS line_count, {} AS debit_sum,
+            "SELECT {MONTH_DAY} AS month_day, count() AS line_count, {} AS debit_sum,
                     {} AS credit_sum
              FROM ledger_lines FINAL WHERE {} GROUP BY month_day ORDER BY month_day",
             wide_sum("debit"),
@@ -368,7 +368,7 @@ pub async fn ledger_lines_after(
     let rows: Vec<LineRow> = timed(
         "ledger_entries_after",
         ch.query(&format!(
-            "SELECT toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
+            "SELECT {VOUCHER_DAY} AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
                     description, debit, credit
              FROM ledger_lines
              WHERE {} AND voucher_date >= {day}
@@ -398,7 +398,7 @@ pub async fn ledger_lines(
     let rows: Vec<LineRow> = timed(
         "ledger_entries",
         ch.query(&format!(
-            "SELECT toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
+            "SELECT {VOUCHER_DAY} AS voucher_day, voucher_number, line_no, voucher_id, voucher_type, partner_id,
                     description, debit, credit
              FROM ledger_lines WHERE {} {LEDGER_ORDER} {ONE_PER_LINE} LIMIT {offset}, {limit}",
             ledger_range(company, account, from, to),
@@ -460,6 +460,22 @@ fn start_month_sql(company: Uuid) -> String {
     format!("(SELECT argMax(fiscal_start_month, version) FROM company_settings WHERE company_id = {})", uuid_literal(&company))
 }
 
+/// The SQL of a `Date` column as `YYYY-MM-DD` text, the same on every ClickHouse: 18.16's `toString` writes the
+/// first day it has, 1970-01-01, as `0000-00-00` (current releases write `1970-01-01`). That day is a voucher date like
+/// any other (`VOUCHER_DATE_MIN`); before the reads went through these, every balance report of a company with a
+/// voucher in January 1970 answered 500, and its ledger showed the day as `0000-00-00` (28 Nov, found by schemathesis).
+macro_rules! date_text_sql {
+    ($date:literal) => {
+        concat!("if(", $date, " = toDate(0), '1970-01-01', toString(", $date, "))")
+    };
+}
+/// A ledger line's voucher date as text (see [`date_text_sql`]).
+const VOUCHER_DAY: &str = date_text_sql!("voucher_date");
+/// The first day of a ledger line's month as text.
+const MONTH_DAY: &str = date_text_sql!("toStartOfMonth(voucher_date)");
+/// A balance row's month as text.
+const PERIOD_TEXT: &str = date_text_sql!("period");
+
 /// Month rows as sent: (account id, first day of the month, debit sum, credit sum) as text, then the lines counted and
 /// how many of the rows summed did not count them (`line_count` 0).
 type MonthText = (String, String, String, String, u64, u64);
@@ -504,7 +520,7 @@ pub async fn snapshot_months(ch: &Client, company: Uuid, head: SnapshotHead) -> 
     // equal; a later one is a repair (stream-workers rewrites a snapshot the reconciler found wrong), so it wins.
     let sql = format!(
         "SELECT {} AS heads_found,
-                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
+                groupArray(tuple(toString(account_id), {PERIOD_TEXT}, debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
          FROM (SELECT account_id, period, toString(argMax(debit, created_at)) AS debit_text,
                       toString(argMax(credit, created_at)) AS credit_text, toUInt64(argMax(line_count, created_at)) AS line_sum,
                       toUInt64(argMax(line_count, created_at) = 0) AS uncounted_rows
@@ -549,7 +565,7 @@ pub async fn balance_tail(ch: &Client, company: Uuid, head: SnapshotHead, check_
     let heads = if check_heads { heads_sql(company, head) } else { "tuple(tuple(toInt64(0), toUInt32(0)), toUInt64(1))".to_owned() };
     let sql = format!(
         "SELECT {} AS start_month, {heads} AS heads_found,
-                groupArray(tuple(toString(account_id), toString(period), debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
+                groupArray(tuple(toString(account_id), {PERIOD_TEXT}, debit_text, credit_text, line_sum, uncounted_rows)) AS month_rows
          FROM (SELECT account_id, period, {} AS debit_text, {} AS credit_text, toUInt64(sum(line_count)) AS line_sum,
                       toUInt64(countIf(line_count = 0)) AS uncounted_rows
                FROM period_balances FINAL WHERE company_id = {} AND company_seq > {} GROUP BY account_id, period)",
@@ -856,7 +872,7 @@ pub async fn partner_lines(
     let rows: Vec<PartnerLineRow> = timed(
         "partner_entries",
         ch.query(&format!(
-            "SELECT account_id, toString(voucher_date) AS voucher_day, voucher_number, line_no, voucher_id, voucher_type,
+            "SELECT account_id, {VOUCHER_DAY} AS voucher_day, voucher_number, line_no, voucher_id, voucher_type,
                     partner_id, description, debit, credit
              FROM ledger_lines FINAL WHERE {} {LEDGER_ORDER} LIMIT {offset}, {limit}",
             partner_range(company, partner, accounts, from, to),
