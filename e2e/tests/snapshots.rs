@@ -138,3 +138,39 @@ async fn concurrent_trial_balances_of_different_months_each_match_postgres() {
     })
     .await;
 }
+
+/// A report reads the company's accounts alongside its balances, so the accounts can be read a moment before a new
+/// account's first balance is (`kerp_query::balances::Reader::accounts_naming`; CI once saw a trial balance whose totals
+/// held an invoice's voucher while one of its accounts was missing). Given accounts that lack an account the balances
+/// name, the reader reads them again; given complete ones it keeps them; and an account is unknown to a ledger only if
+/// the fresh read lacks it too.
+#[tokio::test]
+async fn accounts_read_before_a_new_accounts_first_balance_are_read_again() {
+    let _ = stack();
+    let pool = pg().await;
+    let c = company(&pool).await;
+    post_sale(&c.token, "2026-02-03", 5_000).await;
+    let ch = common::clickhouse().client();
+    let reader = kerp_query::balances::Reader::default();
+    let ids: Vec<Uuid> = eventually(VISIBLE_WITHIN, "the voucher's balances", || async {
+        let b = reader.balances(&ch, c.id).await.ok()?;
+        let ids: Vec<Uuid> = b.snapshot.rows.iter().chain(&b.tail).map(|m| m.account_id).collect();
+        (ids.len() >= 2).then_some(ids)
+    })
+    .await;
+
+    let stale = std::sync::Arc::new(Vec::new());
+    let fresh = reader.accounts_naming(&ch, c.id, stale, ids.iter().copied()).await.expect("accounts");
+    for id in &ids {
+        assert!(fresh.iter().any(|a| a.account_id == *id), "the fresh read names {id}: {fresh:?}");
+    }
+    for code in ["1102", "4101"] {
+        assert!(fresh.iter().any(|a| a.code == code), "the fresh read names {code}: {fresh:?}");
+    }
+    let kept = reader.accounts_naming(&ch, c.id, fresh.clone(), ids.iter().copied()).await.expect("accounts");
+    assert!(std::sync::Arc::ptr_eq(&kept, &fresh), "complete accounts are not read again");
+
+    let found = reader.find_account(&ch, c.id, &[], None, Some("4101")).await.expect("account");
+    assert_eq!(found.map(|a| a.code).as_deref(), Some("4101"));
+    assert!(reader.find_account(&ch, c.id, &fresh, None, Some("9999")).await.expect("account").is_none());
+}

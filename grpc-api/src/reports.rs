@@ -439,6 +439,12 @@ async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParam
         }
     };
     let read = tokio::try_join!(rows, state.balances.accounts(ch, company));
+    let read = match read {
+        Ok((rows, infos)) => {
+            state.balances.accounts_naming(ch, company, infos, rows.iter().map(|r| r.account_id)).await.map(|infos| (rows, infos))
+        }
+        Err(e) => Err(e),
+    };
     let (rows, infos) = match read {
         Ok(read) => read,
         Err(e) => return Err(Error::from(e).into_status().await),
@@ -475,7 +481,8 @@ impl ReportService for Reports {
         let start = async {
             let reads = &self.state.balances;
             let (accounts, balances) = tokio::try_join!(reads.accounts(ch, company), reads.balances(ch, company))?;
-            let Some(info) = report::find_account(&accounts, params.account_id, params.account_code.as_deref()) else { return Ok(None) };
+            let found = reads.find_account(ch, company, &accounts, params.account_id, params.account_code.as_deref()).await?;
+            let Some(info) = found else { return Ok(None) };
             let months = [balances.snapshot.rows.as_slice(), balances.tail.as_slice()];
             let (debit, credit) = store::ledger_opening(ch, company, info.account_id, params.from, &months).await?;
             Ok::<_, kerp_query::Error>(Some((info, debit, credit)))

@@ -55,6 +55,10 @@ pub const CACHE_METRIC: &str = "report_snapshot_cache_total";
 /// The counter of reads of a company's balances or accounts that joined a read of them already in flight.
 pub const JOINED_METRIC: &str = "report_company_reads_joined_total";
 
+/// The counter of reports whose accounts were read again because their balances named an account the first read lacked
+/// ([`Reader::accounts_naming`]).
+pub const ACCOUNTS_REREAD_METRIC: &str = "report_accounts_reread_total";
+
 /// Registers the help text of this module's metrics.
 pub fn describe_metrics() {
     metrics::describe_counter!(
@@ -64,6 +68,10 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         CACHE_METRIC,
         "Balance reports by how they found the company's balance snapshot: held in memory (hit), read (miss), or held but gone from ClickHouse and read anew (vanished)."
+    );
+    metrics::describe_counter!(
+        ACCOUNTS_REREAD_METRIC,
+        "Reports whose accounts were read again because their balances named an account that the read made alongside them lacked (a new account's first posting)."
     );
 }
 
@@ -276,6 +284,56 @@ impl Reader {
             None => Ok(Arc::new(store::account_infos(ch, company, None, None).await?)),
         }
     }
+
+    /// `accounts`, read alongside the balances that name the accounts `ids`, or a fresh read of the company's accounts
+    /// if they lack one of those. Why: the worker writes an account into the dimension before any balance on it, but a
+    /// report reads the two side by side, so its accounts may be read a moment before its balances; a new account's
+    /// first balance would then be shown under an empty code. A read started after the balances were read holds every
+    /// account they name. It is not shared with a read in flight, which may have started before.
+    ///
+    /// # Errors
+    /// ClickHouse errors.
+    pub async fn accounts_naming(
+        &self,
+        ch: &Client,
+        company: Uuid,
+        accounts: Arc<Vec<AccountInfo>>,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<Arc<Vec<AccountInfo>>> {
+        if names_all(&accounts, ids) {
+            return Ok(accounts);
+        }
+        metrics::counter!(ACCOUNTS_REREAD_METRIC).increment(1);
+        Ok(Arc::new(store::account_infos(ch, company, None, None).await?))
+    }
+
+    /// The account of `id` and `code` ([`crate::report::find_account`]) in `accounts`, read alongside the balances, or
+    /// else in a fresh read of the company's accounts: as in [`Reader::accounts_naming`], an account read a moment
+    /// before its first balance is missing from `accounts`, so an account is taken as unknown only once a read made
+    /// after the balances lacks it too.
+    ///
+    /// # Errors
+    /// ClickHouse errors.
+    pub async fn find_account(
+        &self,
+        ch: &Client,
+        company: Uuid,
+        accounts: &[AccountInfo],
+        id: Option<Uuid>,
+        code: Option<&str>,
+    ) -> Result<Option<AccountInfo>> {
+        if let Some(info) = crate::report::find_account(accounts, id, code) {
+            return Ok(Some(info));
+        }
+        metrics::counter!(ACCOUNTS_REREAD_METRIC).increment(1);
+        Ok(crate::report::find_account(&store::account_infos(ch, company, None, None).await?, id, code))
+    }
+}
+
+/// Whether `accounts` hold every account of `ids`.
+fn names_all(accounts: &[AccountInfo], ids: impl IntoIterator<Item = Uuid>) -> bool {
+    let known: std::collections::HashSet<Uuid> = accounts.iter().map(|a| a.account_id).collect();
+    ids.into_iter().all(|id| known.contains(&id))
 }
 
 /// Reads the snapshot `head` names and holds it, on a task of its own, unless one is being read for the company.
@@ -308,6 +366,16 @@ mod tests {
             uncounted: false,
         };
         Arc::new(Snapshot { head: SnapshotHead { seq, created_at: 1 }, rows: vec![row; rows] })
+    }
+
+    #[test]
+    fn accounts_name_all_only_when_none_of_the_ids_is_missing() {
+        let info = |id: Uuid| AccountInfo { account_id: id, code: "1101".into(), name: "현금".into(), account_type: "asset".into() };
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(names_all(&[info(a), info(b)], [a, b, a]));
+        assert!(names_all(&[info(a)], []));
+        assert!(!names_all(&[info(a)], [a, b]));
+        assert!(!names_all(&[], [b]));
     }
 
     #[test]

@@ -235,6 +235,7 @@ async fn trial_balance(
         }
     };
     let (rows, infos) = tokio::try_join!(rows, state.balances.accounts(&state.ch, company))?;
+    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
     Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
 }
 
@@ -404,7 +405,7 @@ async fn account_ledger(
     // company's other reports in flight, see `crate::balances`): the opening and the monthly totals below both come
     // from these balances, so they agree.
     let (accounts, balances) = tokio::try_join!(state.balances.accounts(ch, company), state.balances.balances(ch, company))?;
-    let info = report::find_account(&accounts, account_id, account_code).ok_or_else(not_found)?;
+    let info = state.balances.find_account(ch, company, &accounts, account_id, account_code).await?.ok_or_else(not_found)?;
     if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
         return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
     }
@@ -545,6 +546,7 @@ async fn income_statement(
         Ok::<_, crate::Error>((fiscal_year_start, balances.buckets(Some(fiscal_year_start), &[start], end)))
     };
     let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
+    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
     let period = report::IsPeriod { year, month, fiscal_year_start, month_start: start, month_end: end };
     Ok(Json(Data { data: report::income_statement(period, &rows, &infos) }))
 }
@@ -591,6 +593,7 @@ async fn balance_sheet(
         Ok::<_, crate::Error>((fiscal_year_start, rows))
     };
     let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
+    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
     Ok(Json(Data { data: report::balance_sheet(as_of, fiscal_year_start, &rows, &infos) }))
 }
 
