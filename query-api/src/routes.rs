@@ -422,21 +422,29 @@ async fn account_ledger(
     // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
     // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
     // costs one round of reads instead of two.
+    //
+    // A range of whole months (a year, the usual ledger) needs no lines for its totals: they come from the balances
+    // alone, and the page's lines are the one read that follows the balances.
     let company_months = [balances.snapshot.rows.as_slice(), balances.tail.as_slice()];
-    let totals = store::ledger_totals(ch, company, account, (from, to), &company_months);
-    let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
-    let known_start = async {
-        match &cursor {
-            Some(c) => {
-                store::ledger_lines_after(ch, company, account, (from, first_month(c.after.voucher_date)), &c.after, limit).await.map(Some)
-            }
-            None if pagination.offset() == 0 => {
-                store::ledger_lines(ch, company, account, from, first_month(from), 0, limit).await.map(Some)
-            }
-            None => Ok(None),
+    let ((opening, months), early) = match store::held_ledger_totals(&company_months, account, (from, to)) {
+        Some(totals) => (totals, None),
+        None => {
+            let totals = store::ledger_totals(ch, company, account, (from, to), &company_months);
+            let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
+            let known_start = async {
+                match &cursor {
+                    Some(c) => store::ledger_lines_after(ch, company, account, (from, first_month(c.after.voucher_date)), &c.after, limit)
+                        .await
+                        .map(Some),
+                    None if pagination.offset() == 0 => {
+                        store::ledger_lines(ch, company, account, from, first_month(from), 0, limit).await.map(Some)
+                    }
+                    None => Ok(None),
+                }
+            };
+            tokio::try_join!(totals, known_start)?
         }
     };
-    let ((opening, months), early) = tokio::try_join!(totals, known_start)?;
     let early = early.filter(|lines| lines.len() == limit as usize);
     let (start, lines) = match (&cursor, early) {
         (Some(c), Some(lines)) => (c.balance, lines),

@@ -275,6 +275,29 @@ pub async fn ledger_totals(
     Ok(((opening_debit, opening_credit), months))
 }
 
+/// [`ledger_totals`] when the company's month rows alone give it, which is when nothing of the range needs the lines:
+/// the range is whole months (from a first day to a last day, as a year is), and every month of it counted its lines.
+/// `None` otherwise. The ledger then places its page at once, and reads only the page's lines.
+#[must_use]
+pub fn held_ledger_totals(
+    company_months: &[&[MonthSums]],
+    account: Uuid,
+    (from, to): (NaiveDate, NaiveDate),
+) -> Option<((i128, i128), Vec<MonthTotals>)> {
+    let split = crate::report::split_months(from, to);
+    let (first, last) = split.whole?;
+    if split.head.is_some() || split.tail.is_some() || first != from {
+        return None;
+    }
+    let balances = balance_months(company_months, account, last);
+    let (before, range): (Vec<&BalanceMonth>, Vec<&BalanceMonth>) = balances.iter().partition(|m| m.totals.month < first);
+    if range.iter().any(|m| m.uncounted) {
+        return None;
+    }
+    let opening = before.iter().fold((0, 0), |(d, c), m| (d + m.totals.debit, c + m.totals.credit));
+    Some((opening, range.into_iter().map(|m| m.totals).collect()))
+}
+
 /// One month of an account's balances.
 #[derive(Debug, Clone, Copy)]
 struct BalanceMonth {
@@ -912,6 +935,32 @@ mod tests {
             lines,
             uncounted,
         }
+    }
+
+    /// A ledger of whole months is totalled from the month rows alone: the months before it make the opening, its
+    /// own months the totals. A range with ragged ends, or a month of it that did not count its lines, needs the lines.
+    #[test]
+    fn held_ledger_totals_serve_whole_counted_months_only() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let snapshot = [month(a, "2024-12-01", 100, 4, false), month(a, "2025-02-01", 10, 2, false), month(b, "2025-02-01", 99, 9, false)];
+        let tail = [month(a, "2025-02-01", 5, 1, false), month(a, "2025-12-01", 7, 3, false), month(a, "2026-01-01", 1000, 1, false)];
+        let months = [snapshot.as_slice(), tail.as_slice()];
+        let (opening, got) = held_ledger_totals(&months, a, (d("2025-01-01"), d("2025-12-31"))).expect("a whole year");
+        assert_eq!(opening, (100, 0));
+        let seen: Vec<(String, u64, i128)> = got.iter().map(|m| (m.month.to_string(), m.lines, m.debit)).collect();
+        assert_eq!(seen, vec![("2025-02-01".to_owned(), 3, 15), ("2025-12-01".to_owned(), 3, 7)]);
+        let (opening, got) = held_ledger_totals(&months, a, (d("2025-02-01"), d("2025-02-28"))).expect("a whole month");
+        assert_eq!((opening, got.len()), ((100, 0), 1));
+
+        assert!(held_ledger_totals(&months, a, (d("2025-01-02"), d("2025-12-31"))).is_none(), "ragged start");
+        assert!(held_ledger_totals(&months, a, (d("2025-01-01"), d("2025-12-30"))).is_none(), "ragged end");
+        assert!(held_ledger_totals(&months, a, (d("2025-01-10"), d("2025-01-20"))).is_none(), "within a month");
+        let uncounted = [month(a, "2025-12-01", 7, 0, true)];
+        assert!(held_ledger_totals(&[&snapshot, &uncounted], a, (d("2025-01-01"), d("2025-12-31"))).is_none(), "uncounted month");
+        let (opening, _) =
+            held_ledger_totals(&[&uncounted, &snapshot], a, (d("2026-01-01"), d("2026-12-31"))).expect("uncounted before it");
+        assert_eq!(opening, (117, 0), "a month before the range is summed whether or not it counted lines");
     }
 
     /// An account's months from a snapshot's rows and the tail's: a month in both is added up (uncounted if either
