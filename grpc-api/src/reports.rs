@@ -438,13 +438,7 @@ async fn read_trial_balance(state: AppState, company: Uuid, p: TrialBalanceParam
             }
         }
     };
-    let read = tokio::try_join!(rows, state.balances.accounts(ch, company));
-    let read = match read {
-        Ok((rows, infos)) => {
-            state.balances.accounts_naming(ch, company, infos, rows.iter().map(|r| r.account_id)).await.map(|infos| (rows, infos))
-        }
-        Err(e) => Err(e),
-    };
+    let read = state.balances.with_accounts(ch, company, rows, |rows| report::account_ids(rows)).await;
     let (rows, infos) = match read {
         Ok(read) => read,
         Err(e) => return Err(Error::from(e).into_status().await),

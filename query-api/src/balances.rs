@@ -285,6 +285,25 @@ impl Reader {
         }
     }
 
+    /// What `read` gives (a report's balances, which name accounts by `ids`) together with the company's accounts:
+    /// read alongside it (shared with the company's reads in flight, [`Reader::accounts`]), and read again if they lack
+    /// an account it names ([`Reader::accounts_naming`]). Every report that names its balances' accounts reads them
+    /// this way.
+    ///
+    /// # Errors
+    /// `read`'s, and ClickHouse errors.
+    pub async fn with_accounts<T>(
+        &self,
+        ch: &Client,
+        company: Uuid,
+        read: impl std::future::Future<Output = Result<T>>,
+        ids: impl FnOnce(&T) -> Vec<Uuid>,
+    ) -> Result<(T, Arc<Vec<AccountInfo>>)> {
+        let (rows, accounts) = tokio::try_join!(read, self.accounts(ch, company))?;
+        let accounts = self.accounts_naming(ch, company, accounts, ids(&rows)).await?;
+        Ok((rows, accounts))
+    }
+
     /// `accounts`, read alongside the balances that name the accounts `ids`, or a fresh read of the company's accounts
     /// if they lack one of those. Why: the worker writes an account into the dimension before any balance on it, but a
     /// report reads the two side by side, so its accounts may be read a moment before its balances; a new account's

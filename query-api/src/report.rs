@@ -388,6 +388,12 @@ pub struct BucketSums {
     pub movement: Movement,
 }
 
+/// The accounts `rows` name, in their order (with repeats).
+#[must_use]
+pub fn account_ids(rows: &[BucketSums]) -> Vec<Uuid> {
+    rows.iter().map(|r| r.account_id).collect()
+}
+
 /// The account with this id, or this code, or both (a ledger names it either way); of accounts sharing a code, the
 /// lowest id, so that the choice is stable.
 #[must_use]

@@ -234,8 +234,7 @@ async fn trial_balance(
             }
         }
     };
-    let (rows, infos) = tokio::try_join!(rows, state.balances.accounts(&state.ch, company))?;
-    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
+    let (rows, infos) = state.balances.with_accounts(&state.ch, company, rows, |rows| report::account_ids(rows)).await?;
     Ok(Json(Data { data: report::fiscal_trial_balance(year, month, &rows, &infos, &codes) }))
 }
 
@@ -553,8 +552,8 @@ async fn income_statement(
         let fiscal_year_start = report::fiscal_year_start(start, report::fiscal_start_month(balances.fiscal_start_month));
         Ok::<_, crate::Error>((fiscal_year_start, balances.buckets(Some(fiscal_year_start), &[start], end)))
     };
-    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
-    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
+    let ((fiscal_year_start, rows), infos) =
+        state.balances.with_accounts(&state.ch, company, read, |(_, rows)| report::account_ids(rows)).await?;
     let period = report::IsPeriod { year, month, fiscal_year_start, month_start: start, month_end: end };
     Ok(Json(Data { data: report::income_statement(period, &rows, &infos) }))
 }
@@ -600,8 +599,8 @@ async fn balance_sheet(
         rows.extend(more);
         Ok::<_, crate::Error>((fiscal_year_start, rows))
     };
-    let ((fiscal_year_start, rows), infos) = tokio::try_join!(read, state.balances.accounts(&state.ch, company))?;
-    let infos = state.balances.accounts_naming(&state.ch, company, infos, rows.iter().map(|r| r.account_id)).await?;
+    let ((fiscal_year_start, rows), infos) =
+        state.balances.with_accounts(&state.ch, company, read, |(_, rows)| report::account_ids(rows)).await?;
     Ok(Json(Data { data: report::balance_sheet(as_of, fiscal_year_start, &rows, &infos) }))
 }
 
