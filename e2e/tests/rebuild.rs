@@ -207,7 +207,17 @@ async fn an_interrupted_rebuild_leaves_the_live_version_untouched_and_can_run_ag
     let out = tokio::task::spawn_blocking(move || again.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("{total_lines} ledger lines")) && stdout.contains("swapped in"), "{stdout}");
+    // Every line was read again. The count is of lines read from the topic, so a message the topic holds twice counts
+    // twice: the transport is at least once (the relay), and the fold takes each event once. CI saw 161,000 for
+    // 160,000 once (29 Nov; which message was doubled was not kept). That the rebuilt version holds each line exactly
+    // once is the checksum comparison below.
+    let read = stdout
+        .split(" ledger lines")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no line count in: {stdout}"));
+    assert!(read >= total_lines && stdout.contains("reconciled exact") && stdout.contains("swapped in"), "{stdout}");
     assert_eq!(reproduced(&p.checksums("").await), reproduced(&before), "the rebuilt version equals the one that was live");
     assert!(p.tables_containing("__rebuild").await.is_empty() && p.tables_containing("__old_").await.is_empty());
     p.settled(&[company]).await;
