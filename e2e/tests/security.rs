@@ -286,6 +286,7 @@ async fn no_service_starts_with_an_empty_short_or_sample_jwt_secret() {
             metrics_listen: String::new(),
             jwt_secret: secret.into(),
             dev_stack: false,
+            answers_poll_interval_ms: common::ANSWERS_POLL_INTERVAL_MS,
             clickhouse: common::clickhouse_reader(),
         };
         let e = refused("query-api", kerp_query::run(query, CancellationToken::new())).await;

@@ -573,6 +573,9 @@ fn keep(ctx: &mut Ctx<'_>, s: &mut Summary, o: &bench::Outcome) {
     }
 }
 
+/// The name of the ledger comparison whose pages are all read from ClickHouse (`Cache-Control: no-cache`).
+pub const LEDGER_AFRESH: &str = "account ledger, read afresh";
+
 #[allow(clippy::too_many_lines)]
 async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary, sampler: &resources::Sampler) -> anyhow::Result<()> {
     let Some(p) = ctx.params.clone() else { bail!("no report parameters: the company has no posted lines") };
@@ -598,6 +601,13 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary, sampler: &resources::Sa
     let get = |url: String, client: reqwest::Client, token: String| move |_| bench::http(client.get(&url).bearer_auth(&token));
     let tb_ours = get(tb_url.clone(), ctx.client.clone(), ctx.main.token.clone());
     let ledger_ours = get(ledger_url.clone(), ctx.client.clone(), ctx.main.token.clone());
+    // The same page asked for with `Cache-Control: no-cache`: query-api reads it from ClickHouse every time instead of
+    // serving the answer it holds while the books are unchanged (query-api/src/answers.rs). This is what the first
+    // read after a change costs.
+    let ledger_afresh = {
+        let (url, client, token) = (ledger_url.clone(), ctx.client.clone(), ctx.main.token.clone());
+        move |_| bench::http(client.get(&url).bearer_auth(&token).header("cache-control", "no-cache"))
+    };
     let (pg, p1, p2) = (ctx.pg.clone(), p.clone(), p.clone());
     let pg2 = pg.clone();
     let tb_theirs = move |_| {
@@ -633,22 +643,40 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary, sampler: &resources::Sa
     println!("[perf] account ledger: query-api (one page of 200) vs baseline (every row), {n} requests at concurrency {c}");
     let ours = bench::fixed("account ledger (query-api)", c, n, ledger_ours).await;
     let theirs = bench::fixed("account ledger (baseline SQL)", c, n, ledger_theirs).await;
+    println!("[perf] account ledger read afresh (Cache-Control: no-cache), {n} requests at concurrency {c}");
+    let afresh = bench::fixed("account ledger, read afresh (query-api)", c, n, ledger_afresh).await;
     keep(ctx, s, &ours);
     keep(ctx, s, &theirs);
+    keep(ctx, s, &afresh);
+    let theirs_request = format!("baseline::LEDGER_SQL, account {}, {}..{} (all {} rows)", p.account_code, p.from, p.to, p.account_lines);
     s.reports.push(
         Comparison {
             name: "account ledger".into(),
             ours_request: format!("GET {ledger_url}"),
-            theirs_request: format!(
-                "baseline::LEDGER_SQL, account {}, {}..{} (all {} rows)",
-                p.account_code, p.from, p.to, p.account_lines
-            ),
+            theirs_request: theirs_request.clone(),
             ours,
+            theirs: theirs.clone(),
+            ..Comparison::default()
+        }
+        .with_ratios(),
+    );
+    s.reports.push(
+        Comparison {
+            name: LEDGER_AFRESH.into(),
+            ours_request: format!("GET {ledger_url} with Cache-Control: no-cache"),
+            theirs_request,
+            ours: afresh,
             theirs,
             ..Comparison::default()
         }
         .with_ratios(),
     );
+    s.notes.push(format!(
+        "The account ledger is measured twice. As clients ask for it, query-api serves a page it read before from memory \
+         while the company's books are unchanged (query-api/src/answers.rs); `report_answers_total` in query-api's metrics \
+         below counts the hits. \"{LEDGER_AFRESH}\" sends Cache-Control: no-cache, so every page is read from ClickHouse: \
+         what the first read after a change costs."
+    ));
 
     // Writing: single POSTs to the probe company (the freshness probe is not running now), then COPY batches into
     // the scratch company.

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -30,6 +31,8 @@ use kerp_core::http::Problem;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::answers::{Answers, Lookup};
+
 /// The routes whose answers are shared: reads only, and each a function of the company's data and the URI alone.
 const REPORTS_PREFIX: &str = "/api/v1/reports/";
 
@@ -40,9 +43,16 @@ pub const SHARED_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    company: Uuid,
+    pub company: Uuid,
     role: &'static str,
     uri: String,
+}
+
+impl Key {
+    #[must_use]
+    pub fn new(company: Uuid, role: &'static str, uri: String) -> Self {
+        Self { company, role, uri }
+    }
 }
 
 /// A finished answer, cloned into each waiter's response.
@@ -53,17 +63,44 @@ pub struct Answer {
     body: Bytes,
 }
 
+impl Answer {
+    /// A JSON answer (tests).
+    #[must_use]
+    pub fn new(status: StatusCode, body: &str) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        Self { status, headers, body: Bytes::from(body.to_owned()) }
+    }
+
+    /// Whether it is a 200.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.status == StatusCode::OK
+    }
+
+    /// About how many bytes it holds: its body and headers.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.body.len() + self.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
+    }
+}
+
+/// The route whose answers are also held after they are sent (see [`crate::answers`]).
+const HELD_PATH: &str = "/api/v1/reports/account-ledger";
+
 /// The counter of report requests answered with a copy.
 pub const JOINED_METRIC: &str = "http_requests_coalesced_total";
 
 /// The report reads in flight.
 pub type ReportFlights = Flights<Key, Arc<Answer>>;
 
-/// The shared state of the middleware: the JWT secret, to verify tokens before using them as keys, and the flights.
+/// The shared state of the middleware: the JWT secret, to verify tokens before using them as keys, the flights, and
+/// the held answers (`None`: none are held).
 #[derive(Clone)]
 pub struct Coalescer {
     pub secret: Arc<[u8]>,
     pub flights: Arc<ReportFlights>,
+    pub answers: Option<Arc<Answers>>,
 }
 
 fn key_of(secret: &[u8], req: &Request) -> Option<Key> {
@@ -84,12 +121,42 @@ pub fn describe_metrics() {
     );
 }
 
-/// The middleware: joins the read in flight for the request's key, or starts it.
+/// The middleware: serves a held answer (the account ledger's, see [`crate::answers`]), or joins the read in flight
+/// for the request's key, or starts it.
 pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> Response {
     let Some(key) = key_of(&c.secret, &req) else { return next.run(req).await };
+    let answers = c.answers.filter(|_| req.uri().path() == HELD_PATH);
+    // Taken before the read starts: the answer is held under the signal seen before it (see `crate::answers`).
+    let hold = match &answers {
+        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), Instant::now(), korea_today()) {
+            Lookup::Hit(answer, age) => return respond_held(&answer, age),
+            Lookup::Read(tag) => Some((Arc::clone(answers), key.clone(), tag)),
+            Lookup::ReadUnheld => None,
+        },
+        None => None,
+    };
     let uri = key.uri.clone();
-    let read = async move { Arc::new(read(next.run(req).await, &uri).await) };
+    let read = async move {
+        let answer = Arc::new(read(next.run(req).await, &uri).await);
+        if let Some((answers, key, tag)) = hold {
+            answers.hold(key, tag, Instant::now(), &answer);
+        }
+        answer
+    };
     respond(&c.flights.run(key, read, || Arc::new(internal())).await)
+}
+
+/// Whether the request asks not to be served a held answer (`Cache-Control: no-cache`, or `no-store`, or `max-age=0`).
+fn asks_fresh(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|d| {
+        let d = d.trim().to_ascii_lowercase();
+        d == "no-cache" || d == "no-store" || d == "max-age=0"
+    })
+}
+
+/// Today in Korea, as the reports count days.
+fn korea_today() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(i64::from(crate::SEOUL_UTC_OFFSET_HOURS))).date_naive()
 }
 
 /// Most distinct reads in flight that others may join. Past it, a call is answered on its own, as without
@@ -219,6 +286,13 @@ fn internal() -> Answer {
     Answer { status: StatusCode::INTERNAL_SERVER_ERROR, headers, body }
 }
 
+/// A held answer, with its `Age` in whole seconds as an HTTP cache would give it.
+fn respond_held(answer: &Arc<Answer>, age: Duration) -> Response {
+    let mut response = respond(answer);
+    response.headers_mut().insert(header::AGE, header::HeaderValue::from(age.as_secs()));
+    response
+}
+
 fn respond(answer: &Arc<Answer>) -> Response {
     let mut response = Response::new(Body::from(answer.body.clone()));
     *response.status_mut() = answer.status;
@@ -247,7 +321,7 @@ mod tests {
     /// An app whose report route counts its runs and takes 100 ms, answering with the run's number.
     fn app(runs: Arc<AtomicUsize>) -> (Router, Arc<ReportFlights>) {
         let flights = Arc::new(Flights::new(JOINED_METRIC));
-        let coalescer = Coalescer { secret: Arc::from(SECRET), flights: flights.clone() };
+        let coalescer = Coalescer { secret: Arc::from(SECRET), flights: flights.clone(), answers: None };
         let report = move || {
             let runs = runs.clone();
             async move {

@@ -2,6 +2,7 @@
 //! read the aggregates (never Postgres), and the pure [`report`] module shapes them (fiscal years, statements, net and
 //! running balances) into the contract's JSON.
 
+pub mod answers;
 pub mod balances;
 pub mod coalesce;
 mod error;
@@ -43,6 +44,12 @@ pub struct Config {
     #[arg(long, env = "KERP_DEV_STACK", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_stack: bool,
+    /// How often, in milliseconds, the change signals of the companies whose account ledgers were asked for lately
+    /// are polled; a held ledger answer is served only while its company's signal has not moved (see
+    /// `query-api/src/answers.rs`). A held answer may miss the changes of about this long, on top of the pipeline's
+    /// own delay. 0 holds no answers.
+    #[arg(long, env = "QUERY_ANSWERS_POLL_INTERVAL_MS", default_value_t = 100)]
+    pub answers_poll_interval_ms: u64,
     /// ClickHouse, read as the read-only reader user rather than the writer of stream-workers.
     #[command(flatten)]
     pub clickhouse: ClickHouseReaderConfig,
@@ -54,6 +61,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The reports' reads of balances (with the snapshots held) and accounts, shared per company (see [`balances`]).
     pub balances: balances::Reader,
+    /// The account ledger's answers held until the company's books change (see [`answers`]); `None` holds none.
+    pub answers: Option<Arc<answers::Answers>>,
 }
 
 impl kerp_core::http::JwtSecret for AppState {
@@ -75,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     let coalescer = coalesce::Coalescer {
         secret: Arc::from(state.config.jwt_secret.as_bytes()),
         flights: Arc::new(coalesce::Flights::new(coalesce::JOINED_METRIC)),
+        answers: state.answers.clone(),
     };
     let routes = limit_in_flight(routes.with_state(state));
     kerp_core::http::tracked(routes.layer(axum::middleware::from_fn_with_state(coalescer, coalesce::coalesce)))
@@ -95,6 +105,7 @@ pub const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 pub fn describe_metrics() {
     coalesce::describe_metrics();
     balances::describe_metrics();
+    answers::describe_metrics();
 }
 
 /// Binds the configured address and serves until `shutdown`.
@@ -137,7 +148,11 @@ pub async fn serve_with_metrics(
     describe_metrics();
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
-    let app = router(AppState { ch, config: Arc::new(config), balances: balances::Reader::default() });
+    let answers = (config.answers_poll_interval_ms > 0).then(|| Arc::new(answers::Answers::new(config.answers_poll_interval_ms)));
+    if let Some(answers) = &answers {
+        tokio::spawn(Arc::clone(answers).poll(ch.clone(), shutdown.clone()));
+    }
+    let app = router(AppState { ch, config: Arc::new(config), balances: balances::Reader::default(), answers });
     kerp_core::http::serve(listener, app, shutdown).await?;
     Ok(())
 }

@@ -62,7 +62,7 @@ mod tests {
             "http://127.0.0.1:1",
         ]);
         let ch = cli.config.clickhouse.client();
-        crate::router(AppState { ch, config: std::sync::Arc::new(cli.config), balances: crate::balances::Reader::default() })
+        crate::router(AppState { ch, config: std::sync::Arc::new(cli.config), balances: crate::balances::Reader::default(), answers: None })
     }
 
     async fn status(router: &axum::Router, path: &str) -> StatusCode {

@@ -362,6 +362,9 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
 /// account and range, gives the next page with its running balance carried in the cursor. Either way a page costs the
 /// same at any depth: the range's monthly totals place the page in its months, which are all its lines are read from;
 /// an offset page sums at most one month of earlier lines for its carried balance, and a cursor page none.
+///
+/// A page asked for again while the company's books are unchanged is answered from memory, with an `Age` header; it
+/// may trail the other reports by about 100 ms. `Cache-Control: no-cache` reads it afresh.
 #[utoipa::path(get, path = "/api/v1/reports/account-ledger", tag = "reports", params(LedgerQuery),
     responses((status = 200, description = "A page of the ledger", body = LedgerPage), (status = 400, response = BadRequest),
               (status = 404, response = NotFound), (status = 422, response = Unprocessable)))]

@@ -96,6 +96,45 @@ impl InfoRow {
     }
 }
 
+/// A company's change signal as ClickHouse holds it: its highest folded sequence, and how many changes that move no
+/// sequence were counted for it (`report_changes`, see `crate::answers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Row, Deserialize)]
+pub struct SignalRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    pub seq: i64,
+    pub changes: u64,
+}
+
+/// The change signals of `companies` and of every company at once (the nil id): one row per company and table that
+/// has any, so a company may come twice (its watermark, its count) or not at all (nothing folded yet).
+fn report_signals_sql(companies: &[Uuid]) -> String {
+    let ids = |with_nil: bool| {
+        let mut ids: Vec<String> = companies.iter().map(uuid_literal).collect();
+        if with_nil {
+            ids.push(uuid_literal(&Uuid::nil()));
+        }
+        ids.join(", ")
+    };
+    format!(
+        "SELECT company_id, max(seq) AS max_seq, toUInt64(0) AS change_count FROM fold_watermarks \
+         WHERE company_id IN ({}) GROUP BY company_id \
+         UNION ALL \
+         SELECT company_id, toInt64(0) AS max_seq, sum(changes) AS change_count FROM report_changes \
+         WHERE company_id IN ({}) GROUP BY company_id",
+        ids(false),
+        ids(true)
+    )
+}
+
+/// Reads the change signals of `companies` (see [`report_signals_sql`]); at most a row or two per company.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn report_signals(ch: &Client, companies: &[Uuid]) -> Result<Vec<SignalRow>> {
+    Ok(timed("report_signals", ch.query(&report_signals_sql(companies)).fetch_all()).await?)
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct TwoSums {
     debit: String,

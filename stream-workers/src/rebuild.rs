@@ -307,6 +307,12 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
     ch.query(&format!("RENAME TABLE {}", renames.join(", "))).execute().await?;
     summary.swapped = true;
     tracing::info!("swapped the rebuilt tables in");
+    // Every company's reports now read the new tables, which may hold corrected sums under the same watermarks. A
+    // failure here is logged, not returned: the swap is done, and answers query-api holds expire by age anyway
+    // (`ANSWER_AGE_MAX_MS` there).
+    if let Err(e) = sink::note_changes(&ch, &[sink::EVERY_COMPANY]).await {
+        tracing::error!(error = %e, "could not count the swap in report_changes; query-api's held answers expire by age");
+    }
 
     // What the live worker wrote into the old tables after the last pass is folded into the new live ones too.
     let mut live = Folder::new(config, ch.clone(), "");

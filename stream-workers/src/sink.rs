@@ -18,13 +18,14 @@ use crate::fold::{
 use crate::Result;
 
 /// The ClickHouse DDL, applied file by file and statement by statement at start-up.
-const DDL: [&str; 6] = [
+const DDL: [&str; 7] = [
     include_str!("../../migrations/clickhouse/0001_init.sql"),
     include_str!("../../migrations/clickhouse/0002_dimensions.sql"),
     include_str!("../../migrations/clickhouse/0003_invoices.sql"),
     include_str!("../../migrations/clickhouse/0004_snapshots.sql"),
     include_str!("../../migrations/clickhouse/0005_snapshot_heads.sql"),
     include_str!("../../migrations/clickhouse/0006_users.sql"),
+    include_str!("../../migrations/clickhouse/0007_report_changes.sql"),
 ];
 
 /// Columns added to a table after it was first created: (table, column, type). ClickHouse 18.16 has no
@@ -344,7 +345,50 @@ pub async fn write(client: &Client, suffix: &str, out: &FoldOutput, dead: &[Dead
         insert_all::<BalanceRow>(client, "period_balances", suffix, &out.balances),
         insert_all::<DeadLetterRow>(client, "dead_letters", "", dead),
     )?;
-    insert_all::<WatermarkRow>(client, "fold_watermarks", suffix, &out.watermarks).await
+    // The live version's changes that move no watermark are counted for query-api's held answers, after the rows
+    // they count are durable, like the watermarks. A rebuild's version is read by no one until its swap, which is
+    // counted then, for every company.
+    let changed = if suffix.is_empty() { unsequenced_changes(out) } else { Vec::new() };
+    tokio::try_join!(insert_all::<WatermarkRow>(client, "fold_watermarks", suffix, &out.watermarks), note_changes(client, &changed),)?;
+    Ok(())
+}
+
+/// The company id under which a change to every company is counted (a rebuild's swap).
+pub const EVERY_COMPANY: Uuid = Uuid::nil();
+
+/// A row of `report_changes`: one change to what a company's reports read.
+#[derive(Debug, Clone, Row, Serialize)]
+pub struct ReportChangeRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    pub changes: u64,
+}
+
+/// The companies of a batch whose rows move no watermark: master data and invoices, which are upserts without a
+/// sequence. Sorted, each once.
+#[must_use]
+pub fn unsequenced_changes(out: &FoldOutput) -> Vec<Uuid> {
+    let companies: std::collections::BTreeSet<Uuid> = out
+        .accounts
+        .iter()
+        .map(|r| r.company_id)
+        .chain(out.company_settings.iter().map(|r| r.company_id))
+        .chain(out.partners.iter().map(|r| r.company_id))
+        .chain(out.departments.iter().map(|r| r.company_id))
+        .chain(out.users.iter().map(|r| r.company_id))
+        .chain(out.invoices.iter().map(|r| r.company_id))
+        .collect();
+    companies.into_iter().collect()
+}
+
+/// Counts one change to what each of `companies`' reports read (`report_changes`), so that query-api lets go of the
+/// answers it holds for them. Call it after the change is durable. [`EVERY_COMPANY`] counts a change to all.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn note_changes(client: &Client, companies: &[Uuid]) -> Result<()> {
+    let rows: Vec<ReportChangeRow> = companies.iter().map(|&company_id| ReportChangeRow { company_id, changes: 1 }).collect();
+    insert_all::<ReportChangeRow>(client, "report_changes", "", &rows).await
 }
 
 #[cfg(test)]
@@ -396,9 +440,41 @@ mod tests {
             ("fold_watermarks", WatermarkRow::COLUMN_NAMES),
             ("dead_letters", DeadLetterRow::COLUMN_NAMES),
             ("fold_skips", SkipRow::COLUMN_NAMES),
+            ("report_changes", ReportChangeRow::COLUMN_NAMES),
         ] {
             assert_eq!(columns(table), names, "columns of {table}");
         }
+    }
+
+    /// Master data counts a change for its companies, each once; vouchers, which move the watermark instead, count
+    /// none.
+    #[test]
+    fn only_rows_without_a_sequence_count_a_change() {
+        use crate::fold::{AccountRow, CompanySettingsRow, DepartmentRow, FoldOutput, WatermarkRow};
+        let (a, b, c) = (uuid::Uuid::from_u128(3), uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let mut out = FoldOutput::default();
+        assert!(super::unsequenced_changes(&out).is_empty());
+        out.watermarks.push(WatermarkRow { company_id: c, partition: 0, seq: 9 });
+        assert!(super::unsequenced_changes(&out).is_empty(), "a voucher moves the watermark and counts no change");
+        let account = |company_id| AccountRow {
+            company_id,
+            account_id: uuid::Uuid::from_u128(9),
+            code: "1101".into(),
+            name: "현금".into(),
+            account_type: "asset".into(),
+            version: 1,
+        };
+        out.accounts.extend([account(a), account(b), account(a)]);
+        out.company_settings.push(CompanySettingsRow { company_id: a, name: "a".into(), fiscal_start_month: 1, version: 1 });
+        out.departments.push(DepartmentRow {
+            company_id: c,
+            department_id: uuid::Uuid::from_u128(8),
+            code: "D1".into(),
+            name: "d".into(),
+            is_active: 1,
+            version: 1,
+        });
+        assert_eq!(super::unsequenced_changes(&out), [b, c, a], "sorted by id, each company once");
     }
 
     #[test]

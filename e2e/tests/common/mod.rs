@@ -120,6 +120,9 @@ pub struct Stack {
     pub topic: String,
 }
 
+/// How often the test stack's query-api polls the change signals of held ledger answers (`kerp_query::answers`).
+pub const ANSWERS_POLL_INTERVAL_MS: u64 = 100;
+
 /// Starts the three services once per test binary and waits until both HTTP services answer `/health`.
 pub fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
@@ -148,6 +151,7 @@ pub fn stack() -> &'static Stack {
                     metrics_listen: String::new(),
                     jwt_secret: SECRET.into(),
                     dev_stack: false,
+                    answers_poll_interval_ms: ANSWERS_POLL_INTERVAL_MS,
                     clickhouse: clickhouse_reader(),
                 };
                 // Create the tables before anything reads them; the worker's own migrate is then a no-op.

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 pub const SCRAPE_SECONDS_MAX: u64 = 5;
 
 /// The families the summary diffs; everything else stays in the raw texts.
-pub const KEY_FAMILIES: [&str; 8] = [
+pub const KEY_FAMILIES: [&str; 9] = [
     "http_request_duration_seconds",
+    "report_answers_total",
     "http_requests_total",
     "grpc_server_handling_seconds",
     "fold_event_freshness_seconds",
