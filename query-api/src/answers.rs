@@ -125,6 +125,9 @@ pub struct Answers {
     inner: Mutex<Inner>,
     poll_interval: Duration,
     signals_age_max: Duration,
+    /// Wakes the poller when a company is asked for that is not watched, so that its answers can be held after one
+    /// poll's time rather than after up to a whole interval.
+    newly_watched: tokio::sync::Notify,
 }
 
 /// How a lookup went.
@@ -143,7 +146,7 @@ impl Answers {
     pub fn new(poll_interval_ms: u64) -> Self {
         let poll_interval = Duration::from_millis(poll_interval_ms.max(1));
         let signals_age_max = Duration::from_millis(SIGNALS_AGE_MAX_MS).max(3 * poll_interval);
-        Self { inner: Mutex::default(), poll_interval, signals_age_max }
+        Self { inner: Mutex::default(), poll_interval, signals_age_max, newly_watched: tokio::sync::Notify::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -158,7 +161,9 @@ impl Answers {
                 inner.watched.remove(&oldest);
             }
         }
-        inner.watched.insert(company, now);
+        if inner.watched.insert(company, now).is_none() {
+            self.newly_watched.notify_one();
+        }
         let polled = inner.polled.as_ref()?;
         if now.saturating_duration_since(polled.began) > self.signals_age_max || !polled.asked.contains(&company) {
             return None;
@@ -258,6 +263,7 @@ impl Answers {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
+                () = self.newly_watched.notified() => {}
             }
             let began = Instant::now();
             let asked = self.to_poll(began);
