@@ -128,7 +128,7 @@ pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> R
     let answers = c.answers.filter(|_| req.uri().path() == HELD_PATH);
     // Taken before the read starts: the answer is held under the signal seen before it (see `crate::answers`).
     let hold = match &answers {
-        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), Instant::now(), korea_today()) {
+        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), Instant::now(), crate::routes::today()) {
             Lookup::Hit(answer, age) => return respond_held(&answer, age),
             Lookup::Read(tag) => Some((Arc::clone(answers), key.clone(), tag)),
             Lookup::ReadUnheld => None,
@@ -152,11 +152,6 @@ fn asks_fresh(headers: &HeaderMap) -> bool {
         let d = d.trim().to_ascii_lowercase();
         d == "no-cache" || d == "no-store" || d == "max-age=0"
     })
-}
-
-/// Today in Korea, as the reports count days.
-fn korea_today() -> chrono::NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(i64::from(crate::SEOUL_UTC_OFFSET_HOURS))).date_naive()
 }
 
 /// Most distinct reads in flight that others may join. Past it, a call is answered on its own, as without
@@ -382,6 +377,22 @@ mod tests {
         let before = runs.load(Ordering::SeqCst);
         call(&app, tb, &token(a, Role::Accountant)).await;
         assert_eq!(runs.load(Ordering::SeqCst), before + 1);
+    }
+
+    /// `Cache-Control` asks for a fresh read with `no-cache`, `no-store` or `max-age=0`, in any case and among
+    /// other directives; anything else (or nothing) may be served a held answer.
+    #[test]
+    fn cache_control_asks_for_a_fresh_read() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::CACHE_CONTROL, header::HeaderValue::from_str(v).unwrap());
+            }
+            asks_fresh(&h)
+        };
+        assert!(with(&["no-cache"]) && with(&["No-Store"]) && with(&["max-age=0"]));
+        assert!(with(&["max-stale=5, no-cache"]) && with(&["private", "no-cache"]));
+        assert!(!with(&[]) && !with(&["max-age=60"]) && !with(&["no-transform"]));
     }
 
     /// A token that does not verify is never a key: its request reaches the handler's own check (here, two bad

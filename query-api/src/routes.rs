@@ -157,7 +157,7 @@ fn present(value: Option<&str>) -> Option<&str> {
 pub const SEOUL_UTC_OFFSET_HOURS: i32 = 9;
 
 /// Today in Korea, clamped into the supported date range.
-fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     let now = chrono::Utc::now().naive_utc() + chrono::Duration::hours(i64::from(SEOUL_UTC_OFFSET_HOURS));
     now.date().clamp(VOUCHER_DATE_MIN, VOUCHER_DATE_MAX)
 }
