@@ -200,7 +200,7 @@ impl Answers {
         }
     }
 
-    /// Holds `answer`, read at `read_at` after `tag` was taken, if it is a 200 of bounded size. Least recently used
+    /// Holds `answer`, whose read began at `read_at` after `tag` was taken, if it is a 200 of bounded size. Least recently used
     /// answers are let go until the bounds hold.
     pub fn hold(&self, key: Key, tag: Tag, read_at: Instant, answer: &Arc<Answer>) {
         let size = answer.size();
@@ -244,6 +244,7 @@ impl Answers {
             s.0 = s.0.max(r.seq);
             s.1 += r.changes;
         }
+        let asked: HashSet<Uuid> = asked.into_iter().collect();
         let mut inner = self.lock();
         inner.held.retain(|k, h| {
             let (seq, changes) = signals.get(&k.company).copied().unwrap_or_default();
@@ -252,7 +253,7 @@ impl Answers {
         });
         inner.bytes = inner.held.values().map(|h| h.answer.size()).sum();
         metrics::gauge!(HELD_BYTES_METRIC).set(inner.bytes as f64);
-        inner.polled = Some(Polled { began, asked: asked.into_iter().collect(), signals, every });
+        inner.polled = Some(Polled { began, asked, signals, every });
     }
 
     /// Polls the signals of the companies asked for, every poll interval, until `shutdown`.
@@ -281,12 +282,14 @@ impl Answers {
     }
 
     /// How many answers are held (tests).
+    #[cfg(test)]
     #[must_use]
     pub fn len(&self) -> usize {
         self.lock().held.len()
     }
 
     /// Whether no answer is held (tests).
+    #[cfg(test)]
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -49,6 +49,7 @@ pub struct Key {
 }
 
 impl Key {
+    #[cfg(test)]
     #[must_use]
     pub fn new(company: Uuid, role: &'static str, uri: String) -> Self {
         Self { company, role, uri }
@@ -65,6 +66,7 @@ pub struct Answer {
 
 impl Answer {
     /// A JSON answer (tests).
+    #[cfg(test)]
     #[must_use]
     pub fn new(status: StatusCode, body: &str) -> Self {
         let mut headers = HeaderMap::new();
@@ -126,9 +128,11 @@ pub fn describe_metrics() {
 pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> Response {
     let Some(key) = key_of(&c.secret, &req) else { return next.run(req).await };
     let answers = c.answers.filter(|_| req.uri().path() == HELD_PATH);
-    // Taken before the read starts: the answer is held under the signal seen before it (see `crate::answers`).
+    // Taken before the read starts: the answer is held under the signal seen before it, and its age counts from
+    // then (see `crate::answers`).
+    let asked_at = Instant::now();
     let hold = match &answers {
-        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), Instant::now(), crate::routes::today()) {
+        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), asked_at, crate::routes::today()) {
             Lookup::Hit(answer, age) => return respond_held(&answer, age),
             Lookup::Read(tag) => Some((Arc::clone(answers), key.clone(), tag)),
             Lookup::ReadUnheld => None,
@@ -139,7 +143,7 @@ pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> R
     let read = async move {
         let answer = Arc::new(read(next.run(req).await, &uri).await);
         if let Some((answers, key, tag)) = hold {
-            answers.hold(key, tag, Instant::now(), &answer);
+            answers.hold(key, tag, asked_at, &answer);
         }
         answer
     };

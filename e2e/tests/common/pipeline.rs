@@ -77,7 +77,7 @@ impl Pipeline {
             metrics_listen: String::new(),
             jwt_secret: SECRET.into(),
             dev_stack: false,
-            answers_poll_interval_ms: 100,
+            answers_poll_interval_ms: super::ANSWERS_POLL_INTERVAL_MS,
             clickhouse: reader,
         };
         tokio::spawn(kerp_query::serve_with_metrics(query, query_l, None, shutdown.clone()));
