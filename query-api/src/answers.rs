@@ -8,8 +8,8 @@
 //! No ClickHouse round trip is fast enough to beat that; an answer that needs none is.
 //!
 //! **The change signal.** Per company: its fold watermark (`fold_watermarks`, moved by every folded voucher) and its
-//! count in `report_changes` (moved by everything else that changes a report: master data, invoices, a rewritten
-//! snapshot), plus the count under the nil id, which a rebuild's swap moves for every company. stream-workers writes
+//! count in `report_changes` (moved by everything else that changes a ledger: master data, a rewritten snapshot),
+//! plus the count under the nil id, which a rebuild's swap moves for every company. stream-workers writes
 //! each of them only after the rows it covers are durable. A poller here reads them for the companies whose ledgers
 //! were asked for lately, every `poll_interval_ms`, and only then.
 //!
@@ -22,6 +22,24 @@
 //! guard against a change that was never counted (a swap whose count failed, a table edited by hand), no answer is
 //! served past [`ANSWER_AGE_MAX_MS`].
 //!
+//! **A watermark that moved past an answer's account.** Most postings touch two accounts of the hundreds a company
+//! has, so letting go of every held page of the company on each of them would hold almost nothing while it posts.
+//! When a poll shows that only a company's watermark moved, it reads which accounts the events in between posted to,
+//! and from which month (`period_balances` is sorted by company and sequence, so that is one short read for all the
+//! companies that moved). A held page is read from one account's lines and balances dated up to its range's end,
+//! and from that account's row of the chart of accounts ([`LedgerScope`], set by the route). If no event in between
+//! posted to that account on or before that day, the page is what a read now would give, and it is held on under
+//! the new signal. Anything else (the count moved, that read failed, the answer has no scope, the span is longer
+//! than [`TOUCHED_SEQ_SPAN_MAX`]) lets go. Invoices count nothing (`sink::unsequenced_changes`): no ledger reads them.
+//!
+//! **Refreshed before it is asked for again.** A page let go because its account was posted to, and that a client was
+//! served from memory within [`REFRESH_SERVED_WITHIN_MS`], is read again by the poller at once, through the same
+//! route, with the token it was first asked with, and held under the new signal. So the first client to ask for it
+//! after a posting finds it read already (or joins the read in flight, see `crate::coalesce`), instead of paying for
+//! two rounds of ClickHouse reads itself. At most [`REFRESHES_PER_POLL_MAX`] pages are refreshed per poll, the most
+//! recently served first, and at most [`REFRESHES_IN_FLIGHT_MAX`] at once; they take the same request slots as
+//! clients' reads. A refresh does not keep its company watched: a page nobody reads stops being refreshed.
+//!
 //! What is held: 200 answers only, bounded by [`ANSWERS_HELD_BYTES_MAX`] and [`ANSWERS_HELD_MAX`], least recently used
 //! let go first. A request with `Cache-Control: no-cache` is read afresh (and its answer held). A held answer carries
 //! an `Age` header, as an HTTP cache's would.
@@ -30,8 +48,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::coalesce::{Answer, Key};
@@ -52,6 +73,20 @@ pub const ANSWER_AGE_MAX_MS: u64 = 30_000;
 /// does not stop the serving, two more do.
 pub const SIGNALS_AGE_MAX_MS: u64 = 300;
 
+/// Most sequence numbers between a held answer's signal and a poll's that are looked through for the accounts they
+/// posted to; the company's answers further behind are let go instead. It bounds the rows that read sums: at 1,000
+/// vouchers a second, [`ANSWER_AGE_MAX_MS`] is 30,000 of them.
+pub const TOUCHED_SEQ_SPAN_MAX: i64 = 100_000;
+
+/// Most pages one poll refreshes (see the module documentation); the rest are read when next asked for.
+pub const REFRESHES_PER_POLL_MAX: usize = 8;
+
+/// Most refreshes in flight at once; a poll that finds none free refreshes nothing.
+pub const REFRESHES_IN_FLIGHT_MAX: usize = 4;
+
+/// A page let go is refreshed only if a client was served it from memory within this many milliseconds.
+pub const REFRESH_SERVED_WITHIN_MS: u64 = WATCH_IDLE_MS;
+
 /// Most companies whose signals one poll reads; the least recently asked for are dropped past it.
 pub const WATCHED_COMPANIES_MAX: usize = 1024;
 
@@ -64,10 +99,15 @@ pub const WATCH_IDLE_MS: u64 = 10_000;
 /// request asked with `Cache-Control: no-cache`).
 pub const ANSWERS_METRIC: &str = "report_answers_total";
 
+/// The counter of pages refreshed after a posting let them go (`result`: `held`, read and held again; `failed`, the
+/// read did not answer 200; `skipped`, no refresh slot was free).
+pub const REFRESHES_METRIC: &str = "report_answer_refreshes_total";
+
 /// The gauge of bytes of answers held.
 pub const HELD_BYTES_METRIC: &str = "report_answers_held_bytes";
 
-/// The counter of polls of the change signals that failed.
+/// The counter of polls that failed (`read`: `signals`, the change signals, after which nothing is served; or
+/// `touched`, the accounts posted to, after which the answers of the companies that moved are let go).
 pub const POLL_ERRORS_METRIC: &str = "report_signal_poll_errors_total";
 
 /// Registers the help text of this module's metrics.
@@ -76,10 +116,14 @@ pub fn describe_metrics() {
         ANSWERS_METRIC,
         "Account-ledger requests by what held answers did for them: hit (served from memory, the books unchanged since), miss (read and held), unsignalled (read; the company's change signal was not yet polled) or fresh (read because the request said Cache-Control: no-cache)."
     );
+    metrics::describe_counter!(
+        REFRESHES_METRIC,
+        "Account-ledger pages read again in the background after a posting to their account let them go, by result: held (read and held again), failed (not a 200) or skipped (no refresh slot free)."
+    );
     metrics::describe_gauge!(HELD_BYTES_METRIC, metrics::Unit::Bytes, "Bytes of account-ledger answers held in memory.");
     metrics::describe_counter!(
         POLL_ERRORS_METRIC,
-        "Polls of the companies' change signals (fold watermarks and report_changes) that failed; while they fail no held answer is served."
+        "Polls that failed, by what they read: signals (fold watermarks and report_changes; while they fail no held answer is served) or touched (the accounts posted to since a held answer; the answers of the companies that moved are let go)."
     );
 }
 
@@ -93,14 +137,77 @@ pub struct Tag {
     day: NaiveDate,
 }
 
+/// What a held ledger answer was read from: one account's lines and balances dated up to `through`, and that
+/// account's row of the chart of accounts. The ledger route sets it as a response extension; it is never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerScope {
+    pub account: Uuid,
+    pub through: NaiveDate,
+}
+
+/// The signals one poll read: per company its watermark and count (a company missing has nothing folded or counted
+/// yet: zeros), and the count for every company.
+#[derive(Debug, Default)]
+struct Signals {
+    companies: HashMap<Uuid, (i64, u64)>,
+    every: u64,
+}
+
+impl Signals {
+    fn from_rows(rows: &[SignalRow]) -> Self {
+        let mut s = Self::default();
+        for r in rows {
+            if r.company_id.is_nil() {
+                s.every += r.changes;
+                continue;
+            }
+            let c = s.companies.entry(r.company_id).or_default();
+            c.0 = c.0.max(r.seq);
+            c.1 += r.changes;
+        }
+        s
+    }
+
+    fn of(&self, company: Uuid) -> (i64, u64) {
+        self.companies.get(&company).copied().unwrap_or_default()
+    }
+}
+
+/// The accounts posted to in spans of the companies' sequences, as one poll read them.
+#[derive(Debug, Default)]
+struct Touched {
+    /// Per company, the number above which its span begins (it ends at the poll's watermark).
+    above: HashMap<Uuid, i64>,
+    /// Per company and account, the first day of the earliest month posted into.
+    first: HashMap<(Uuid, Uuid), NaiveDate>,
+}
+
+impl Touched {
+    fn new(spans: &[store::SeqSpan], rows: &[store::TouchedRow]) -> Option<Self> {
+        let mut first = HashMap::new();
+        for r in rows {
+            // An unreadable month cannot be placed, so nothing of its company can be kept: the poll counts as failed.
+            let day: NaiveDate = r.first_period.parse().ok()?;
+            first.insert((r.company_id, r.account_id), day);
+        }
+        Some(Self { above: spans.iter().map(|(c, above, _)| (*c, *above)).collect(), first })
+    }
+
+    /// Whether an answer of `company` read from `scope` at watermark `seq` is still what a read at `now_seq` gives.
+    fn leaves(&self, company: Uuid, seq: i64, now_seq: i64, scope: Option<LedgerScope>) -> bool {
+        let Some(scope) = scope else { return false };
+        let covered = self.above.get(&company).is_some_and(|above| *above <= seq && seq < now_seq);
+        covered && self.first.get(&(company, scope.account)).is_none_or(|day| *day > scope.through)
+    }
+}
+
 /// One poll's result.
 struct Polled {
     /// When the poll was sent: every change counted before this is in `signals`.
     began: Instant,
-    /// The companies asked for; one missing from `signals` has nothing folded or counted yet (zeros).
+    /// The companies asked for.
     asked: HashSet<Uuid>,
-    signals: HashMap<Uuid, (i64, u64)>,
-    every: u64,
+    signals: Signals,
 }
 
 struct Held {
@@ -108,7 +215,32 @@ struct Held {
     read_at: Instant,
     answer: Arc<Answer>,
     used: u64,
+    /// The `Authorization` the page was asked with, to refresh it with; `None`: not refreshed.
+    authorization: Option<HeaderValue>,
+    /// When a client was last served it from memory.
+    served_at: Option<Instant>,
 }
+
+/// A page to read again, with the token it was asked with.
+pub struct Refresh {
+    pub key: Key,
+    pub authorization: HeaderValue,
+}
+
+/// Who asks for a ledger page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A client, who may be served a held answer.
+    Client,
+    /// A client who asked for a fresh read (`Cache-Control: no-cache`).
+    ClientFresh,
+    /// The poller, refreshing a page (read afresh, and not counted as the company being asked for).
+    Refresh,
+}
+
+/// A request extension that marks the poller's own refresh of a page (clients cannot set it).
+#[derive(Debug, Clone, Copy)]
+pub struct Refreshing;
 
 #[derive(Default)]
 struct Inner {
@@ -128,6 +260,8 @@ pub struct Answers {
     /// Wakes the poller when a company is asked for that is not watched, so that its answers can be held after one
     /// poll's time rather than after up to a whole interval.
     newly_watched: tokio::sync::Notify,
+    /// The refresh slots ([`REFRESHES_IN_FLIGHT_MAX`]).
+    refreshing: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a lookup went.
@@ -146,7 +280,13 @@ impl Answers {
     pub fn new(poll_interval_ms: u64) -> Self {
         let poll_interval = Duration::from_millis(poll_interval_ms.max(1));
         let signals_age_max = Duration::from_millis(SIGNALS_AGE_MAX_MS).max(3 * poll_interval);
-        Self { inner: Mutex::default(), poll_interval, signals_age_max, newly_watched: tokio::sync::Notify::new() }
+        Self {
+            inner: Mutex::default(),
+            poll_interval,
+            signals_age_max,
+            newly_watched: tokio::sync::Notify::new(),
+            refreshing: Arc::new(tokio::sync::Semaphore::new(REFRESHES_IN_FLIGHT_MAX)),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -154,35 +294,51 @@ impl Answers {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The company's tag now, if its signal was polled recently enough to trust; marks the company as asked for.
-    fn tag(&self, inner: &mut Inner, company: Uuid, now: Instant, day: NaiveDate) -> Option<Tag> {
-        if inner.watched.len() >= WATCHED_COMPANIES_MAX && !inner.watched.contains_key(&company) {
-            if let Some(oldest) = inner.watched.iter().min_by_key(|(_, at)| **at).map(|(c, _)| *c) {
-                inner.watched.remove(&oldest);
+    /// The company's tag now, if its signal was polled recently enough to trust; with `watch`, marks the company as
+    /// asked for.
+    fn tag(&self, inner: &mut Inner, company: Uuid, now: Instant, day: NaiveDate, watch: bool) -> Option<Tag> {
+        if watch {
+            if inner.watched.len() >= WATCHED_COMPANIES_MAX && !inner.watched.contains_key(&company) {
+                if let Some(oldest) = inner.watched.iter().min_by_key(|(_, at)| **at).map(|(c, _)| *c) {
+                    inner.watched.remove(&oldest);
+                }
             }
-        }
-        if inner.watched.insert(company, now).is_none() {
-            self.newly_watched.notify_one();
+            if inner.watched.insert(company, now).is_none() {
+                self.newly_watched.notify_one();
+            }
         }
         let polled = inner.polled.as_ref()?;
         if now.saturating_duration_since(polled.began) > self.signals_age_max || !polled.asked.contains(&company) {
             return None;
         }
-        let (seq, changes) = polled.signals.get(&company).copied().unwrap_or_default();
-        Some(Tag { seq, changes, every: polled.every, day })
+        let (seq, changes) = polled.signals.of(company);
+        Some(Tag { seq, changes, every: polled.signals.every, day })
     }
 
-    /// What to do for a ledger request of `key` at `now` (on Korea's `day`); `fresh` when the request asked not to be
-    /// served a held answer.
+    /// What to do for a client's ledger request of `key` at `now` (on Korea's `day`); `fresh` when the request asked
+    /// not to be served a held answer.
     pub fn lookup(&self, key: &Key, fresh: bool, now: Instant, day: NaiveDate) -> Lookup {
+        self.lookup_as(key, if fresh { Asked::ClientFresh } else { Asked::Client }, now, day)
+    }
+
+    /// What to do for a ledger request of `key` asked for as `asked` at `now` (on Korea's `day`).
+    pub fn lookup_as(&self, key: &Key, asked: Asked, now: Instant, day: NaiveDate) -> Lookup {
         let mut inner = self.lock();
-        let Some(tag) = self.tag(&mut inner, key.company, now, day) else {
-            metrics::counter!(ANSWERS_METRIC, "outcome" => if fresh { "fresh" } else { "unsignalled" }).increment(1);
+        let Some(tag) = self.tag(&mut inner, key.company, now, day, asked != Asked::Refresh) else {
+            // A refresh is only started for a company just polled, so it is not counted among clients' requests.
+            if asked != Asked::Refresh {
+                metrics::counter!(ANSWERS_METRIC, "outcome" => if asked == Asked::ClientFresh { "fresh" } else { "unsignalled" })
+                    .increment(1);
+            }
             return Lookup::ReadUnheld;
         };
-        if fresh {
-            metrics::counter!(ANSWERS_METRIC, "outcome" => "fresh").increment(1);
-            return Lookup::Read(tag);
+        match asked {
+            Asked::ClientFresh => {
+                metrics::counter!(ANSWERS_METRIC, "outcome" => "fresh").increment(1);
+                return Lookup::Read(tag);
+            }
+            Asked::Refresh => return Lookup::Read(tag),
+            Asked::Client => {}
         }
         inner.clock += 1;
         let clock = inner.clock;
@@ -190,6 +346,7 @@ impl Answers {
         match inner.held.get_mut(key) {
             Some(held) if held.tag == tag && now.saturating_duration_since(held.read_at) <= age_max => {
                 held.used = clock;
+                held.served_at = Some(now);
                 metrics::counter!(ANSWERS_METRIC, "outcome" => "hit").increment(1);
                 Lookup::Hit(Arc::clone(&held.answer), now.saturating_duration_since(held.read_at))
             }
@@ -203,6 +360,11 @@ impl Answers {
     /// Holds `answer`, whose read began at `read_at` after `tag` was taken, if it is a 200 of bounded size. Least recently used
     /// answers are let go until the bounds hold.
     pub fn hold(&self, key: Key, tag: Tag, read_at: Instant, answer: &Arc<Answer>) {
+        self.hold_refreshable(key, tag, read_at, answer, None);
+    }
+
+    /// [`Answers::hold`], keeping the `Authorization` the page was asked with so that it can be refreshed.
+    pub fn hold_refreshable(&self, key: Key, tag: Tag, read_at: Instant, answer: &Arc<Answer>, authorization: Option<HeaderValue>) {
         let size = answer.size();
         if !answer.is_ok() || size > ANSWERS_HELD_BYTES_MAX / 4 {
             return;
@@ -210,7 +372,10 @@ impl Answers {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
-        if let Some(old) = inner.held.insert(key, Held { tag, read_at, answer: Arc::clone(answer), used }) {
+        // A page read afresh while held keeps the record of its being served, which decides whether it is refreshed.
+        let served_at = inner.held.get(&key).and_then(|h| h.served_at);
+        let held = Held { tag, read_at, answer: Arc::clone(answer), used, authorization, served_at };
+        if let Some(old) = inner.held.insert(key, held) {
             inner.bytes -= old.answer.size();
         }
         inner.bytes += size;
@@ -231,33 +396,92 @@ impl Answers {
         inner.watched.keys().copied().collect()
     }
 
-    /// Takes a poll's rows, read for `asked` by a poll sent at `began`, and lets go of the answers it shows stale.
-    fn polled(&self, began: Instant, asked: Vec<Uuid>, rows: &[SignalRow]) {
-        let mut signals: HashMap<Uuid, (i64, u64)> = HashMap::new();
-        let mut every = 0;
-        for r in rows {
-            if r.company_id.is_nil() {
-                every += r.changes;
-                continue;
+    /// The spans of sequence to look through for the accounts posted to: per company asked for, from its oldest held
+    /// answer that only its watermark has passed up to the watermark `signals` show.
+    fn spans(&self, asked: &[Uuid], signals: &Signals) -> Vec<store::SeqSpan> {
+        let asked: HashSet<&Uuid> = asked.iter().collect();
+        let mut above: HashMap<Uuid, i64> = HashMap::new();
+        let inner = self.lock();
+        for (k, h) in &inner.held {
+            let (seq, changes) = signals.of(k.company);
+            let behind = (h.tag.changes, h.tag.every) == (changes, signals.every) && h.tag.seq < seq;
+            if asked.contains(&k.company) && behind && seq - h.tag.seq <= TOUCHED_SEQ_SPAN_MAX && h.answer.scope().is_some() {
+                let a = above.entry(k.company).or_insert(h.tag.seq);
+                *a = (*a).min(h.tag.seq);
             }
-            let s = signals.entry(r.company_id).or_default();
-            s.0 = s.0.max(r.seq);
-            s.1 += r.changes;
         }
+        above.into_iter().map(|(company, a)| (company, a, signals.of(company).0)).collect()
+    }
+
+    /// Takes a poll's signals, read for `asked` by a poll sent at `began`, with the accounts posted to in the spans
+    /// it looked through (`None`: that read failed). Lets go of the answers it shows stale and holds on to those whose
+    /// account nothing in between posted to, under the new signal. Returns the pages to refresh: of those let go for a
+    /// posting to their account, the ones a client was served lately, most recently served first.
+    fn polled(&self, began: Instant, asked: Vec<Uuid>, signals: Signals, touched: Option<&Touched>) -> Vec<Refresh> {
         let asked: HashSet<Uuid> = asked.into_iter().collect();
+        let served_within = Duration::from_millis(REFRESH_SERVED_WITHIN_MS);
+        let mut refresh: Vec<(Instant, Refresh)> = Vec::new();
         let mut inner = self.lock();
         inner.held.retain(|k, h| {
-            let (seq, changes) = signals.get(&k.company).copied().unwrap_or_default();
             // Answers of companies not asked for in this poll are kept; they are served only once polled again.
-            !asked.contains(&k.company) || (h.tag.seq, h.tag.changes, h.tag.every) == (seq, changes, every)
+            if !asked.contains(&k.company) {
+                return true;
+            }
+            let (seq, changes) = signals.of(k.company);
+            if (h.tag.changes, h.tag.every) != (changes, signals.every) {
+                return false;
+            }
+            if h.tag.seq == seq {
+                return true;
+            }
+            let kept = touched.is_some_and(|t| t.leaves(k.company, h.tag.seq, seq, h.answer.scope()));
+            if kept {
+                h.tag.seq = seq;
+            } else if let (Some(_), Some(served), Some(authorization)) = (touched, h.served_at, &h.authorization) {
+                if began.saturating_duration_since(served) <= served_within {
+                    refresh.push((served, Refresh { key: k.clone(), authorization: authorization.clone() }));
+                }
+            }
+            kept
         });
         inner.bytes = inner.held.values().map(|h| h.answer.size()).sum();
         metrics::gauge!(HELD_BYTES_METRIC).set(inner.bytes as f64);
-        inner.polled = Some(Polled { began, asked, signals, every });
+        inner.polled = Some(Polled { began, asked, signals });
+        refresh.sort_by_key(|(served, _)| std::cmp::Reverse(*served));
+        refresh.into_iter().take(REFRESHES_PER_POLL_MAX).map(|(_, r)| r).collect()
     }
 
-    /// Polls the signals of the companies asked for, every poll interval, until `shutdown`.
-    pub async fn poll(self: Arc<Self>, ch: clickhouse::Client, shutdown: CancellationToken) {
+    /// Reads each of `pages` again through `app` (the routes with the coalescing middleware), each in a task of its
+    /// own while a refresh slot is free; the middleware holds the answers.
+    fn refresh(&self, app: &axum::Router, pages: Vec<Refresh>) {
+        for page in pages {
+            let Ok(slot) = Arc::clone(&self.refreshing).try_acquire_owned() else {
+                metrics::counter!(REFRESHES_METRIC, "result" => "skipped").increment(1);
+                continue;
+            };
+            let mut req = axum::http::Request::get(page.key.uri.as_str()).body(axum::body::Body::empty());
+            if let Ok(r) = &mut req {
+                r.headers_mut().insert(axum::http::header::AUTHORIZATION, page.authorization);
+                r.extensions_mut().insert(Refreshing);
+            }
+            let app = app.clone();
+            tokio::spawn(
+                async move {
+                    let ok = match req {
+                        Ok(req) => app.oneshot(req).await.is_ok_and(|r| r.status().is_success()),
+                        Err(_) => false,
+                    };
+                    metrics::counter!(REFRESHES_METRIC, "result" => if ok { "held" } else { "failed" }).increment(1);
+                    drop(slot);
+                }
+                .instrument(tracing::info_span!("ledger_refresh")),
+            );
+        }
+    }
+
+    /// Polls the signals of the companies asked for, every poll interval, until `shutdown`, and refreshes through
+    /// `app` (the routes with the coalescing middleware) the pages a posting let go.
+    pub async fn poll(self: Arc<Self>, ch: clickhouse::Client, app: axum::Router, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(self.poll_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -271,13 +495,29 @@ impl Answers {
             if asked.is_empty() {
                 continue;
             }
-            match store::report_signals(&ch, &asked).await {
-                Ok(rows) => self.polled(began, asked, &rows),
+            let signals = match store::report_signals(&ch, &asked).await {
+                Ok(rows) => Signals::from_rows(&rows),
                 Err(e) => {
-                    metrics::counter!(POLL_ERRORS_METRIC).increment(1);
+                    metrics::counter!(POLL_ERRORS_METRIC, "read" => "signals").increment(1);
                     tracing::warn!(error = %e, "could not poll the change signals; held ledger answers are not served meanwhile");
+                    continue;
                 }
+            };
+            // Read after the signals, so every event up to the watermarks they show is durable and in the read.
+            let spans = self.spans(&asked, &signals);
+            let touched = match store::touched_accounts(&ch, &spans).await {
+                Ok(rows) => Touched::new(&spans, &rows),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the accounts posted to");
+                    None
+                }
+            };
+            if touched.is_none() {
+                metrics::counter!(POLL_ERRORS_METRIC, "read" => "touched").increment(1);
+                tracing::warn!("the held ledger answers of the companies whose watermark moved are let go");
             }
+            let pages = self.polled(began, asked, signals, touched.as_ref());
+            self.refresh(&app, pages);
         }
     }
 
@@ -318,10 +558,124 @@ mod tests {
         SignalRow { company_id: company, seq, changes }
     }
 
-    /// Polls `company` at `at` with the given rows.
+    /// Polls the watched companies at `at` with the given rows, as if the read of the accounts posted to failed.
     fn poll(a: &Answers, at: Instant, rows: &[SignalRow]) {
         let asked = a.to_poll(at);
-        a.polled(at, asked, rows);
+        assert!(a.polled(at, asked, Signals::from_rows(rows), None).is_empty(), "nothing refreshed without the accounts");
+    }
+
+    /// Polls the watched companies at `at` with the given rows, and the accounts posted to as `touched` gives them for
+    /// the spans the poll asks about.
+    fn poll_touched(a: &Answers, at: Instant, rows: &[SignalRow], touched: &[(Uuid, Uuid, &str)]) -> Vec<store::SeqSpan> {
+        poll_refreshing(a, at, rows, touched).0
+    }
+
+    /// [`poll_touched`], also giving the URIs of the pages to refresh.
+    fn poll_refreshing(a: &Answers, at: Instant, rows: &[SignalRow], touched: &[(Uuid, Uuid, &str)]) -> (Vec<store::SeqSpan>, Vec<String>) {
+        let asked = a.to_poll(at);
+        let signals = Signals::from_rows(rows);
+        let spans = a.spans(&asked, &signals);
+        let rows: Vec<store::TouchedRow> = touched
+            .iter()
+            .map(|(c, account, day)| store::TouchedRow { company_id: *c, account_id: *account, first_period: (*day).to_owned() })
+            .collect();
+        let t = Touched::new(&spans, &rows);
+        let refresh = a.polled(at, asked, signals, t.as_ref());
+        (spans, refresh.into_iter().map(|r| r.key.uri).collect())
+    }
+
+    /// Of the pages let go for a posting to their account, those asked with a token and served from memory lately are
+    /// refreshed, the most recently served first and at most [`REFRESHES_PER_POLL_MAX`]; pages nobody was served, or
+    /// let go for anything else, are not.
+    #[test]
+    fn pages_let_go_for_a_posting_and_served_lately_are_refreshed() {
+        let a = Answers::new(100);
+        let c = Uuid::from_u128(1);
+        let cash = Uuid::from_u128(11);
+        let token = HeaderValue::from_static("Bearer t");
+        let mut now = Instant::now();
+        a.lookup(&key(c, "/p0"), false, now, day());
+        poll(&a, now, &[row(c, 5, 0)]);
+        let tag = read_tag(a.lookup(&key(c, "/p0"), false, now, day()));
+        let pages = REFRESHES_PER_POLL_MAX + 2;
+        for i in 0..pages {
+            a.hold_refreshable(key(c, &format!("/p{i}")), tag, now, &scoped(cash, "2025-12-31", "page"), Some(token.clone()));
+        }
+        a.hold(key(c, "/no-token"), tag, now, &scoped(cash, "2025-12-31", "page"));
+        // Every page but the last is served, one after the other, as is the page held without a token.
+        for i in 0..pages - 1 {
+            now += Duration::from_millis(1);
+            assert!(hit(&a.lookup(&key(c, &format!("/p{i}")), false, now, day())));
+        }
+        assert!(hit(&a.lookup(&key(c, "/no-token"), false, now, day())));
+
+        now += Duration::from_millis(100);
+        let (_, refreshed) = poll_refreshing(&a, now, &[row(c, 6, 0)], &[(c, cash, "2025-01-01")]);
+        let expected: Vec<String> = (0..pages - 1).rev().take(REFRESHES_PER_POLL_MAX).map(|i| format!("/p{i}")).collect();
+        assert_eq!(refreshed, expected, "the most recently served first, as many as allowed; not the page never served");
+
+        // Held again (as a refresh does), served, then let go by a failed read of the accounts: not refreshed.
+        let tag = read_tag(a.lookup_as(&key(c, "/p0"), Asked::Refresh, now, day()));
+        a.hold_refreshable(key(c, "/p0"), tag, now, &scoped(cash, "2025-12-31", "page"), Some(token));
+        assert!(hit(&a.lookup(&key(c, "/p0"), false, now, day())));
+        now += Duration::from_millis(100);
+        poll(&a, now, &[row(c, 7, 0)]);
+    }
+
+    fn scoped(account: Uuid, through: &str, body: &str) -> Arc<Answer> {
+        Arc::new(Answer::scoped(StatusCode::OK, body, LedgerScope { account, through: through.parse().unwrap() }))
+    }
+
+    /// When only a company's watermark moved, a held page stays held (and served) unless the events in between posted
+    /// to its account on or before its range's end; anything else that moved, a failed read of the accounts, or an
+    /// answer without a scope lets go as before.
+    #[test]
+    fn a_page_outlives_postings_to_other_accounts_and_to_later_days() {
+        let a = Answers::new(100);
+        let c = Uuid::from_u128(1);
+        let (cash, sales, rent) = (Uuid::from_u128(11), Uuid::from_u128(12), Uuid::from_u128(13));
+        let page = |account: u128| key(c, &format!("/ledger?account={account}"));
+        let mut now = Instant::now();
+        a.lookup(&page(11), false, now, day());
+        poll(&a, now, &[row(c, 5, 0)]);
+        let tag = read_tag(a.lookup(&page(11), false, now, day()));
+        a.hold(page(11), tag, now, &scoped(cash, "2025-12-31", "cash"));
+        a.hold(page(12), tag, now, &scoped(sales, "2025-12-31", "sales"));
+        a.hold(page(13), tag, now, &scoped(rent, "2025-06-30", "rent"));
+        a.hold(page(14), tag, now, &ok("no scope"));
+
+        // Events 6..=8 posted to sales in March 2025 and to rent in July 2025, after the rent page's range.
+        now += Duration::from_millis(100);
+        let spans = poll_touched(&a, now, &[row(c, 8, 0)], &[(c, sales, "2025-03-01"), (c, rent, "2025-07-01")]);
+        assert_eq!(spans, [(c, 5, 8)], "one span, from the held answers' watermark to the new one");
+        assert!(hit(&a.lookup(&page(11), false, now, day())), "nothing posted to cash: held on");
+        assert!(!hit(&a.lookup(&page(12), false, now, day())), "sales was posted to within the range: let go");
+        assert!(hit(&a.lookup(&page(13), false, now, day())), "rent was posted to after the range's end: held on");
+        assert!(!hit(&a.lookup(&page(14), false, now, day())), "no scope: let go");
+
+        // A read that failed lets go of what the watermark passed; an unmoved company keeps its answers.
+        now += Duration::from_millis(100);
+        poll(&a, now, &[row(c, 8, 0)]);
+        assert!(hit(&a.lookup(&page(11), false, now, day())), "nothing moved");
+        now += Duration::from_millis(100);
+        poll(&a, now, &[row(c, 9, 0)]);
+        assert!(!hit(&a.lookup(&page(11), false, now, day())), "the read of the accounts failed: let go");
+
+        // A count (an account renamed) lets go of every page, touched or not.
+        let tag = read_tag(a.lookup(&page(11), false, now, day()));
+        a.hold(page(11), tag, now, &scoped(cash, "2025-12-31", "cash"));
+        now += Duration::from_millis(100);
+        poll_touched(&a, now, &[row(c, 10, 0), row(c, 0, 1)], &[]);
+        assert!(!hit(&a.lookup(&page(11), false, now, day())), "the company's count moved: let go");
+
+        // A span longer than TOUCHED_SEQ_SPAN_MAX is not looked through.
+        let tag = read_tag(a.lookup(&page(11), false, now, day()));
+        a.hold(page(11), tag, now, &scoped(cash, "2025-12-31", "cash"));
+        now += Duration::from_millis(100);
+        let far = 10 + TOUCHED_SEQ_SPAN_MAX + 1;
+        let spans = poll_touched(&a, now, &[row(c, far, 0), row(c, 0, 1)], &[]);
+        assert!(spans.is_empty());
+        assert!(!hit(&a.lookup(&page(11), false, now, day())), "too far behind: let go");
     }
 
     fn read_tag(l: Lookup) -> Tag {

@@ -31,7 +31,7 @@ use kerp_core::http::Problem;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::answers::{Answers, Lookup};
+use crate::answers::{Answers, Asked, LedgerScope, Lookup, Refreshing};
 
 /// The routes whose answers are shared: reads only, and each a function of the company's data and the URI alone.
 const REPORTS_PREFIX: &str = "/api/v1/reports/";
@@ -45,7 +45,7 @@ pub const SHARED_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
 pub struct Key {
     pub company: Uuid,
     role: &'static str,
-    uri: String,
+    pub(crate) uri: String,
 }
 
 impl Key {
@@ -62,6 +62,8 @@ pub struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// What a ledger answer was read from, as its route said (a response extension, never sent).
+    scope: Option<LedgerScope>,
 }
 
 impl Answer {
@@ -71,7 +73,20 @@ impl Answer {
     pub fn new(status: StatusCode, body: &str) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-        Self { status, headers, body: Bytes::from(body.to_owned()) }
+        Self { status, headers, body: Bytes::from(body.to_owned()), scope: None }
+    }
+
+    /// A JSON answer read from `scope` (tests).
+    #[cfg(test)]
+    #[must_use]
+    pub fn scoped(status: StatusCode, body: &str, scope: LedgerScope) -> Self {
+        Self { scope: Some(scope), ..Self::new(status, body) }
+    }
+
+    /// What it was read from, if its route said.
+    #[must_use]
+    pub fn scope(&self) -> Option<LedgerScope> {
+        self.scope
     }
 
     /// Whether it is a 200.
@@ -131,10 +146,17 @@ pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> R
     // Taken before the read starts: the answer is held under the signal seen before it, and its age counts from
     // then (see `crate::answers`).
     let asked_at = Instant::now();
+    let asked = match (req.extensions().get::<Refreshing>(), asks_fresh(req.headers())) {
+        (Some(_), _) => Asked::Refresh,
+        (None, true) => Asked::ClientFresh,
+        (None, false) => Asked::Client,
+    };
     let hold = match &answers {
-        Some(answers) => match answers.lookup(&key, asks_fresh(req.headers()), asked_at, crate::routes::today()) {
+        Some(answers) => match answers.lookup_as(&key, asked, asked_at, crate::routes::today()) {
             Lookup::Hit(answer, age) => return respond_held(&answer, age),
-            Lookup::Read(tag) => Some((Arc::clone(answers), key.clone(), tag)),
+            // The token goes with the held page, so that the poller can read it again after a posting (it was
+            // verified above, and it is no more than the request carried).
+            Lookup::Read(tag) => Some((Arc::clone(answers), key.clone(), tag, req.headers().get(header::AUTHORIZATION).cloned())),
             Lookup::ReadUnheld => None,
         },
         None => None,
@@ -142,8 +164,8 @@ pub async fn coalesce(State(c): State<Coalescer>, req: Request, next: Next) -> R
     let uri = key.uri.clone();
     let read = async move {
         let answer = Arc::new(read(next.run(req).await, &uri).await);
-        if let Some((answers, key, tag)) = hold {
-            answers.hold(key, tag, asked_at, &answer);
+        if let Some((answers, key, tag, authorization)) = hold {
+            answers.hold_refreshable(key, tag, asked_at, &answer, authorization);
         }
         answer
     };
@@ -269,7 +291,7 @@ where
 async fn read(response: Response, uri: &str) -> Answer {
     let (parts, body) = response.into_parts();
     match axum::body::to_bytes(body, SHARED_ANSWER_BYTES_MAX).await {
-        Ok(body) => Answer { status: parts.status, headers: parts.headers, body },
+        Ok(body) => Answer { status: parts.status, scope: parts.extensions.get::<LedgerScope>().copied(), headers: parts.headers, body },
         Err(e) => {
             tracing::error!(error = %e, uri, "a report answer could not be read whole; answered 500");
             internal()
@@ -282,7 +304,7 @@ fn internal() -> Answer {
     let body = Bytes::from(serde_json::to_vec(&problem).unwrap_or_default());
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
-    Answer { status: StatusCode::INTERNAL_SERVER_ERROR, headers, body }
+    Answer { status: StatusCode::INTERNAL_SERVER_ERROR, headers, body, scope: None }
 }
 
 /// A held answer, with its `Age` in whole seconds as an HTTP cache would give it.

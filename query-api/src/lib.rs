@@ -45,8 +45,8 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_stack: bool,
     /// How often, in milliseconds, the change signals of the companies whose account ledgers were asked for lately
-    /// are polled; a held ledger answer is served only while its company's signal has not moved (see
-    /// `query-api/src/answers.rs`). A held answer may miss the changes of about this long, on top of the pipeline's
+    /// are polled; a held ledger answer is served only while its company's signal has not moved, or has moved only by
+    /// postings the page does not read (see `query-api/src/answers.rs`). A held answer may miss the changes of about this long, on top of the pipeline's
     /// own delay. 0 holds no answers.
     #[arg(long, env = "QUERY_ANSWERS_POLL_INTERVAL_MS", default_value_t = 100)]
     pub answers_poll_interval_ms: u64,
@@ -74,6 +74,13 @@ impl kerp_core::http::JwtSecret for AppState {
 /// The public HTTP routes, exactly those [`openapi()`] documents, with request metrics recorded; the metrics
 /// themselves are served on the internal listener.
 pub fn router(state: AppState) -> Router {
+    kerp_core::http::tracked(coalesced_routes(state))
+}
+
+/// The public routes with the in-flight limit and the coalescing middleware, but without the request metrics and
+/// spans of [`router`]: what the held answers' poller reads pages again through (`answers::Answers::poll`), so that
+/// its refreshes are not counted as clients' requests.
+fn coalesced_routes(state: AppState) -> Router {
     let (routes, _) = openapi::api_routes().split_for_parts();
     // Inside `tracked`, so the request's measured time includes its wait for a slot. `Router::layer` wraps each route
     // apart, so the limit must be the global one, whose slots every route shares: with a limit per route, each report
@@ -87,7 +94,7 @@ pub fn router(state: AppState) -> Router {
         answers: state.answers.clone(),
     };
     let routes = limit_in_flight(routes.with_state(state));
-    kerp_core::http::tracked(routes.layer(axum::middleware::from_fn_with_state(coalescer, coalesce::coalesce)))
+    routes.layer(axum::middleware::from_fn_with_state(coalescer, coalesce::coalesce))
 }
 
 /// The routes with at most [`REQUESTS_IN_FLIGHT_MAX`] requests in flight across all of them.
@@ -149,11 +156,12 @@ pub async fn serve_with_metrics(
     let ch = config.clickhouse.client();
     tracing::info!(addr = %listener.local_addr()?, "query-api listening");
     let answers = (config.answers_poll_interval_ms > 0).then(|| Arc::new(answers::Answers::new(config.answers_poll_interval_ms)));
-    if let Some(answers) = &answers {
-        tokio::spawn(Arc::clone(answers).poll(ch.clone(), shutdown.clone()));
+    let state = AppState { ch: ch.clone(), config: Arc::new(config), balances: balances::Reader::default(), answers: answers.clone() };
+    let routes = coalesced_routes(state);
+    if let Some(answers) = answers {
+        tokio::spawn(answers.poll(ch, routes.clone(), shutdown.clone()));
     }
-    let app = router(AppState { ch, config: Arc::new(config), balances: balances::Reader::default(), answers });
-    kerp_core::http::serve(listener, app, shutdown).await?;
+    kerp_core::http::serve(listener, kerp_core::http::tracked(routes), shutdown).await?;
     Ok(())
 }
 

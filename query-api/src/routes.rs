@@ -5,6 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::Extension;
 use axum::Json;
 use chrono::{Datelike, NaiveDate};
 use kerp_core::http::{Auth, Data, Health, Page, Pagination, Problem};
@@ -15,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::answers::LedgerScope;
 use crate::{report, store, AppState, Result};
 
 /// Largest page of the partner list (partner ledger without `partner_id`); a bigger `page_size` is clamped to it.
@@ -363,8 +365,9 @@ fn ledger_range(q: &LedgerQuery, errors: &mut Vec<FieldError>) -> Option<(NaiveD
 /// same at any depth: the range's monthly totals place the page in its months, which are all its lines are read from;
 /// an offset page sums at most one month of earlier lines for its carried balance, and a cursor page none.
 ///
-/// A page asked for again while the company's books are unchanged is answered from memory, with an `Age` header; it
-/// may trail the other reports by about 100 ms. `Cache-Control: no-cache` reads it afresh.
+/// A page asked for again while its account's books are unchanged (no line posted to the account dated up to the
+/// range's end, no change to the chart of accounts) is answered from memory, with an `Age` header; it may trail the
+/// other reports by about 100 ms. `Cache-Control: no-cache` reads it afresh.
 #[utoipa::path(get, path = "/api/v1/reports/account-ledger", tag = "reports", params(LedgerQuery),
     responses((status = 200, description = "A page of the ledger", body = LedgerPage), (status = 400, response = BadRequest),
               (status = 404, response = NotFound), (status = 422, response = Unprocessable)))]
@@ -502,25 +505,31 @@ async fn account_ledger(
     });
     let pagination = LedgerPagination { page: pagination, next_cursor };
     let closing = opening + report::signed(debit_normal, period_debit, period_credit);
-    Ok(Json(LedgerPage {
-        data: Ledger {
-            account: LedgerAccount {
-                account_id: info.account_id,
-                account_code: info.code,
-                account_name: info.name,
-                account_type: info.account_type,
-                normal_side: if debit_normal { "debit" } else { "credit" },
+    // What the page was read from: this account's lines and balances dated up to `to` (and its own row of the chart
+    // of accounts). A held copy of it stays good while no posting touches that (`crate::answers`).
+    let scope = Extension(LedgerScope { account, through: to });
+    Ok((
+        scope,
+        Json(LedgerPage {
+            data: Ledger {
+                account: LedgerAccount {
+                    account_id: info.account_id,
+                    account_code: info.code,
+                    account_name: info.name,
+                    account_type: info.account_type,
+                    normal_side: if debit_normal { "debit" } else { "credit" },
+                },
+                from_date: from,
+                to_date: to,
+                opening_balance: opening,
+                entries,
+                period_debit,
+                period_credit,
+                closing_balance: closing,
             },
-            from_date: from,
-            to_date: to,
-            opening_balance: opening,
-            entries,
-            period_debit,
-            period_credit,
-            closing_balance: closing,
-        },
-        pagination,
-    }))
+            pagination,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -135,6 +135,48 @@ pub async fn report_signals(ch: &Client, companies: &[Uuid]) -> Result<Vec<Signa
     Ok(timed("report_signals", ch.query(&report_signals_sql(companies)).fetch_all()).await?)
 }
 
+/// One account with a posting in a span of a company's sequence, and the first month it was posted into.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct TouchedRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub company_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub account_id: Uuid,
+    /// The first day of the earliest month posted into, as text.
+    pub first_period: String,
+}
+
+/// A span of one company's sequence: the events above the first number up to the second.
+pub type SeqSpan = (Uuid, i64, i64);
+
+fn touched_accounts_sql(spans: &[SeqSpan]) -> String {
+    let filter: Vec<String> = spans
+        .iter()
+        .map(|(company, above, upto)| {
+            format!("(company_id = {} AND company_seq > {above} AND company_seq <= {upto})", uuid_literal(company))
+        })
+        .collect();
+    // `period_balances` is sorted by company and sequence, so each span is one short range of its primary key. No
+    // FINAL: a copy of an event names the same account and month.
+    format!(
+        "SELECT company_id, account_id, {} AS first_period FROM period_balances WHERE {} GROUP BY company_id, account_id",
+        FIRST_PERIOD_TEXT,
+        filter.join(" OR ")
+    )
+}
+
+/// The accounts each span's events posted to, with the earliest month of each: what changed in the ledgers while a
+/// company's watermark moved across the span (see `crate::answers`). At most one row per company and account.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn touched_accounts(ch: &Client, spans: &[SeqSpan]) -> Result<Vec<TouchedRow>> {
+    if spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(timed("touched_accounts", ch.query(&touched_accounts_sql(spans)).fetch_all()).await?)
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct TwoSums {
     debit: String,
@@ -537,6 +579,8 @@ const VOUCHER_DAY: &str = date_text_sql!("voucher_date");
 const MONTH_DAY: &str = date_text_sql!("toStartOfMonth(voucher_date)");
 /// A balance row's month as text.
 const PERIOD_TEXT: &str = date_text_sql!("period");
+/// The earliest month of balance rows as text.
+const FIRST_PERIOD_TEXT: &str = date_text_sql!("min(period)");
 
 /// Month rows as sent: (account id, first day of the month, debit sum, credit sum) as text, then the lines counted and
 /// how many of the rows summed did not count them (`line_count` 0).
@@ -974,6 +1018,17 @@ mod tests {
             lines,
             uncounted,
         }
+    }
+
+    /// The accounts posted to are read for each company's span of sequence, bounds exclusive below and inclusive
+    /// above, in one statement.
+    #[test]
+    fn touched_accounts_read_each_span() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let sql = super::touched_accounts_sql(&[(a, 5, 9), (b, 0, 3)]);
+        assert!(sql.contains(&format!("(company_id = toUUID('{a}') AND company_seq > 5 AND company_seq <= 9) OR ")), "{sql}");
+        assert!(sql.contains(&format!("(company_id = toUUID('{b}') AND company_seq > 0 AND company_seq <= 3)")), "{sql}");
+        assert!(sql.contains("FROM period_balances") && sql.ends_with("GROUP BY company_id, account_id"), "{sql}");
     }
 
     /// A ledger of whole months is totalled from the month rows alone: the months before it make the opening, its

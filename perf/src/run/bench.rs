@@ -73,23 +73,30 @@ where
             }
         }));
     }
-    let mut out = Outcome { name: name.to_owned(), concurrency, ..Outcome::default() };
+    let mut samples = Vec::with_capacity(count);
     for w in workers {
-        for (ms, answer) in w.await.unwrap_or_default() {
-            out.latencies_ms.push(ms);
-            match answer {
-                Ok(kind) => *out.answers.entry(kind).or_default() += 1,
-                Err((kind, message)) => {
-                    *out.answers.entry(kind).or_default() += 1;
-                    out.failures += 1;
-                    if out.error_examples.len() < ERROR_EXAMPLES_MAX {
-                        out.error_examples.push(message);
-                    }
+        samples.extend(w.await.unwrap_or_default());
+    }
+    outcome(name, concurrency, samples, started.elapsed().as_secs_f64())
+}
+
+/// The outcome of `samples` (milliseconds and answer of each request) taken with `concurrency` in flight over
+/// `wall_seconds`.
+pub fn outcome(name: &str, concurrency: usize, samples: Vec<(f64, Answer)>, wall_seconds: f64) -> Outcome {
+    let mut out = Outcome { name: name.to_owned(), concurrency, wall_seconds, ..Outcome::default() };
+    for (ms, answer) in samples {
+        out.latencies_ms.push(ms);
+        match answer {
+            Ok(kind) => *out.answers.entry(kind).or_default() += 1,
+            Err((kind, message)) => {
+                *out.answers.entry(kind).or_default() += 1;
+                out.failures += 1;
+                if out.error_examples.len() < ERROR_EXAMPLES_MAX {
+                    out.error_examples.push(message);
                 }
             }
         }
     }
-    out.wall_seconds = started.elapsed().as_secs_f64();
     out.dist = Dist::of(&out.latencies_ms);
     #[allow(clippy::cast_precision_loss)]
     let n = out.latencies_ms.len() as f64;
