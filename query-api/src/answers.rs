@@ -357,13 +357,16 @@ impl Answers {
         }
     }
 
-    /// Holds `answer`, whose read began at `read_at` after `tag` was taken, if it is a 200 of bounded size. Least recently used
-    /// answers are let go until the bounds hold.
+    /// Holds `answer`, whose read began at `read_at` after `tag` was taken, if it is a 200 of bounded size, not to be
+    /// refreshed (tests; the middleware holds with [`Answers::hold_refreshable`]).
+    #[cfg(test)]
     pub fn hold(&self, key: Key, tag: Tag, read_at: Instant, answer: &Arc<Answer>) {
         self.hold_refreshable(key, tag, read_at, answer, None);
     }
 
-    /// [`Answers::hold`], keeping the `Authorization` the page was asked with so that it can be refreshed.
+    /// Holds `answer`, whose read began at `read_at` after `tag` was taken, if it is a 200 of bounded size, with the
+    /// `Authorization` it was asked with (to refresh it with; `None`: it is not refreshed). Least recently used
+    /// answers are let go until the bounds hold.
     pub fn hold_refreshable(&self, key: Key, tag: Tag, read_at: Instant, answer: &Arc<Answer>, authorization: Option<HeaderValue>) {
         let size = answer.size();
         if !answer.is_ok() || size > ANSWERS_HELD_BYTES_MAX / 4 {

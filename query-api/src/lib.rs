@@ -46,8 +46,8 @@ pub struct Config {
     pub dev_stack: bool,
     /// How often, in milliseconds, the change signals of the companies whose account ledgers were asked for lately
     /// are polled; a held ledger answer is served only while its company's signal has not moved, or has moved only by
-    /// postings the page does not read (see `query-api/src/answers.rs`). A held answer may miss the changes of about this long, on top of the pipeline's
-    /// own delay. 0 holds no answers.
+    /// postings the page does not read (see `query-api/src/answers.rs`). A held answer may miss the changes of about
+    /// this long, on top of the pipeline's own delay. 0 holds no answers.
     #[arg(long, env = "QUERY_ANSWERS_POLL_INTERVAL_MS", default_value_t = 100)]
     pub answers_poll_interval_ms: u64,
     /// ClickHouse, read as the read-only reader user rather than the writer of stream-workers.
