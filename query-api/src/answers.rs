@@ -316,7 +316,8 @@ impl Answers {
     }
 
     /// What to do for a client's ledger request of `key` at `now` (on Korea's `day`); `fresh` when the request asked
-    /// not to be served a held answer.
+    /// not to be served a held answer (tests; the middleware says who asks with [`Answers::lookup_as`]).
+    #[cfg(test)]
     pub fn lookup(&self, key: &Key, fresh: bool, now: Instant, day: NaiveDate) -> Lookup {
         self.lookup_as(key, if fresh { Asked::ClientFresh } else { Asked::Client }, now, day)
     }
