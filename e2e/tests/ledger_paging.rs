@@ -2,7 +2,8 @@
 //! month empty, several lines of one voucher on the account), every page's running balance equals the one computed
 //! independently from Postgres, deep pages included; offset pages and cursor pages give the same entries and balances,
 //! also over a range that starts and ends inside months; a cursor that is not one of ours, or that is sent for another
-//! account or range, is a 422 problem.
+//! account or range, is a 422 problem. First and cursor pages are read in the same round as the company's balances
+//! (`kerp_query::balances::Reader::ledger_guess`), and what they show is checked like every other page.
 
 mod common;
 
@@ -11,6 +12,13 @@ use std::time::Duration;
 use common::{company, eventually, get, pg, post_voucher, stack, Svc};
 use futures::StreamExt;
 use serde_json::{json, Value};
+
+/// Ledger pages whose read alongside their company's balances was the page, so far, from query-api's metrics.
+async fn guessed_pages() -> f64 {
+    let body = reqwest::get(format!("{}/metrics", stack().query_metrics_url)).await.expect("metrics").text().await.expect("text");
+    let prefix = format!("{}{{result=\"page\"}} ", kerp_query::balances::LEDGER_GUESS_METRIC);
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.parse().expect("a number"))
+}
 
 /// One line of account 1102 as Postgres has it: date, voucher number, line number, debit, credit.
 type PgLine = (String, String, i32, i64, i64);
@@ -135,8 +143,12 @@ async fn offset_and_cursor_pages_carry_the_exact_running_balance() {
     let (d, cr) = (first_deep["debit"].as_i64().unwrap(), first_deep["credit"].as_i64().unwrap());
     assert_eq!(first_deep["balance"].as_i64(), Some(opening + before + d - cr));
 
-    // Cursor pages give the same entries and balances, at two page sizes.
+    // Cursor pages give the same entries and balances, at two page sizes. Each page of 97 was read alongside the
+    // balances (the accounts read above name 1102), whatever this binary's other test read meanwhile.
+    let guessed_before = guessed_pages().await;
     assert_eq!(by_cursor(&c.token, "year=2025", 97).await, want);
+    let pages = want.len().div_ceil(97) as f64;
+    assert!(guessed_pages().await - guessed_before >= pages, "fewer than {pages} cursor pages were read in one round");
     assert_eq!(by_cursor(&c.token, "year=2025", 1000).await, want);
 
     // A range that starts and ends inside months.

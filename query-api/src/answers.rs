@@ -3,8 +3,10 @@
 //! moved since that answer was read, the held answer goes out without a ClickHouse read. Otherwise the ledger is read
 //! as always, and its answer is held under the signal seen before the read began.
 //!
-//! Why: a ledger page costs two rounds of ClickHouse reads, about 5 ms on this machine whatever the account's size,
-//! while the direct-Postgres window query answers a light account (a few hundred lines in the year) in about 1 ms.
+//! Why: a ledger page costs a round of three ClickHouse reads (the company's accounts, its balances, the page; two
+//! rounds when the page cannot be guessed before the balances, see `crate::routes`), about 5 ms on this machine
+//! whatever the account's size, while the direct-Postgres window query answers a light account (a few hundred lines in
+//! the year) in about 1.5 ms.
 //! No ClickHouse round trip is fast enough to beat that; an answer that needs none is.
 //!
 //! **The change signal.** Per company: its fold watermark (`fold_watermarks`, moved by every folded voucher) and its
@@ -36,7 +38,7 @@
 //! served from memory within [`REFRESH_SERVED_WITHIN_MS`], is read again by the poller at once, through the same
 //! route, with the token it was first asked with, and held under the new signal. So the first client to ask for it
 //! after a posting finds it read already (or joins the read in flight, see `crate::coalesce`), instead of paying for
-//! two rounds of ClickHouse reads itself. At most [`REFRESHES_PER_POLL_MAX`] pages are refreshed per poll, the most
+//! for its ClickHouse reads itself. At most [`REFRESHES_PER_POLL_MAX`] pages are refreshed per poll, the most
 //! recently served first, and at most [`REFRESHES_IN_FLIGHT_MAX`] at once; they take the same request slots as
 //! clients' reads. A refresh does not keep its company watched: a page nobody reads stops being refreshed.
 //!

@@ -12,7 +12,9 @@
 //! newer snapshot only makes that tail shorter. The read of the tail also checks, in the same statement, that the held
 //! snapshot's head is still in `snapshot_heads`. It is gone after a rebuild swapped in new tables (which may hold
 //! corrected sums) or once retention dropped it; the snapshot is then read anew. Nothing else is cached: the fiscal
-//! start month and the tail come with every report, and the accounts are read as before.
+//! start month and the tail come with every report, and the accounts are read as before. Each company's last read of
+//! accounts is kept only as a guess, which lets a ledger read its page alongside its accounts and balances and is
+//! checked against them before the page is used ([`Reader::ledger_guess`]); no report shows a guessed account.
 //!
 //! Reports of one company that run at the same time share one read of its balances and one of its accounts
 //! ([`Reader`]), whatever month each asks for: they need the same rows and bucket them each their own way. As with
@@ -45,6 +47,12 @@ pub const SNAPSHOT_CACHE_COMPANIES_MAX: usize = 10_000;
 /// swap reports still add the pre-rebuild snapshot (equal to the rebuilt one unless the old tables were wrong).
 pub const HEADS_CHECK_INTERVAL_MS: u64 = 1_000;
 
+/// Most accounts remembered from the companies' last reads of their accounts, for all companies together (about 100
+/// bytes each, so about 10 MiB; `large`'s 100 companies have a few hundred each). They are only a guess of which
+/// account a ledger's `account_code` names, made before the accounts are read (see [`Reader::ledger_guess`]). Past the
+/// bound all are let go, which costs each company's next ledger page one more round of reads.
+pub const ACCOUNT_GUESSES_MAX: usize = 100_000;
+
 /// Most times one report reads anew a snapshot that vanished under it (a rebuild's swap, retention) before it fails.
 const SNAPSHOT_READS_MAX: usize = 3;
 
@@ -59,8 +67,16 @@ pub const JOINED_METRIC: &str = "report_company_reads_joined_total";
 /// ([`Reader::accounts_naming`]).
 pub const ACCOUNTS_REREAD_METRIC: &str = "report_accounts_reread_total";
 
+/// The counter of ledger pages read in the same round as their company's accounts and balances, by whether that read
+/// was the page (`result`: `page`, or `missed` when the page was read again after them; see [`Reader::ledger_guess`]).
+pub const LEDGER_GUESS_METRIC: &str = "report_ledger_page_guesses_total";
+
 /// Registers the help text of this module's metrics.
 pub fn describe_metrics() {
+    metrics::describe_counter!(
+        LEDGER_GUESS_METRIC,
+        "Account ledger pages read alongside their company's accounts and balances, by whether that read was the page (page) or the page had to be read again after them (missed)."
+    );
     metrics::describe_counter!(
         JOINED_METRIC,
         "Reads of a company's balances or accounts, for a trial balance, income statement or balance sheet, that shared one already in flight for the same company."
@@ -168,6 +184,11 @@ impl SnapshotCache {
         }
     }
 
+    /// The company's held snapshot, if one is held, without marking it used or its heads checked: for guesses only.
+    pub fn peek(&self, company: Uuid) -> Option<Arc<Snapshot>> {
+        self.lock().held.get(&company).map(|h| h.snapshot.clone())
+    }
+
     /// Month rows held, for all companies.
     pub fn rows(&self) -> usize {
         self.lock().rows
@@ -243,6 +264,48 @@ pub async fn company_balances(ch: &Client, cache: &Arc<SnapshotCache>, company: 
 /// error is its own (the error types are not `Clone`).
 type SharedRead<T> = Option<Arc<T>>;
 
+/// Each company's accounts as last read, bounded by [`ACCOUNT_GUESSES_MAX`].
+#[derive(Default)]
+struct Guesses {
+    companies: HashMap<Uuid, Arc<Vec<AccountInfo>>>,
+    accounts: usize,
+}
+
+/// The last accounts read per company, kept to guess an account before its company's accounts are read again.
+#[derive(Default)]
+struct AccountGuesses {
+    inner: Mutex<Guesses>,
+}
+
+impl AccountGuesses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Guesses> {
+        // Each statement that changes the map leaves it consistent, so a panic elsewhere cannot leave it torn.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers `accounts` as the company's newest read of them.
+    fn remember(&self, company: Uuid, accounts: &Arc<Vec<AccountInfo>>) {
+        let mut g = self.lock();
+        if let Some(old) = g.companies.remove(&company) {
+            g.accounts -= old.len();
+        }
+        if g.accounts + accounts.len() > ACCOUNT_GUESSES_MAX {
+            g.companies.clear();
+            g.accounts = 0;
+        }
+        if accounts.len() <= ACCOUNT_GUESSES_MAX {
+            g.accounts += accounts.len();
+            g.companies.insert(company, accounts.clone());
+        }
+    }
+
+    /// The company's account of `code`, as its last read of accounts had it.
+    fn account(&self, company: Uuid, code: &str) -> Option<Uuid> {
+        let g = self.lock();
+        crate::report::find_account(g.companies.get(&company)?, None, Some(code)).map(|i| i.account_id)
+    }
+}
+
 /// The balances and accounts reads of the reports: the held snapshots, and the reads in flight per company that
 /// reports of the same company join.
 #[derive(Clone)]
@@ -250,12 +313,32 @@ pub struct Reader {
     snapshots: Arc<SnapshotCache>,
     balances: Arc<Flights<Uuid, SharedRead<CompanyBalances>>>,
     accounts: Arc<Flights<Uuid, SharedRead<Vec<AccountInfo>>>>,
+    guesses: Arc<AccountGuesses>,
 }
 
 impl Default for Reader {
     fn default() -> Self {
-        Self { snapshots: Arc::default(), balances: Arc::new(Flights::new(JOINED_METRIC)), accounts: Arc::new(Flights::new(JOINED_METRIC)) }
+        Self {
+            snapshots: Arc::default(),
+            balances: Arc::new(Flights::new(JOINED_METRIC)),
+            accounts: Arc::new(Flights::new(JOINED_METRIC)),
+            guesses: Arc::default(),
+        }
     }
+}
+
+/// What a ledger page can be read with before its company's accounts and balances are: the account it likely names,
+/// and the held balance snapshot that guesses how far its page reaches ([`crate::report::early_page_end`]).
+pub struct LedgerGuess {
+    pub account: Uuid,
+    pub snapshot: Option<Arc<Snapshot>>,
+}
+
+/// Reads the company's accounts and remembers them as its newest guess.
+async fn read_accounts(ch: &Client, guesses: &AccountGuesses, company: Uuid) -> Result<Arc<Vec<AccountInfo>>> {
+    let accounts = Arc::new(store::account_infos(ch, company, None, None).await?);
+    guesses.remember(company, &accounts);
+    Ok(accounts)
 }
 
 impl Reader {
@@ -277,12 +360,22 @@ impl Reader {
     /// # Errors
     /// ClickHouse errors.
     pub async fn accounts(&self, ch: &Client, company: Uuid) -> Result<Arc<Vec<AccountInfo>>> {
-        let shared_ch = ch.clone();
-        let read = async move { store::account_infos(&shared_ch, company, None, None).await.ok().map(Arc::new) };
+        let (shared_ch, guesses) = (ch.clone(), self.guesses.clone());
+        let read = async move { read_accounts(&shared_ch, &guesses, company).await.ok() };
         match self.accounts.run(company, read, || None).await {
             Some(a) => Ok(a),
-            None => Ok(Arc::new(store::account_infos(ch, company, None, None).await?)),
+            None => read_accounts(ch, &self.guesses, company).await,
         }
+    }
+
+    /// The account a ledger names (by `id`, or else by `code` in the company's accounts as last read) and the
+    /// company's held balance snapshot, known before anything is read; `None` when the account cannot be guessed.
+    /// The guess lets a ledger read its page in the same round as its accounts and balances, and is checked against
+    /// them before the page is used.
+    #[must_use]
+    pub fn ledger_guess(&self, company: Uuid, id: Option<Uuid>, code: Option<&str>) -> Option<LedgerGuess> {
+        let account = id.or_else(|| self.guesses.account(company, code?))?;
+        Some(LedgerGuess { account, snapshot: self.snapshots.peek(company) })
     }
 
     /// What `read` gives (a report's balances, which name accounts by `ids`) together with the company's accounts:
@@ -323,7 +416,7 @@ impl Reader {
             return Ok(accounts);
         }
         metrics::counter!(ACCOUNTS_REREAD_METRIC).increment(1);
-        Ok(Arc::new(store::account_infos(ch, company, None, None).await?))
+        read_accounts(ch, &self.guesses, company).await
     }
 
     /// The account of `id` and `code` ([`crate::report::find_account`]) in `accounts`, read alongside the balances, or
@@ -345,7 +438,7 @@ impl Reader {
             return Ok(Some(info));
         }
         metrics::counter!(ACCOUNTS_REREAD_METRIC).increment(1);
-        Ok(crate::report::find_account(&store::account_infos(ch, company, None, None).await?, id, code))
+        Ok(crate::report::find_account(&read_accounts(ch, &self.guesses, company).await?, id, code))
     }
 }
 
@@ -385,6 +478,31 @@ mod tests {
             uncounted: false,
         };
         Arc::new(Snapshot { head: SnapshotHead { seq, created_at: 1 }, rows: vec![row; rows] })
+    }
+
+    #[test]
+    fn account_guesses_name_the_newest_read_and_stay_bounded() {
+        let info =
+            |code: &str| AccountInfo { account_id: Uuid::new_v4(), code: code.into(), name: "현금".into(), account_type: "asset".into() };
+        let guesses = AccountGuesses::default();
+        let (c1, c2) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(guesses.account(c1, "1101"), None);
+        let first = Arc::new(vec![info("1101"), info("2101")]);
+        guesses.remember(c1, &first);
+        assert_eq!(guesses.account(c1, "2101"), Some(first[1].account_id));
+        assert_eq!(guesses.account(c2, "2101"), None, "another company's accounts are not a guess");
+        // A newer read replaces the company's guess and its count.
+        let newer = Arc::new(vec![info("1101")]);
+        guesses.remember(c1, &newer);
+        assert_eq!(guesses.account(c1, "1101"), Some(newer[0].account_id));
+        assert_eq!(guesses.account(c1, "2101"), None);
+        assert_eq!(guesses.lock().accounts, 1);
+        // Past the bound, all are let go before the newest is kept.
+        let many = Arc::new((0..ACCOUNT_GUESSES_MAX).map(|i| info(&i.to_string())).collect::<Vec<_>>());
+        guesses.remember(c2, &many);
+        assert_eq!(guesses.account(c1, "1101"), None);
+        assert_eq!(guesses.lock().accounts, ACCOUNT_GUESSES_MAX);
+        assert!(guesses.account(c2, "7").is_some());
     }
 
     #[test]

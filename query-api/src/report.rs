@@ -244,6 +244,63 @@ pub fn page_end(range_to: NaiveDate, months: &[crate::store::MonthTotals], last:
     range_to
 }
 
+/// A ledger page's lines read from where the page starts before the range's months were known: the first lines of
+/// `account` from the range's first day, or after a cursor's line, through `end`, at most a page of them.
+#[derive(Debug)]
+pub struct EarlyPage {
+    pub account: Uuid,
+    pub end: NaiveDate,
+    pub lines: Vec<LedgerLine>,
+}
+
+impl EarlyPage {
+    /// Whether the read is the page of `limit` lines of `account` in a range ending `to`: it read that account, and
+    /// took `limit` lines (every later line lies after `end`, so after them in ledger order) or all there are up to
+    /// the range's end. A shorter read that stopped before `to` may lack lines that belong on the page.
+    #[must_use]
+    pub fn is_page(&self, account: Uuid, limit: u32, to: NaiveDate) -> bool {
+        self.account == account && (self.lines.len() == limit as usize || self.end == to)
+    }
+}
+
+/// How far a page read that starts at `first_day` should reach so that it likely holds `limit` lines, judged from a
+/// held balance snapshot's month rows (`rows`, any order) before the page's own balances are read: the end of the
+/// first month by which the account's counted lines reach `limit`, or `to` when they never do.
+///
+/// The first month's lines count only when the read takes the whole of it (`whole_first_month`: a first page from a
+/// month's first day); a cursor or a range that starts mid-month reads only part of it. Why a guess is safe: a read of
+/// `limit` lines up to the returned day is the page whatever the counts were, since every line after that day comes
+/// later in ledger order, and a read that reaches `to` is the whole rest of the range. Any other read is let go and the
+/// page is read after its balances, as without the guess. The snapshot's counts only make the guess good more often:
+/// lines are added after it, so it counts at most the lines there are (a month counted before balance rows counted
+/// lines counts as none).
+#[must_use]
+pub fn early_page_end(
+    rows: &[MonthSums],
+    account: Uuid,
+    first_day: NaiveDate,
+    whole_first_month: bool,
+    to: NaiveDate,
+    limit: u32,
+) -> NaiveDate {
+    let first_month = month_start(first_day);
+    let mut months: Vec<(NaiveDate, u64)> = rows
+        .iter()
+        .filter(|r| r.account_id == account && r.period >= first_month && r.period <= to && !r.uncounted)
+        .filter(|r| whole_first_month || r.period > first_month)
+        .map(|r| (r.period, r.lines))
+        .collect();
+    months.sort_unstable();
+    let mut lines = 0u64;
+    for (month, n) in months {
+        lines += n;
+        if lines >= u64::from(limit) {
+            return month_end(month.year(), month.month()).map_or(to, |end| end.min(to));
+        }
+    }
+    to
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Fiscal years and the virtual closing
 // ---------------------------------------------------------------------------------------------------------------------
@@ -1513,5 +1570,57 @@ mod tests {
         assert_eq!((b.receivable, b.payable), (130, 190));
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["partner_name"].is_null() && json["receivable"] == 130, "{json}");
+    }
+
+    #[test]
+    fn an_early_read_is_the_page_only_when_full_or_through_the_range() {
+        let (a, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2025, m, day).unwrap();
+        let line = LedgerLine {
+            voucher_date: "2025-01-02".into(),
+            voucher_number: "2025-01-000001".into(),
+            line_no: 1,
+            voucher_id: Uuid::nil(),
+            voucher_type: "general".into(),
+            partner_id: None,
+            description: String::new(),
+            debit: 1,
+            credit: 0,
+        };
+        let read = |account, end, n: usize| EarlyPage { account, end, lines: vec![line.clone(); n] };
+        assert!(read(a, d(3, 31), 2).is_page(a, 2, d(12, 31)), "a full page, whatever its end");
+        assert!(read(a, d(12, 31), 1).is_page(a, 2, d(12, 31)), "the rest of the range");
+        assert!(read(a, d(12, 31), 0).is_page(a, 2, d(12, 31)), "an empty range");
+        assert!(!read(a, d(3, 31), 1).is_page(a, 2, d(12, 31)), "short, and lines may follow in April");
+        assert!(!read(other, d(12, 31), 2).is_page(a, 2, d(12, 31)), "a guess of the wrong account");
+    }
+
+    #[test]
+    fn an_early_page_read_reaches_the_month_its_counted_lines_fill_the_page() {
+        let (a, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2025, m, day).unwrap();
+        let row = |account_id, m: u32, lines: u64, uncounted: bool| MonthSums {
+            account_id,
+            period: d(m, 1),
+            movement: Movement::new(1, 0),
+            lines,
+            uncounted,
+        };
+        // Months out of order, another account's lines, and a month counted before balances counted lines.
+        let rows = [row(a, 3, 50, false), row(a, 1, 120, false), row(other, 2, 1_000, false), row(a, 2, 60, false), row(a, 4, 500, true)];
+        let year_end = d(12, 31);
+        // A first page from 1 January: January's 120 and February's 60 are short of 200, March's 50 fill it.
+        assert_eq!(early_page_end(&rows, a, d(1, 1), true, year_end, 200), d(3, 31));
+        // January alone fills a page of 100.
+        assert_eq!(early_page_end(&rows, a, d(1, 1), true, year_end, 100), d(1, 31));
+        // From a cursor (or mid-month) January counts for nothing: February and March are 110.
+        assert_eq!(early_page_end(&rows, a, d(1, 20), false, year_end, 100), d(3, 31));
+        // The uncounted April never fills a page, so the read reaches the range's end.
+        assert_eq!(early_page_end(&rows, a, d(1, 20), false, year_end, 200), year_end);
+        // A range that ends before the month that fills the page ends the read.
+        assert_eq!(early_page_end(&rows, a, d(1, 1), true, d(3, 15), 200), d(3, 15));
+        assert_eq!(early_page_end(&rows, a, d(1, 1), true, d(2, 10), 200), d(2, 10));
+        // No snapshot rows for the account: the whole range.
+        assert_eq!(early_page_end(&[], a, d(1, 1), true, year_end, 1), year_end);
     }
 }

@@ -267,6 +267,22 @@ struct LedgerQuery {
     cursor: Option<String>,
 }
 
+/// Reads a [`report::EarlyPage`]: lines of `account` in `from..=end`, after `after` when a cursor gives it.
+async fn early_page(
+    ch: &clickhouse::Client,
+    company: Uuid,
+    account: Uuid,
+    (from, end): (NaiveDate, NaiveDate),
+    after: Option<&store::LedgerKey>,
+    limit: u32,
+) -> Result<report::EarlyPage> {
+    let lines = match after {
+        Some(key) => store::ledger_lines_after(ch, company, account, (from, end), key, limit).await?,
+        None => store::ledger_lines(ch, company, account, from, end, 0, limit).await?,
+    };
+    Ok(report::EarlyPage { account, end, lines })
+}
+
 /// What a ledger cursor carries: the account and range it belongs to, the last line sent, the running balance after
 /// it and how many lines came before the next page.
 #[derive(Debug, Serialize, Deserialize)]
@@ -406,51 +422,78 @@ async fn account_ledger(
     }
     let company = claims.company_id;
     let ch = &state.ch;
+    let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
+    let limit = pagination.page_size;
+    // Where the page starts, when that is known before anything is read: the range's first day for a first page, the
+    // line after a cursor's for a cursor page. Only an offset page needs the range's months to find its start.
+    let start = match &cursor {
+        Some(c) => Some((c.after.voucher_date, false)),
+        None if pagination.offset() == 0 => Some((from, from.day() == 1)),
+        None => None,
+    };
+    let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
+    // Such a page is read in the same round as the company's accounts and balances, with the account the request
+    // likely names and, from the held balance snapshot, how far the page likely reaches (`report::early_page_end`).
+    // It is checked against what that round read before it is used; a wrong guess costs the round that follows, as
+    // if nothing had been guessed.
+    let guess = start.and_then(|(day, whole_month)| {
+        let g = state.balances.ledger_guess(company, account_id.or(cursor.as_ref().map(|c| c.account_id)), account_code)?;
+        let end = g.snapshot.map_or_else(|| first_month(day), |s| report::early_page_end(&s.rows, g.account, day, whole_month, to, limit));
+        Some((g.account, end))
+    });
+    let after = cursor.as_ref().map(|c| &c.after);
+    let guessed = async {
+        match guess {
+            Some((account, end)) => early_page(ch, company, account, (from, end), after, limit).await.map(Some),
+            None => Ok(None),
+        }
+    };
     // The company's accounts and balances, as the statements read them (held snapshot plus tail, shared with the
     // company's other reports in flight, see `crate::balances`): the opening and the monthly totals below both come
     // from these balances, so they agree.
-    let (accounts, balances) = tokio::try_join!(state.balances.accounts(ch, company), state.balances.balances(ch, company))?;
+    let (accounts, balances, guessed) =
+        tokio::try_join!(state.balances.accounts(ch, company), state.balances.balances(ch, company), guessed)?;
     let info = state.balances.find_account(ch, company, &accounts, account_id, account_code).await?.ok_or_else(not_found)?;
     if cursor.as_ref().is_some_and(|c| c.account_id != info.account_id) {
         return Err(Problem::invalid(vec![FieldError::new("cursor", "was made for another account or range")]).into());
     }
     let account = info.account_id;
     let debit_normal = report::debit_normal(&info.account_type);
-    let mut pagination = Pagination::clamp_with(q.page, q.page_size, LEDGER_PAGE_SIZE_DEFAULT, LEDGER_PAGE_SIZE_MAX);
-    let limit = pagination.page_size;
+    let is_page = |e: &report::EarlyPage| e.is_page(account, limit, to);
+    let guessed = guessed.filter(|e| {
+        let page = is_page(e);
+        metrics::counter!(crate::balances::LEDGER_GUESS_METRIC, "result" => if page { "page" } else { "missed" }).increment(1);
+        page
+    });
 
     // The opening balance and the range's monthly totals come from one read of the balances (and a few of the lines
     // at the range's ragged ends). The totals then place the page: its months (`ledger_lines` is sorted by company,
     // account and date, so the page's reads touch only those days' granules) and, for an offset page, the whole
     // months before it, so only the lines of its first month before it are summed.
     //
-    // A page that starts at a known place (the first page, or a cursor's line) is also read at once, from its first
-    // month only: when that month fills the page, which it does for the accounts whose ledgers are long, the page
-    // costs one round of reads instead of two.
+    // A page that starts at a known place (the first page, or a cursor's line) was read alongside the balances when
+    // its account could be guessed (above). Otherwise, for a range that needs lines for its totals, it is read
+    // alongside those, from its first month only: when that month fills the page, which it does for the accounts whose
+    // ledgers are long, the page costs one round of reads fewer.
     //
     // A range of whole months (a year, the usual ledger) needs no lines for its totals: they come from the balances
-    // alone, and the page's lines are the one read that follows the balances.
+    // alone, so a page read alongside them is the only other read, and one that was not is the one read that follows.
     let company_months = [balances.snapshot.rows.as_slice(), balances.tail.as_slice()];
     let ((opening, months), early) = match store::held_ledger_totals(&company_months, account, (from, to)) {
-        Some(totals) => (totals, None),
+        Some(totals) => (totals, guessed),
         None => {
             let totals = store::ledger_totals(ch, company, account, (from, to), &company_months);
-            let first_month = |day: NaiveDate| report::month_end(day.year(), day.month()).map_or(to, |end| end.min(to));
             let known_start = async {
-                match &cursor {
-                    Some(c) => store::ledger_lines_after(ch, company, account, (from, first_month(c.after.voucher_date)), &c.after, limit)
-                        .await
-                        .map(Some),
-                    None if pagination.offset() == 0 => {
-                        store::ledger_lines(ch, company, account, from, first_month(from), 0, limit).await.map(Some)
-                    }
+                match start.filter(|_| guessed.is_none()) {
+                    Some((day, _)) => early_page(ch, company, account, (from, first_month(day)), after, limit).await.map(Some),
                     None => Ok(None),
                 }
             };
-            tokio::try_join!(totals, known_start)?
+            let (totals, read) = tokio::try_join!(totals, known_start)?;
+            (totals, guessed.or(read.filter(is_page)))
         }
     };
-    let early = early.filter(|lines| lines.len() == limit as usize);
+    let early = early.map(|e| e.lines);
     let (start, lines) = match (&cursor, early) {
         (Some(c), Some(lines)) => (c.balance, lines),
         (None, Some(lines)) => (report::signed(debit_normal, opening.0, opening.1), lines),

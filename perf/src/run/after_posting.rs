@@ -4,7 +4,7 @@
 //!
 //! Why: query-api holds ledger pages until a posting reaches their account (query-api/src/answers.rs), so a page
 //! asked for again while nothing changed says nothing about the read that follows a change. This one does: whether
-//! it costs two rounds of ClickHouse reads or finds the page read again already, and whether it shows the posting.
+//! it costs its ClickHouse reads or finds the page read again already, and whether it shows the posting.
 //!
 //! The baseline's query is timed the same way in each sample, once, after the same idle wait. A read after an idle
 //! pause costs more than one of a back-to-back series on this machine (measured: a held page 0.14 ms back to back,
