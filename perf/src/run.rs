@@ -647,7 +647,7 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary, sampler: &resources::Sa
     );
     println!("[perf] account ledger: query-api (one page of 200) vs baseline (every row), {n} requests at concurrency {c}");
     let ours = bench::fixed("account ledger (query-api)", c, n, ledger_ours).await;
-    let theirs = bench::fixed("account ledger (baseline SQL)", c, n, ledger_theirs).await;
+    let theirs = bench::fixed("account ledger (baseline SQL)", c, n, ledger_theirs.clone()).await;
     println!("[perf] account ledger read afresh (Cache-Control: no-cache), {n} requests at concurrency {c}");
     let afresh = bench::fixed("account ledger, read afresh (query-api)", c, n, ledger_afresh).await;
     keep(ctx, s, &ours);
@@ -693,13 +693,8 @@ async fn db_scenario(ctx: &mut Ctx<'_>, s: &mut Summary, sampler: &resources::Sa
         account_code: &p.account_code,
         date: p.to,
     };
-    let baseline_once = {
-        let (pg, p) = (ctx.pg.clone(), p.clone());
-        move || {
-            let (pg, p) = (pg.clone(), p.clone());
-            async move { bench::from_result(baseline::ledger(&pg, &p).await) }
-        }
-    };
+    // The baseline's window query, the same request as in the comparison above, timed once per sample.
+    let baseline_once = move || ledger_theirs(0);
     let (ours, theirs, found, wall) = after_posting::measure(&setup, n_after, baseline_once).await;
     let after = bench::outcome("account ledger, first read after a posting to it (query-api)", 1, ours, wall);
     let after_theirs = bench::outcome("account ledger, one read after the same pause (baseline SQL)", 1, theirs, wall);
