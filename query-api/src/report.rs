@@ -1049,9 +1049,9 @@ mod tests {
         assert!(json.contains(&(2 * big).to_string()), "serialised as an exact JSON integer: {json}");
     }
 
-    #[test]
-    fn running_balance_follows_the_normal_side() {
-        let line = |d, c| LedgerLine {
+    /// A line of the first voucher of 2025 with `debit` and `credit`.
+    fn ledger_line(debit: i64, credit: i64) -> LedgerLine {
+        LedgerLine {
             voucher_date: "2025-01-01".into(),
             voucher_number: "2025-01-000001".into(),
             line_no: 1,
@@ -1059,9 +1059,14 @@ mod tests {
             voucher_type: "general".into(),
             partner_id: None,
             description: String::new(),
-            debit: d,
-            credit: c,
-        };
+            debit,
+            credit,
+        }
+    }
+
+    #[test]
+    fn running_balance_follows_the_normal_side() {
+        let line = ledger_line;
         let asset = running(true, 100, vec![line(50, 0), line(0, 30)]);
         assert_eq!(asset.iter().map(|e| e.balance).collect::<Vec<_>>(), [150, 120]);
         let revenue = running(debit_normal("revenue"), 0, vec![line(0, 80), line(5, 0)]);
@@ -1546,20 +1551,7 @@ mod tests {
     fn partner_ledger_runs_receivable_minus_payable() {
         let (ar, ap) = (Uuid::new_v4(), Uuid::new_v4());
         let accounts = [info(ar, RECEIVABLE_CODE, "asset"), info(ap, PAYABLE_CODE, "liability")];
-        let l = |account_id, debit, credit| PartnerLine {
-            account_id,
-            line: LedgerLine {
-                voucher_date: "2025-01-01".into(),
-                voucher_number: "2025-01-000001".into(),
-                line_no: 1,
-                voucher_id: Uuid::nil(),
-                voucher_type: "general".into(),
-                partner_id: None,
-                description: String::new(),
-                debit,
-                credit,
-            },
-        };
+        let l = |account_id, debit, credit| PartnerLine { account_id, line: ledger_line(debit, credit) };
         // Opening: the partner owes 100 on receivables and is owed 30 on payables.
         let start = partner_net(Movement::new(100, 0), Movement::new(0, 30));
         assert_eq!(start, 70);
@@ -1576,18 +1568,7 @@ mod tests {
     fn an_early_read_is_the_page_only_when_full_or_through_the_range() {
         let (a, other) = (Uuid::new_v4(), Uuid::new_v4());
         let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2025, m, day).unwrap();
-        let line = LedgerLine {
-            voucher_date: "2025-01-02".into(),
-            voucher_number: "2025-01-000001".into(),
-            line_no: 1,
-            voucher_id: Uuid::nil(),
-            voucher_type: "general".into(),
-            partner_id: None,
-            description: String::new(),
-            debit: 1,
-            credit: 0,
-        };
-        let read = |account, end, n: usize| EarlyPage { account, end, lines: vec![line.clone(); n] };
+        let read = |account, end, n: usize| EarlyPage { account, end, lines: vec![ledger_line(1, 0); n] };
         assert!(read(a, d(3, 31), 2).is_page(a, 2, d(12, 31)), "a full page, whatever its end");
         assert!(read(a, d(12, 31), 1).is_page(a, 2, d(12, 31)), "the rest of the range");
         assert!(read(a, d(12, 31), 0).is_page(a, 2, d(12, 31)), "an empty range");
