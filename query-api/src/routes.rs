@@ -426,7 +426,7 @@ async fn account_ledger(
     let limit = pagination.page_size;
     // Where the page starts, when that is known before anything is read: the range's first day for a first page, the
     // line after a cursor's for a cursor page. Only an offset page needs the range's months to find its start.
-    let start = match &cursor {
+    let page_start = match &cursor {
         Some(c) => Some((c.after.voucher_date, false)),
         None if pagination.offset() == 0 => Some((from, from.day() == 1)),
         None => None,
@@ -436,7 +436,7 @@ async fn account_ledger(
     // likely names and, from the held balance snapshot, how far the page likely reaches (`report::early_page_end`).
     // It is checked against what that round read before it is used; a wrong guess costs the round that follows, as
     // if nothing had been guessed.
-    let guess = start.and_then(|(day, whole_month)| {
+    let guess = page_start.and_then(|(day, whole_month)| {
         let g = state.balances.ledger_guess(company, account_id.or(cursor.as_ref().map(|c| c.account_id)), account_code)?;
         let end = g.snapshot.map_or_else(|| first_month(day), |s| report::early_page_end(&s.rows, g.account, day, whole_month, to, limit));
         Some((g.account, end))
@@ -484,7 +484,7 @@ async fn account_ledger(
         None => {
             let totals = store::ledger_totals(ch, company, account, (from, to), &company_months);
             let known_start = async {
-                match start.filter(|_| guessed.is_none()) {
+                match page_start.filter(|_| guessed.is_none()) {
                     Some((day, _)) => early_page(ch, company, account, (from, first_month(day)), after, limit).await.map(Some),
                     None => Ok(None),
                 }

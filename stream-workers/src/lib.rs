@@ -34,13 +34,17 @@ use crate::sink::DeadLetterRow;
 /// Hard cap on lines per batch, whatever the configuration says. Bounds the worker's memory and keeps each INSERT
 /// within one block (`sink::INSERT_BLOCK_ROWS_MAX`).
 pub const BATCH_ROWS_MAX: usize = 200_000;
-/// librdkafka's prefetch queue of the live fold, in kilobytes. Its default, 64 MiB, with `queued.min.messages` at
-/// 100,000 per partition, let a catch-up of 120,000 vouchers take the worker to 178 MiB resident, and it kept 108 MiB
-/// after (the rebuild, which caps it the same way, see `rebuild.rs`).
+/// librdkafka's prefetch queue of the live fold, in kilobytes, bounded as the rebuild's is (see `rebuild.rs`). Its
+/// default is 64 MiB, with `queued.min.messages` at 100,000 per partition. Measured on catch-ups of 120,000 and
+/// 480,000 vouchers (perf/README.md): the peak stayed where it was (126–178 MiB resident, mostly the batches being
+/// decoded and written), and the worker kept 58–81 MiB afterwards instead of 41–118.
 const FOLD_PREFETCH_KBYTES_MAX: u32 = 16_384;
 /// Messages librdkafka tries to keep prefetched for each partition of the live fold: a batch's worth (a batch is at
 /// most `batch_rows` lines, 10,000 two-line vouchers by default) spread over the partitions, with room to spare.
 const FOLD_PREFETCH_MESSAGES_MIN: u32 = 10_000;
+/// How long librdkafka's fetcher waits before it fetches again for a full prefetch queue, in milliseconds. With a
+/// bounded queue its default (1 s) leaves the fetcher idle each time the queue fills during a catch-up.
+pub(crate) const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
 /// How often a worker with held companies looks for operator skips that clear them, in milliseconds.
 const HOLD_RECHECK_INTERVAL_MS: u64 = 5_000;
 /// Longest the consumer may be out of its group (librdkafka's group state not `up`) before the worker rebuilds it,
@@ -351,11 +355,10 @@ fn consumer(config: &Config) -> Result<StreamConsumer<WorkerContext>> {
         .set("statistics.interval.ms", "5000")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set("max.poll.interval.ms", config.max_poll_interval_ms.to_string())
-        // Bounds what a catch-up prefetches (see FOLD_PREFETCH_KBYTES_MAX). A smaller queue needs a short
-        // `fetch.queue.backoff.ms` (1 s by default), or the fetcher sits idle each time the queue is full.
+        // Bounds what a catch-up prefetches (see FOLD_PREFETCH_KBYTES_MAX).
         .set("queued.max.messages.kbytes", FOLD_PREFETCH_KBYTES_MAX.to_string())
         .set("queued.min.messages", FOLD_PREFETCH_MESSAGES_MIN.to_string())
-        .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
         .create_with_context(ctx)?;
     c.subscribe(&[&config.voucher_topic])?;
     *CURRENT_GROUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(health);

@@ -98,11 +98,11 @@ async fn fold_range(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         // The rebuild owns every partition, and librdkafka keeps up to `queued.min.messages` (100,000 by default)
-        // prefetched for each: hundreds of MiB. A smaller queue needs a short `fetch.queue.backoff.ms` (1 s by
-        // default) or the fetcher sits idle each time the queue is full.
+        // prefetched for each: hundreds of MiB. A smaller queue needs a short `fetch.queue.backoff.ms`
+        // (`crate::FETCH_QUEUE_BACKOFF_MS`).
         .set("queued.max.messages.kbytes", REBUILD_PREFETCH_KBYTES_MAX.to_string())
         .set("queued.min.messages", REBUILD_PREFETCH_MESSAGES_MIN.to_string())
-        .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.queue.backoff.ms", crate::FETCH_QUEUE_BACKOFF_MS.to_string())
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for (p, start, _) in &todo {
