@@ -77,6 +77,23 @@ const RETRY_BACKOFF_MS_MAX: u64 = 10_000;
 /// backend and the memory its last run left behind are not kept between runs.
 const RECONCILE_IDLE_CONNECTION_S: u64 = 60;
 
+/// How the worker's comparisons with Postgres connect (the periodic reconciler, and the `reconcile` and `rebuild`
+/// commands): with no parallel workers and no JIT. Measured with full runs over `large`-sized companies, Postgres went
+/// over its 256 MiB goal without these settings:
+///  - parallel workers: the sums took both cores and three backends of 40-60 MiB each; one backend is slower but
+///    leaves the other core to the requests;
+///  - JIT: the sums' cost crosses `jit_above_cost`, which loaded LLVM (56 MiB) into the backend, and a pooled
+///    connection kept it until it closed.
+///
+/// The realistic workload's periodic full run showed both; `rebuild` over the dev stack's 7M vouchers reached 364 MiB
+/// (summed PSS) with Postgres's defaults (perf/README.md).
+///
+/// # Errors
+/// An unparsable URL.
+pub fn reconcile_pg_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions> {
+    Ok(url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("max_parallel_workers_per_gather", "0"), ("jit", "off")]))
+}
+
 /// Errors of stream-workers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -469,15 +486,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         return Ok(());
     }
     if let (Some(url), true) = (&config.database_url, config.reconcile_interval_ms > 0) {
-        // The periodic runs are background work beside the live load, so their backends are kept lean (the
-        // `reconcile` command, run by hand, keeps Postgres's defaults). Measured during the realistic workload, with
-        // a full run over the 385k-voucher company, Postgres went over its 256 MiB goal:
-        //  - parallel workers: the sums took both cores and three backends of 40-60 MiB each; one backend is slower
-        //    but leaves the other core to the requests;
-        //  - JIT: the sums' cost crosses `jit_above_cost`, which loaded LLVM (56 MiB) into the backend, and a
-        //    pooled connection kept it, idle, until the next run five minutes later;
-        //  - an idle connection also keeps its freed heap, so it is closed a minute after the run.
-        let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("max_parallel_workers_per_gather", "0"), ("jit", "off")]);
+        // The periodic runs are background work beside the live load, so their backends are kept lean
+        // (`reconcile_pg_options`), and an idle connection, which keeps its freed heap, is closed a minute after the
+        // run.
+        let options = reconcile_pg_options(url)?;
         let pg = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
             .idle_timeout(Duration::from_secs(RECONCILE_IDLE_CONNECTION_S))

@@ -68,7 +68,8 @@ fn month(text: &str) -> anyhow::Result<NaiveDate> {
 
 async fn postgres(config: &kerp_stream::Config) -> anyhow::Result<sqlx::PgPool> {
     let url = config.database_url.as_deref().context("DATABASE_URL (or --database-url) is needed to compare with Postgres")?;
-    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.context("connecting to Postgres")
+    let options = kerp_stream::reconcile_pg_options(url)?;
+    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options).await.context("connecting to Postgres")
 }
 
 #[tokio::main]
