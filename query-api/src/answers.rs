@@ -38,7 +38,7 @@
 //! served from memory within [`REFRESH_SERVED_WITHIN_MS`], is read again by the poller at once, through the same
 //! route, with the token it was first asked with, and held under the new signal. So the first client to ask for it
 //! after a posting finds it read already (or joins the read in flight, see `crate::coalesce`), instead of paying for
-//! for its ClickHouse reads itself. At most [`REFRESHES_PER_POLL_MAX`] pages are refreshed per poll, the most
+//! its ClickHouse reads itself. At most [`REFRESHES_PER_POLL_MAX`] pages are refreshed per poll, the most
 //! recently served first, and at most [`REFRESHES_IN_FLIGHT_MAX`] at once; they take the same request slots as
 //! clients' reads. A refresh does not keep its company watched: a page nobody reads stops being refreshed.
 //!
