@@ -115,13 +115,18 @@ async fn a_stray_delta_is_found_by_reconcile_and_repaired_by_rebuild() {
 
     // Rebuild from the topic: the new version is exact and replaces the live one.
     let shutdown = CancellationToken::new();
-    let summary = rebuild::rebuild(&p.worker, &p.pool, &RebuildArgs { grace_seconds: 0, no_swap: false }, &shutdown).await.unwrap();
+    let summary = rebuild::rebuild(&p.worker, &p.pool, &RebuildArgs { grace_seconds: 0, no_swap: false, settle_seconds: 0 }, &shutdown)
+        .await
+        .unwrap();
     assert!(summary.swapped);
     assert_eq!(summary.lines, 2 * 15 * 2, "every ledger line of the topic was folded once");
     let report = p.reconcile(&ids).await;
     assert!(report.differences.is_empty(), "{:?}", report.differences);
     assert!(p.tables_containing("__old_").await.is_empty(), "the old version is dropped after the grace period");
     assert!(p.tables_containing("__rebuild").await.is_empty(), "nothing is left half-built");
+    assert!(p.tables_containing("__swap").await.is_empty(), "nothing is left half-swapped");
+    // The rebuild's own tables drop replaced parts after 10 s; the tables swapped in keep the server's setting.
+    assert_eq!(p.tables_with_setting("old_parts_lifetime").await, Vec::<String>::new(), "the live tables keep the server's settings");
     diff_won(0.0).await;
 
     // The live worker goes on folding into the swapped-in tables.
@@ -181,6 +186,9 @@ async fn an_interrupted_rebuild_leaves_the_live_version_untouched_and_can_run_ag
     let left: u64 = ch.query("SELECT count() FROM ledger_lines__rebuild").fetch_one().await.unwrap();
     eprintln!("killed the rebuild once it had written {killed_at_rows} lines; {left} of {total_lines} were written");
     assert!(killed_at_rows > 0 && left < total_lines, "killed mid-fold: {left} of {total_lines} lines were rebuilt");
+    let short_lived = p.tables_with_setting("old_parts_lifetime = 10").await;
+    assert!(short_lived.contains(&"ledger_lines__rebuild".to_owned()), "the rebuild's tables keep replaced parts briefly: {short_lived:?}");
+    assert!(short_lived.iter().all(|t| t.ends_with("__rebuild")), "{short_lived:?}");
 
     // The live version is as it was, and reports read it as before.
     assert_eq!(p.checksums("").await, before, "the live tables changed");
@@ -202,11 +210,15 @@ async fn an_interrupted_rebuild_leaves_the_live_version_untouched_and_can_run_ag
 
     // A second run starts over (the half-built tables are dropped first), reconciles, and swaps in a version equal to
     // the one that was live.
+    // It waits until its newest part is 10 s old before that part is swapped in (this company's reconciliation takes
+    // far less).
     let mut again = p.worker_command();
-    again.args(["rebuild", "--grace-seconds", "0"]);
+    again.args(["rebuild", "--grace-seconds", "0", "--settle-seconds", "10"]);
     let out = tokio::task::spawn_blocking(move || again.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("waiting for the rebuilt parts to reach the disk"), "{stderr}");
     // Every line was read again. The count is of lines read from the topic, so a message the topic holds twice counts
     // twice: the transport is at least once (the relay), and the fold takes each event once. CI saw 161,000 for
     // 160,000 once (29 Nov; which message was doubled was not kept). That the rebuilt version holds each line exactly
@@ -220,6 +232,7 @@ async fn an_interrupted_rebuild_leaves_the_live_version_untouched_and_can_run_ag
     assert!(read >= total_lines && stdout.contains("reconciled exact") && stdout.contains("swapped in"), "{stdout}");
     assert_eq!(reproduced(&p.checksums("").await), reproduced(&before), "the rebuilt version equals the one that was live");
     assert!(p.tables_containing("__rebuild").await.is_empty() && p.tables_containing("__old_").await.is_empty());
+    assert!(p.tables_containing("__swap").await.is_empty() && p.tables_with_setting("old_parts_lifetime").await.is_empty());
     p.settled(&[company]).await;
     let (status, report) = p.query(&token, trial_balance).await;
     assert_eq!((status, &report), (200, &before_report));
@@ -236,7 +249,7 @@ async fn a_failed_rebuild_leaves_the_live_version_untouched() {
     p.settled(&[company]).await;
     p.snapshot_at(company, 5).await;
     let shutdown = CancellationToken::new();
-    let args = RebuildArgs { grace_seconds: 0, no_swap: false };
+    let args = RebuildArgs { grace_seconds: 0, no_swap: false, settle_seconds: 0 };
 
     // The topic no longer agrees with Postgres: one line of the company's first voucher is moved to another account in
     // Postgres (the company is this test's own, so no other reconcile is disturbed, and the voucher stays balanced).

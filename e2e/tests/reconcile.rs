@@ -95,7 +95,9 @@ async fn a_company_missing_from_clickhouse_is_in_flight_never_exact() {
 
     // A rebuild from the topic brings the company back.
     let shutdown = CancellationToken::new();
-    let summary = rebuild::rebuild(&p.worker, &p.pool, &RebuildArgs { grace_seconds: 0, no_swap: false }, &shutdown).await.unwrap();
+    let summary = rebuild::rebuild(&p.worker, &p.pool, &RebuildArgs { grace_seconds: 0, no_swap: false, settle_seconds: 0 }, &shutdown)
+        .await
+        .unwrap();
     assert!(summary.swapped);
     let report = p.settled(&[lost, kept]).await;
     assert!(report.watermarks.contains(&(lost, 3)), "{report:?}");

@@ -2,7 +2,9 @@
 //! [`REBUILD_SUFFIX`]) while query-api keeps reading the live ones; the new version is checked and, only if it has
 //! folded every company at least as far as the live version had (so it cannot lose a company or an event the live one
 //! has) and is exact against Postgres, swapped in by one multi-table `RENAME`. The old version is dropped after a
-//! grace period.
+//! grace period. What is renamed in is a copy made with the live tables' settings (`*__swap`), given the rebuilt
+//! parts by hard links: the rebuild's own tables have settings that spare ClickHouse's memory while they are written
+//! and that a live table must not keep.
 //!
 //! The live worker goes on folding into the live tables meanwhile. Events it writes between the rebuild's last read
 //! and the swap are read once more by the rebuild right after the swap and written into the (now live) new tables:
@@ -44,6 +46,29 @@ const REBUILD_PREFETCH_KBYTES_MAX: u32 = 16_384;
 const REBUILD_PREFETCH_MESSAGES_MIN: u32 = 20_000;
 /// Decoded batches queued ahead of the one being written; each holds at most a batch's memory.
 const REBUILD_BATCHES_AHEAD_MAX: usize = 1;
+/// Suffix of the tables that are swapped in: created with the live tables' DDL and settings, and given the rebuilt
+/// tables' parts (hard links, no copy) once those are checked.
+const SWAP_SUFFIX: &str = "__swap";
+/// Seconds a part that a merge has replaced is kept in the rebuild's own tables (`old_parts_lifetime`; 120 s for the
+/// live tables, see compose/clickhouse-config.xml). A rebuild writes parts fast and merges replace them as fast: on
+/// `large` (29 Nov), with 120 s, 6,600 replaced parts were waiting at the end of the fold, about 19 KiB of
+/// ClickHouse's resident memory each, and the server peaked at 292–321 MiB; with 10 s, at 215–256 MiB (and with
+/// [`REBUILD_VERTICAL_MERGE_ROWS_MIN`] too, at 204–223 MiB).
+/// Replaced parts are kept so that a merged part lost with the page cache in a power cut can be restored from them.
+/// The rebuild's tables need none of that until they are swapped in, which is what [`REBUILD_PARTS_SETTLE_S`] is for:
+/// a power cut during the rebuild fails it, and a new run starts over.
+const REBUILD_OLD_PARTS_LIFETIME_S: u64 = 10;
+/// Fewest rows a merge of the rebuild's tables must have to merge column by column (`vertical_merge_algorithm_min_rows_to_activate`,
+/// 131,072 for the live tables). A merge that takes all columns at once holds a 1 MiB read buffer for every column of
+/// every part, however small the part: a rebuild's merges of six small parts were seen holding 72 MiB (`invoices`, 1 MB
+/// of data) and 111 MiB (`ledger_lines`, 3 MB), and such merges put ClickHouse at 256 MiB (29 Nov). Column by
+/// column, only the sort key's columns are read together: the same merges held 13–25 MiB.
+const REBUILD_VERTICAL_MERGE_ROWS_MIN: u64 = 1;
+/// Default of `--settle-seconds`: how old the newest part of the rebuild's tables must be before their parts are given
+/// to the tables that are swapped in. The parts attached are then ones the kernel has written to disk (it writes
+/// dirty pages back within `vm.dirty_expire_centisecs`, 30 s), so the short lifetime above does not leave the live
+/// tables with a part that a power cut could lose. On `large` the reconciliation before it takes longer than this.
+const REBUILD_PARTS_SETTLE_S: u64 = 60;
 
 /// Settings of one rebuild.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +79,10 @@ pub struct RebuildArgs {
     /// Fold and reconcile the new version, but do not swap it in (it is left as `*__rebuild`).
     #[arg(long, default_value_t = false)]
     pub no_swap: bool,
+    /// How old, in seconds, the newest rebuilt part must be before the rebuilt tables are swapped in, so that the
+    /// kernel has written them to disk (0 for tests, which do not survive power cuts anyway).
+    #[arg(long, default_value_t = REBUILD_PARTS_SETTLE_S)]
+    pub settle_seconds: u64,
 }
 
 /// What a rebuild did.
@@ -192,6 +221,32 @@ pub fn behind_live(live: &[WatermarkRow], rebuilt: &[WatermarkRow]) -> Vec<(Uuid
         .collect()
 }
 
+/// Waits until the newest part of the rebuild's tables is `settle_s` old. Merges that finish meanwhile write newer
+/// parts, so the age is asked again after each wait; merges of tables nobody writes to end soon.
+async fn settle(ch: &clickhouse::Client, settle_s: u64, shutdown: &CancellationToken) -> Result<()> {
+    let tables: Vec<String> = AGGREGATE_TABLES.iter().map(|t| format!("{t}{REBUILD_SUFFIX}")).collect();
+    loop {
+        // No parts at all reads as the epoch: old enough.
+        let age_s: i64 = ch
+            .query(
+                "SELECT toInt64(now()) - toInt64(max(modification_time)) FROM system.parts
+                 WHERE database = currentDatabase() AND has(?, table) AND active",
+            )
+            .bind(&tables)
+            .fetch_one()
+            .await?;
+        let wait_s = i64::try_from(settle_s).unwrap_or(i64::MAX).saturating_sub(age_s);
+        if wait_s <= 0 {
+            return Ok(());
+        }
+        tracing::info!(wait_s, "waiting for the rebuilt parts to reach the disk");
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(Error::Interrupted),
+            () = tokio::time::sleep(Duration::from_secs(wait_s.unsigned_abs())) => {}
+        }
+    }
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -236,8 +291,18 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
     // A rebuild always starts over: whatever an interrupted one left behind is dropped first.
     for t in AGGREGATE_TABLES {
         ch.query(&format!("DROP TABLE IF EXISTS {t}{REBUILD_SUFFIX}")).execute().await?;
+        ch.query(&format!("DROP TABLE IF EXISTS {t}{SWAP_SUFFIX}")).execute().await?;
     }
-    sink::migrate(&server, db, REBUILD_SUFFIX).await?;
+    sink::migrate_with(
+        &server,
+        db,
+        REBUILD_SUFFIX,
+        &[
+            ("old_parts_lifetime", REBUILD_OLD_PARTS_LIFETIME_S),
+            ("vertical_merge_algorithm_min_rows_to_activate", REBUILD_VERTICAL_MERGE_ROWS_MIN),
+        ],
+    )
+    .await?;
 
     let mut folder = Folder::new(config, ch.clone(), REBUILD_SUFFIX);
     folder.skips = sink::load_skips(&ch, &config.voucher_topic).await?;
@@ -300,13 +365,33 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
         return Ok(summary);
     }
 
+    // The rebuilt tables keep replaced parts only briefly (`REBUILD_OLD_PARTS_LIFETIME_S`), a setting a table keeps
+    // for life (18.16 cannot alter it). So their parts, once on disk, go to tables created with the live settings, and
+    // those are swapped in.
+    settle(&ch, args.settle_seconds, shutdown).await?;
+    sink::migrate(&server, db, SWAP_SUFFIX).await?;
+    for t in AGGREGATE_TABLES {
+        let partitions: Vec<String> = ch
+            .query("SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active")
+            .bind(format!("{t}{REBUILD_SUFFIX}"))
+            .fetch_all()
+            .await?;
+        for p in partitions {
+            // Attaching a partition FROM another table hard-links its active parts: the rows are the reconciled ones,
+            // not copied, and the rebuilt table's later merges do not touch them.
+            ch.query(&format!("ALTER TABLE {t}{SWAP_SUFFIX} ATTACH PARTITION ID '{p}' FROM {t}{REBUILD_SUFFIX}")).execute().await?;
+        }
+    }
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let renames: Vec<String> =
-        AGGREGATE_TABLES.iter().flat_map(|t| [format!("{t} TO {t}__old_{stamp}"), format!("{t}{REBUILD_SUFFIX} TO {t}")]).collect();
+        AGGREGATE_TABLES.iter().flat_map(|t| [format!("{t} TO {t}__old_{stamp}"), format!("{t}{SWAP_SUFFIX} TO {t}")]).collect();
     // One statement: ClickHouse renames all the tables together, so readers see either the old set or the new one.
     ch.query(&format!("RENAME TABLE {}", renames.join(", "))).execute().await?;
     summary.swapped = true;
     tracing::info!("swapped the rebuilt tables in");
+    for t in AGGREGATE_TABLES {
+        ch.query(&format!("DROP TABLE IF EXISTS {t}{REBUILD_SUFFIX}")).execute().await?;
+    }
     // Every company's reports now read the new tables, which may hold corrected sums under the same watermarks. A
     // failure here is logged, not returned: the swap is done, and answers query-api holds expire by age anyway
     // (`ANSWER_AGE_MAX_MS` there).

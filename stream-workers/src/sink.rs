@@ -65,12 +65,21 @@ pub const INSERT_BLOCK_ROWS_MAX: u64 = 1_048_576;
 /// # Errors
 /// ClickHouse errors.
 pub async fn migrate(server: &Client, database: &str, suffix: &str) -> Result<()> {
+    migrate_with(server, database, suffix, &[]).await
+}
+
+/// [`migrate`], creating the versioned tables with these merge-tree settings beyond their DDL's own (the rebuild's
+/// own version, see `crate::rebuild`). Tables that exist already keep what they were created with.
+///
+/// # Errors
+/// ClickHouse errors.
+pub async fn migrate_with(server: &Client, database: &str, suffix: &str, settings: &[(&str, u64)]) -> Result<()> {
     server.query(&format!("CREATE DATABASE IF NOT EXISTS `{database}`")).execute().await?;
     let db = server.clone().with_database(database);
     if suffix.is_empty() {
         retire_legacy_layout(&db).await?;
     }
-    for stmt in DDL.iter().flat_map(|file| statements(file, suffix)) {
+    for stmt in DDL.iter().flat_map(|file| statements(file, suffix, settings)) {
         db.query(&stmt).execute().await?;
     }
     for (table, column, ty) in ADDED_COLUMNS {
@@ -120,10 +129,27 @@ async fn retire_legacy_layout(db: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Splits the DDL file into statements, dropping `--` comment lines and naming the aggregate tables' version.
-fn statements(sql: &str, suffix: &str) -> Vec<String> {
+/// Splits the DDL file into statements, dropping `--` comment lines, naming the aggregate tables' version and adding
+/// `settings` to the versioned tables' `SETTINGS` clause (the bookkeeping tables are created as written). Every
+/// versioned table is a MergeTree whose `SETTINGS` clause, if it has one, ends its statement.
+fn statements(sql: &str, suffix: &str, settings: &[(&str, u64)]) -> Vec<String> {
     let body: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-    body.split(';').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.replace("{v}", suffix)).collect()
+    let extra = settings.iter().map(|(name, value)| format!("{name} = {value}")).collect::<Vec<_>>().join(", ");
+    body.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let versioned = s.contains("{v}");
+            let s = s.replace("{v}", suffix);
+            if !versioned || extra.is_empty() {
+                s
+            } else if let Some(at) = s.rfind("SETTINGS ") {
+                format!("{}{extra}, {}", &s[..at + "SETTINGS ".len()], &s[at + "SETTINGS ".len()..])
+            } else {
+                format!("{s}\nSETTINGS {extra}")
+            }
+        })
+        .collect()
 }
 
 /// The client the fold writes with: settings that make "the INSERT returned" mean "the rows are durable and
@@ -402,11 +428,30 @@ pub async fn note_changes(client: &Client, companies: &[Uuid]) -> Result<()> {
 mod tests {
     #[test]
     fn ddl_splits_into_create_statements_with_the_version_suffix() {
-        let s = super::statements(super::DDL[0], "__rebuild");
+        let s = super::statements(super::DDL[0], "__rebuild", &[]);
         assert_eq!(s.len(), 6);
         assert!(s.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
         assert!(s[0].contains("ledger_lines__rebuild"));
         assert!(s[4].contains("dead_letters ("), "bookkeeping tables are not versioned");
+        assert!(s.iter().all(|s| !s.contains("old_parts_lifetime")));
+    }
+
+    /// Extra settings go into a versioned table's own `SETTINGS` clause, or make one; bookkeeping tables are left as
+    /// written.
+    #[test]
+    fn extra_settings_go_to_the_versioned_tables_only() {
+        let all: Vec<String> =
+            super::DDL.iter().flat_map(|f| super::statements(f, "__r", &[("old_parts_lifetime", 10), ("a", 2)])).collect();
+        let ledger = all.iter().find(|s| s.contains("ledger_lines__r (")).unwrap();
+        assert!(ledger.ends_with("SETTINGS old_parts_lifetime = 10, a = 2, index_granularity = 1024"), "{ledger}");
+        let accounts = all.iter().find(|s| s.contains("accounts__r (")).unwrap();
+        assert!(accounts.ends_with("\nSETTINGS old_parts_lifetime = 10, a = 2"), "{accounts}");
+        assert_eq!(accounts.matches("SETTINGS").count(), 1);
+        let versioned = all.iter().filter(|s| s.contains("__r (")).count();
+        assert_eq!(versioned, super::AGGREGATE_TABLES.len());
+        assert_eq!(all.iter().filter(|s| s.contains("old_parts_lifetime = 10")).count(), versioned);
+        let skips = all.iter().find(|s| s.contains("fold_skips (")).unwrap();
+        assert!(!skips.contains("old_parts_lifetime"), "{skips}");
     }
 
     /// Every versioned table of the DDL is one that a rebuild swaps, and the other way round.
@@ -414,7 +459,7 @@ mod tests {
     fn the_rebuild_swaps_exactly_the_versioned_tables() {
         let mut versioned: Vec<String> = super::DDL
             .iter()
-            .flat_map(|f| super::statements(f, "__v"))
+            .flat_map(|f| super::statements(f, "__v", &[]))
             .filter_map(|s| s.split_whitespace().nth(5).and_then(|t| t.split_once("__v")).map(|(t, _)| t.to_owned()))
             .collect();
         versioned.sort();
@@ -430,8 +475,11 @@ mod tests {
         use super::*;
         let columns = |table: &str| -> Vec<String> {
             let head = format!("CREATE TABLE IF NOT EXISTS {table} (");
-            let stmt =
-                DDL.iter().flat_map(|f| statements(f, "")).find(|s| s.starts_with(&head)).unwrap_or_else(|| panic!("no table {table}"));
+            let stmt = DDL
+                .iter()
+                .flat_map(|f| statements(f, "", &[]))
+                .find(|s| s.starts_with(&head))
+                .unwrap_or_else(|| panic!("no table {table}"));
             let body = &stmt[head.len()..stmt.find(") ENGINE").unwrap()];
             body.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
         };

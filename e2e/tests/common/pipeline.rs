@@ -176,6 +176,16 @@ impl Pipeline {
             .expect("tables")
     }
 
+    /// The names of this pipeline's tables whose engine (with its settings) mentions `fragment`.
+    pub async fn tables_with_setting(&self, fragment: &str) -> Vec<String> {
+        self.ch()
+            .query("SELECT name FROM system.tables WHERE database = currentDatabase() AND position(engine_full, ?) > 0 ORDER BY name")
+            .bind(fragment)
+            .fetch_all()
+            .await
+            .expect("tables")
+    }
+
     /// The `stream-workers` binary with this pipeline's settings in its environment, ready for its arguments.
     pub fn worker_command(&self) -> Command {
         let mut c = Command::new(worker_bin());
