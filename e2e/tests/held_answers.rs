@@ -85,6 +85,17 @@ async fn in_trial_balance(token: &str, when: &str, code: &str, what: &str, done:
     .await;
 }
 
+/// query-api's counters of held answers, refreshes and failed polls, as `/metrics` shows them.
+async fn answer_counters() -> String {
+    let url = format!("{}/metrics", stack().query_metrics_url);
+    let text = match common::http().get(url).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return format!("(no metrics: {e})"),
+    };
+    let names = [kerp_query::answers::ANSWERS_METRIC, kerp_query::answers::REFRESHES_METRIC, kerp_query::answers::POLL_ERRORS_METRIC];
+    text.lines().filter(|l| names.iter().any(|n| l.starts_with(n))).collect::<Vec<_>>().join("\n")
+}
+
 fn total(ledger: &Value) -> u64 {
     ledger["pagination"]["total"].as_u64().unwrap_or(0)
 }
@@ -114,7 +125,14 @@ async fn a_held_ledger_is_let_go_when_a_voucher_a_rename_or_a_rebuild_changes_th
     let (after, refreshed) = ledger(&c.token, false).await;
     assert_eq!(total(&after), 2, "the ledger still showed a held answer {LET_GO_WITHIN:?} after the second voucher: {after}");
     assert_eq!(after["data"]["closing_balance"], 3_000);
-    assert!(refreshed, "the page let go by the voucher was not read again before it was asked for");
+    if !refreshed {
+        // CI saw this fail once (29 Nov) and it did not fail again in 24 runs here: the counters say which step did
+        // not happen (no refresh, a refresh that failed or was skipped, or a page let go again after it).
+        panic!(
+            "the page let go by the voucher was not read again before it was asked for; query-api's counters:\n{}",
+            answer_counters().await
+        );
+    }
     assert_eq!(ledger(&c.token, true).await.0, after, "and a fresh read agrees");
 
     // Postings the page was not read from move the watermark too, but leave the page held: one to other accounts
