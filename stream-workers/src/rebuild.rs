@@ -365,9 +365,9 @@ pub async fn rebuild(config: &Config, pg: &PgPool, args: &RebuildArgs, shutdown:
         return Ok(summary);
     }
 
-    // The rebuilt tables keep replaced parts only briefly (`REBUILD_OLD_PARTS_LIFETIME_S`), a setting a table keeps
-    // for life (18.16 cannot alter it). So their parts, once on disk, go to tables created with the live settings, and
-    // those are swapped in.
+    // The rebuilt tables keep replaced parts only briefly and merge column by column (`REBUILD_OLD_PARTS_LIFETIME_S`,
+    // `REBUILD_VERTICAL_MERGE_ROWS_MIN`), settings a table keeps for life (18.16 cannot alter them). So their parts,
+    // once on disk, go to tables created with the live settings, and those are swapped in.
     settle(&ch, args.settle_seconds, shutdown).await?;
     sink::migrate(&server, db, SWAP_SUFFIX).await?;
     for t in AGGREGATE_TABLES {

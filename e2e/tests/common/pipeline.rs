@@ -168,18 +168,20 @@ impl Pipeline {
 
     /// The names of this pipeline's tables that contain `fragment` (such as `__old_`, `__rebuild`).
     pub async fn tables_containing(&self, fragment: &str) -> Vec<String> {
-        self.ch()
-            .query("SELECT name FROM system.tables WHERE database = currentDatabase() AND position(name, ?) > 0 ORDER BY name")
-            .bind(fragment)
-            .fetch_all()
-            .await
-            .expect("tables")
+        self.tables_where("name", fragment).await
     }
 
     /// The names of this pipeline's tables whose engine (with its settings) mentions `fragment`.
     pub async fn tables_with_setting(&self, fragment: &str) -> Vec<String> {
+        self.tables_where("engine_full", fragment).await
+    }
+
+    /// The names of this pipeline's tables whose `column` of `system.tables` contains `fragment`.
+    async fn tables_where(&self, column: &str, fragment: &str) -> Vec<String> {
         self.ch()
-            .query("SELECT name FROM system.tables WHERE database = currentDatabase() AND position(engine_full, ?) > 0 ORDER BY name")
+            .query(&format!(
+                "SELECT name FROM system.tables WHERE database = currentDatabase() AND position({column}, ?) > 0 ORDER BY name"
+            ))
             .bind(fragment)
             .fetch_all()
             .await
